@@ -1,0 +1,329 @@
+"""The ASGI 1.0 channel-layer API, written once for every layer.
+
+:class:`BaseChannelLayer` owns the *rules*: name and message validation, the
+msgpack codec, the size limit, capacities (``capacity`` and glob/regex
+``channel_capacity``), expiry deadlines computed from an injectable clock,
+group membership expiry, fair rotation over several channels, and the error
+types. A concrete layer implements only *storage*: a handful of ``_hooks``
+that push encoded bytes into a queue, pop them, block, and keep group and
+statistics records. That way no layer re-implements (and subtly changes) the
+semantics, and one property-test state machine checks them all.
+
+Storage hooks receive validated queue names: a process-specific channel
+``"a!x"`` is stored in queue ``"a!"`` together with its full name, so
+``receive(["a!"])`` returns ``("a!x", message)`` and the channel counts
+toward the capacity of ``"a!"``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import re
+import secrets
+import string
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from . import codec
+from .names import (
+    check_group_name,
+    check_new_channel_pattern,
+    queue_for_receive,
+    queue_for_send,
+)
+
+__all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock"]
+
+Clock = Callable[[], float]
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
+class ChannelFull(Exception):
+    """The channel is at capacity; the message was not queued.
+
+    Raised by ``send`` so that a producer can apply back-pressure (an
+    interface server answers 503). ``send_group`` never raises it: full
+    members are skipped.
+    """
+
+
+class MessageTooLarge(ValueError):
+    """The encoded message is above the layer's ``max_message_size``."""
+
+
+CapacitySpec = Mapping["str | re.Pattern[str]", int] | Iterable[tuple["str | re.Pattern[str]", int]]
+
+
+def _compile_capacities(spec: CapacitySpec | None) -> list[tuple[re.Pattern[str], int]]:
+    """Turn ``{"http.request": 200, "http.response!*": 10, re.compile(...): 5}``
+    into ``[(regex, capacity)]``; string keys are globs, first match wins."""
+    if spec is None:
+        return []
+    items = spec.items() if isinstance(spec, Mapping) else spec
+    compiled = []
+    for pattern, capacity in items:
+        if isinstance(pattern, re.Pattern):
+            regex = pattern
+        elif isinstance(pattern, str):
+            regex = re.compile(fnmatch.translate(pattern))
+        else:
+            raise TypeError(
+                f"channel_capacity keys must be glob strings or compiled regexes, "
+                f"not {type(pattern).__name__} ({pattern!r})"
+            )
+        _check_positive_int("channel_capacity[%r]" % (pattern,), capacity)
+        compiled.append((regex, capacity))
+    return compiled
+
+
+def _check_positive_int(what: str, value: Any) -> None:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{what} must be a positive int, not {value!r}")
+
+
+def _check_positive_number(what: str, value: Any) -> None:
+    if type(value) not in (int, float) or not value > 0:
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+
+
+class BaseChannelLayer:
+    """Shared behaviour of all chanlite channel layers (ASGI 1.0 API).
+
+    Parameters:
+        expiry: seconds a queued message stays deliverable; after that it is
+            never delivered.
+        group_expiry: seconds a group membership lasts after its last
+            ``group_add``.
+        capacity: default maximum number of queued messages per channel
+            (per ``a!`` prefix for process-specific channels).
+        channel_capacity: ``{glob_or_regex: capacity}`` overriding
+            ``capacity`` for matching channel names; first match wins.
+        max_message_size: maximum encoded message size in bytes.
+        clock: a callable returning seconds as a float; used for expiry and
+            group expiry so tests can drive time with a fake clock.
+    """
+
+    extensions = ["groups", "flush", "statistics"]
+    ChannelFull = ChannelFull
+    MessageTooLarge = MessageTooLarge
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: CapacitySpec | None = None,
+        max_message_size: int = 1024 * 1024,
+        clock: Clock | None = None,
+    ) -> None:
+        _check_positive_number("expiry", expiry)
+        _check_positive_number("group_expiry", group_expiry)
+        _check_positive_int("capacity", capacity)
+        _check_positive_int("max_message_size", max_message_size)
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.capacity = capacity
+        self.channel_capacity = _compile_capacities(channel_capacity)
+        self.max_message_size = max_message_size
+        self.clock: Clock = clock or time.time
+        self._capacity_cache: dict[str, int] = {}
+        self._rotation = itertools.count()
+
+    # ------------------------------------------------------------------ rules
+
+    def capacity_for(self, queue: str) -> int:
+        """The capacity of a queue (a channel name, or an ``a!`` prefix)."""
+        try:
+            return self._capacity_cache[queue]
+        except KeyError:
+            pass
+        capacity = self.capacity
+        for regex, value in self.channel_capacity:
+            if regex.fullmatch(queue):
+                capacity = value
+                break
+        if len(self._capacity_cache) > 10000:
+            self._capacity_cache.clear()
+        self._capacity_cache[queue] = capacity
+        return capacity
+
+    def encode(self, message: dict) -> bytes:
+        """Validate and encode ``message``; raise ``MessageTooLarge`` if too big."""
+        data = codec.encode(message)
+        if len(data) > self.max_message_size:
+            raise self.MessageTooLarge(
+                f"message is {len(data)} bytes encoded, above max_message_size="
+                f"{self.max_message_size}; send large payloads in chunks or raise "
+                "max_message_size in the layer CONFIG"
+            )
+        return data
+
+    decode = staticmethod(codec.decode)
+
+    def _receive_queues(self, channels: Sequence[str]) -> list[str]:
+        """Validate ``channels`` and rotate them so that no channel starves."""
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+            raise TypeError(
+                f"receive() takes a list of channel names, not {type(channels).__name__} "
+                f"({channels!r:.60})"
+            )
+        if len(channels) == 1:
+            return [queue_for_receive(channels[0])]
+        if not channels:
+            raise TypeError("receive() needs at least one channel name")
+        queues = list(dict.fromkeys(queue_for_receive(name) for name in channels))
+        shift = next(self._rotation) % len(queues)
+        return queues[shift:] + queues[:shift]
+
+    @staticmethod
+    def _check_timeout(block: bool, timeout: float | None) -> None:
+        if timeout is not None and (type(timeout) not in (int, float) or timeout < 0):
+            raise ValueError(f"timeout must be None or seconds >= 0, not {timeout!r}")
+
+    # ------------------------------------------------------------ public API
+
+    def send(self, channel: str, message: dict) -> None:
+        """Queue ``message`` on ``channel``.
+
+        Raises ``ChannelFull`` when the channel holds ``capacity`` unexpired
+        messages and ``MessageTooLarge`` above ``max_message_size``.
+        """
+        queue = queue_for_send(channel)
+        data = self.encode(message)
+        capacity = self.capacity_for(queue)
+        if not self._push(queue, channel, data, self.clock() + self.expiry, capacity):
+            raise self.ChannelFull(
+                f"channel {channel!r} is full ({capacity} messages queued); consumers "
+                "are not keeping up. Raise 'capacity' or 'channel_capacity' in the "
+                "layer CONFIG, or add workers"
+            )
+
+    def receive(
+        self, channels: Sequence[str], block: bool = False, timeout: float | None = None
+    ) -> tuple[str, dict] | tuple[None, None]:
+        """Return ``(channel, message)`` from one of ``channels``, or ``(None, None)``.
+
+        With ``block=True`` wait (without polling) until a message arrives
+        or ``timeout`` seconds pass (``None``: wait forever). A prefix such as
+        ``"a!"`` receives every ``"a!..."`` channel and returns the full name.
+        """
+        queues = self._receive_queues(channels)
+        self._check_timeout(block, timeout)
+        got = self._receive(queues, bool(block), timeout)
+        if got is None:
+            return None, None
+        return got[0], codec.decode(got[1])
+
+    def new_channel(self, pattern: str) -> str:
+        """Return a fresh, unique channel name for ``"name?"`` or ``"name!"``."""
+        check_new_channel_pattern(pattern)
+        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+        name = pattern + token
+        queue_for_send(name)  # the result must be a valid name (length)
+        return name
+
+    # groups extension
+
+    def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (or refresh its membership)."""
+        check_group_name(group)
+        queue_for_send(channel)
+        self._group_add(group, channel, self.clock())
+
+    def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; not an error if absent."""
+        check_group_name(group)
+        queue_for_send(channel)
+        self._group_discard(group, channel)
+
+    def group_channels(self, group: str) -> list[str]:
+        """The unexpired members of ``group``, in the order they joined."""
+        check_group_name(group)
+        return self._group_members(group, self.clock() - self.group_expiry)
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send ``message`` to every member; full members are skipped."""
+        check_group_name(group)
+        data = self.encode(message)
+        now = self.clock()
+        members = self._group_members(group, now - self.group_expiry)
+        if members:
+            self._push_many(members, data, now + self.expiry)
+
+    # flush extension
+
+    def flush(self) -> None:
+        """Remove every message, group and statistic of this layer."""
+        self._flush()
+
+    # statistics extension
+
+    def global_statistics(self) -> dict[str, int]:
+        """``{"messages_pending": queued messages, "channel_full_count": refusals}``."""
+        pending, full = self._global_stats(self.clock())
+        return {"messages_pending": pending, "channel_full_count": full}
+
+    def channel_statistics(self, channel: str) -> dict[str, float | int]:
+        """Queue figures for ``channel`` (a name, or an ``a!`` prefix).
+
+        ``messages_pending`` unexpired messages queued, ``capacity``,
+        ``channel_full_count`` sends refused as full since the last flush, and
+        ``messages_max_age`` seconds the oldest pending message has waited.
+        """
+        queue = queue_for_receive(channel)
+        now = self.clock()
+        pending, oldest_expires, full = self._queue_stats(queue, now)
+        age = 0.0 if oldest_expires is None else max(0.0, now - (oldest_expires - self.expiry))
+        return {
+            "messages_pending": pending,
+            "capacity": self.capacity_for(queue),
+            "channel_full_count": full,
+            "messages_max_age": age,
+        }
+
+    # --------------------------------------------------- storage (subclasses)
+
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+        """Append ``(channel, data)`` to ``queue`` unless it holds ``capacity``
+        unexpired messages; on refusal count it for statistics and return False."""
+        raise NotImplementedError
+
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+        """Group delivery: push ``data`` to each channel, skipping full ones."""
+        for channel in channels:
+            queue = queue_for_send(channel)
+            self._push(queue, channel, data, expires, self.capacity_for(queue))
+
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        """Pop the oldest unexpired message of the first non-empty queue in
+        order (dropping expired ones), blocking as asked."""
+        raise NotImplementedError
+
+    def _group_add(self, group: str, channel: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _group_discard(self, group: str, channel: str) -> None:
+        raise NotImplementedError
+
+    def _group_members(self, group: str, added_after: float) -> list[str]:
+        """Members added after ``added_after``; older ones are expired (drop them)."""
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _queue_stats(self, queue: str, now: float) -> tuple[int, float | None, int]:
+        """``(pending, expiry time of the oldest pending or None, full count)``."""
+        raise NotImplementedError
+
+    def _global_stats(self, now: float) -> tuple[int, int]:
+        """``(pending messages in all queues, full count in all queues)``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} expiry={self.expiry} capacity={self.capacity}>"

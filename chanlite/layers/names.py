@@ -1,0 +1,111 @@
+"""Channel and group name rules, shared by every layer.
+
+ASGI 1.0 names are ASCII letters, digits, ``.``, ``_`` and ``-``, shorter than
+100 characters, with at most one ``?`` (single-reader channel) or ``!``
+(process-specific channel) part. A process-specific channel ``a!x`` lives in
+the queue ``a!``: senders name the full channel, receivers name the prefix.
+Parsing results are cached because the same few names recur on every call.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "queue_for_send",
+    "queue_for_receive",
+    "check_group_name",
+    "check_new_channel_pattern",
+]
+
+MAX_NAME_LENGTH = 100
+_BODY = r"[A-Za-z0-9._-]+"
+_SEND = re.compile(rf"({_BODY})(?:([?!]){_BODY})?")
+_RECEIVE = re.compile(rf"{_BODY}(?:\?{_BODY}|!)?")
+_GROUP = re.compile(_BODY)
+_RULE = (
+    "names are str, shorter than 100 characters, made of ASCII letters, digits, "
+    "'.', '_' and '-', with at most one '?' or '!' part"
+)
+
+
+def _check_str(name: object, what: str) -> str:
+    if type(name) is not str:
+        raise TypeError(f"{what} name must be a str, not {type(name).__name__} ({name!r:.60})")
+    if len(name) >= MAX_NAME_LENGTH:
+        raise TypeError(f"{what} name {name[:40]!r}... is {len(name)} characters; {_RULE}")
+    return name
+
+
+@lru_cache(maxsize=8192)
+def _queue_for_send(name: str) -> str:
+    match = _SEND.fullmatch(name)
+    if match is None:
+        if name.endswith(("!", "?")):
+            raise TypeError(
+                f"cannot send to {name!r}: a name ending in '!' or '?' is a pattern; "
+                f"get a real channel name from layer.new_channel({name!r})"
+            )
+        raise TypeError(f"invalid channel name {name!r}: {_RULE}")
+    if match.group(2) == "!":
+        return match.group(1) + "!"
+    return name
+
+
+def queue_for_send(name: object) -> str:
+    """Validate a name for ``send``/``group_add`` and return the queue holding it.
+
+    ``"a!x"`` is queued in ``"a!"``; every other name is its own queue.
+    """
+    if type(name) is str and len(name) < MAX_NAME_LENGTH:
+        return _queue_for_send(name)
+    _check_str(name, "channel")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@lru_cache(maxsize=8192)
+def _queue_for_receive(name: str) -> str:
+    if _RECEIVE.fullmatch(name) is None:
+        if "!" in name and _SEND.fullmatch(name) is not None:
+            prefix = name.split("!", 1)[0] + "!"
+            raise TypeError(
+                f"cannot receive from {name!r}: process-specific channels are "
+                f"received through their prefix, receive([{prefix!r}])"
+            )
+        raise TypeError(f"invalid channel name {name!r} for receive: {_RULE}")
+    return name
+
+
+def queue_for_receive(name: object) -> str:
+    """Validate a name passed to ``receive`` (a channel or an ``a!`` prefix)."""
+    if type(name) is str and len(name) < MAX_NAME_LENGTH:
+        return _queue_for_receive(name)
+    _check_str(name, "channel")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_group_name(name: object) -> str:
+    """Validate a group name (no ``?`` or ``!`` part)."""
+    _check_str(name, "group")
+    if _GROUP.fullmatch(name) is None:  # type: ignore[arg-type]
+        raise TypeError(
+            f"invalid group name {name!r}: group names are shorter than 100 characters "
+            "and made of ASCII letters, digits, '.', '_' and '-'"
+        )
+    return name  # type: ignore[return-value]
+
+
+def check_new_channel_pattern(pattern: object) -> str:
+    """Validate the argument of ``new_channel`` (``"name?"`` or ``"name!"``)."""
+    _check_str(pattern, "channel")
+    if not (
+        isinstance(pattern, str)
+        and pattern[-1:] in ("?", "!")
+        and _GROUP.fullmatch(pattern[:-1]) is not None
+    ):
+        raise TypeError(
+            f"new_channel() takes a pattern like 'name?' or 'name!', not {pattern!r}"
+        )
+    return pattern
