@@ -121,7 +121,9 @@ def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer:
         pass
     with _lock:
         if alias not in _layers:
-            _layers[alias] = build_layer(alias)
+            layer = build_layer(alias)
+            layer.alias = alias  # lets servers and workers find the alias's ROUTING
+            _layers[alias] = layer
         return _layers[alias]
 
 
@@ -130,6 +132,7 @@ def set_channel_layer(alias: str, layer: BaseChannelLayer | None) -> BaseChannel
     with _lock:
         previous = _layers.pop(alias, None)
         if layer is not None:
+            layer.alias = alias
             _layers[alias] = layer
         return previous
 

@@ -105,6 +105,8 @@ class BaseChannelLayer:
     """
 
     extensions = ["groups", "flush", "statistics"]
+    #: The CHANNEL_LAYERS alias this layer was built for (set by the registry).
+    alias: str | None = None
     ChannelFull = ChannelFull
     MessageTooLarge = MessageTooLarge
 
