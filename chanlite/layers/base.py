@@ -23,7 +23,8 @@ import re
 import secrets
 import string
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from . import codec
 from .names import (
@@ -36,6 +37,8 @@ from .names import (
 __all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock"]
 
 Clock = Callable[[], float]
+_encode = codec.encode
+_decode = codec.decode
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -72,7 +75,7 @@ def _compile_capacities(spec: CapacitySpec | None) -> list[tuple[re.Pattern[str]
                 f"channel_capacity keys must be glob strings or compiled regexes, "
                 f"not {type(pattern).__name__} ({pattern!r})"
             )
-        _check_positive_int("channel_capacity[%r]" % (pattern,), capacity)
+        _check_positive_int(f"channel_capacity[{pattern!r}]", capacity)
         compiled.append((regex, capacity))
     return compiled
 
@@ -154,7 +157,7 @@ class BaseChannelLayer:
 
     def encode(self, message: dict) -> bytes:
         """Validate and encode ``message``; raise ``MessageTooLarge`` if too big."""
-        data = codec.encode(message)
+        data = _encode(message)
         if len(data) > self.max_message_size:
             raise self.MessageTooLarge(
                 f"message is {len(data)} bytes encoded, above max_message_size="
@@ -195,7 +198,8 @@ class BaseChannelLayer:
         """
         queue = queue_for_send(channel)
         data = self.encode(message)
-        capacity = self.capacity_for(queue)
+        # (the cache lookup inlined: send is the hottest path of every layer)
+        capacity = self._capacity_cache.get(queue) or self.capacity_for(queue)
         if not self._push(queue, channel, data, self.clock() + self.expiry, capacity):
             raise self.ChannelFull(
                 f"channel {channel!r} is full ({capacity} messages queued); consumers "
@@ -212,12 +216,16 @@ class BaseChannelLayer:
         or ``timeout`` seconds pass (``None``: wait forever). A prefix such as
         ``"a!"`` receives every ``"a!..."`` channel and returns the full name.
         """
-        queues = self._receive_queues(channels)
-        self._check_timeout(block, timeout)
+        if type(channels) is list and len(channels) == 1:  # fast path, same checks
+            queues = [queue_for_receive(channels[0])]
+        else:
+            queues = self._receive_queues(channels)
+        if timeout is not None:
+            self._check_timeout(block, timeout)
         got = self._receive(queues, bool(block), timeout)
         if got is None:
             return None, None
-        return got[0], codec.decode(got[1])
+        return got[0], _decode(got[1])
 
     def new_channel(self, pattern: str) -> str:
         """Return a fresh, unique channel name for ``"name?"`` or ``"name!"``."""

@@ -9,18 +9,22 @@ sender's stack frame with the path of the offending key.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, NoReturn
 
 import msgpack
 
 __all__ = ["encode", "decode", "check_message"]
 
+#: Leaf types: exact types only, so subclasses (IntEnum, str subclasses with
+#: custom behaviour) are refused rather than silently flattened.
 _SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_local = threading.local()
 
 
-def _fail(path: str, value: Any, why: str) -> None:
+def _fail(path: str, value: Any, why: str) -> NoReturn:
     raise TypeError(
         f"message key {path!r} holds {type(value).__name__} {value!r:.60}: {why}. "
         "Messages may contain only str, bytes, int, float, bool, None, "
@@ -28,9 +32,13 @@ def _fail(path: str, value: Any, why: str) -> None:
     )
 
 
-def _check_int(path: str, value: int) -> None:
-    if not _INT_MIN <= value <= _INT_MAX:
-        _fail(path, value, "integer does not fit in 64 bits")
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# The walk below is on every send, so it stays lean: no path strings are
+# built unless a container is entered, and integer range is left to msgpack
+# (it refuses exactly what does not fit in 64 bits; see ``_find_big_int``).
 
 
 def _check_dict(obj: dict, path: str) -> None:
@@ -42,32 +50,37 @@ def _check_dict(obj: dict, path: str) -> None:
             )
         kind = type(value)
         if kind in _SCALARS:
-            if kind is int:
-                _check_int(f"{path}.{key}" if path else key, value)
             continue
-        sub = f"{path}.{key}" if path else key
         if kind is dict:
-            _check_dict(value, sub)
+            _check_dict(value, _join(path, key))
         elif kind is list:
-            _check_list(value, sub)
+            _check_list(value, _join(path, key))
         else:
-            _fail(sub, value, "unsupported type")
+            _fail(_join(path, key), value, "unsupported type")
 
 
 def _check_list(obj: list, path: str) -> None:
     for index, value in enumerate(obj):
         kind = type(value)
         if kind in _SCALARS:
-            if kind is int:
-                _check_int(f"{path}[{index}]", value)
             continue
-        sub = f"{path}[{index}]"
         if kind is dict:
-            _check_dict(value, sub)
+            _check_dict(value, f"{path}[{index}]")
         elif kind is list:
-            _check_list(value, sub)
+            _check_list(value, f"{path}[{index}]")
         else:
-            _fail(sub, value, "unsupported type")
+            _fail(f"{path}[{index}]", value, "unsupported type")
+
+
+def _find_big_int(obj: Any, path: str) -> None:
+    """Raise naming the first integer outside msgpack's 64-bit range."""
+    items = obj.items() if type(obj) is dict else enumerate(obj)
+    for key, value in items:
+        sub = _join(path, key) if type(obj) is dict else f"{path}[{key}]"
+        if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            _fail(sub, value, "integer does not fit in 64 bits")
+        if type(value) in (dict, list):
+            _find_big_int(value, sub)
 
 
 def check_message(message: Any) -> None:
@@ -77,14 +90,34 @@ def check_message(message: Any) -> None:
             f"a message must be a dict, not {type(message).__name__} ({message!r:.60})"
         )
     _check_dict(message, "")
+    _find_big_int(message, "")
+
+
+def _packer() -> msgpack.Packer:
+    # A Packer is reusable (much cheaper than msgpack.packb, which builds
+    # one per call) but not shareable between threads: one per thread.
+    try:
+        return _local.packer
+    except AttributeError:
+        _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        return _local.packer
 
 
 def encode(message: dict) -> bytes:
     """Validate ``message`` and return its msgpack encoding."""
-    check_message(message)
-    return msgpack.packb(message, use_bin_type=True)
+    if type(message) is not dict:
+        check_message(message)  # raises
+    _check_dict(message, "")
+    try:
+        return _packer().pack(message)
+    except OverflowError:
+        _find_big_int(message, "")  # raises TypeError with the key path
+        raise
 
 
 def decode(data: bytes) -> dict:
     """Turn bytes made by :func:`encode` back into a fresh dict."""
-    return msgpack.unpackb(data, raw=False)
+    return _unpackb(data, raw=False)
+
+
+_unpackb = msgpack.unpackb

@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from .base import BaseChannelLayer
+from .names import queue_for_send
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -53,8 +54,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
         # One lock acquisition for the whole fan-out.
-        from .names import queue_for_send
-
         now = expires - self.expiry
         with self._lock:
             for channel in channels:
@@ -82,14 +81,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = self.clock()
         for queue in queues:
             items = self._queues.get(queue)
+            if items is None:
+                continue
             while items:
                 expires, channel, data = items.popleft()
                 if expires > now:
                     if not items:
                         del self._queues[queue]
                     return channel, data
-            if items is not None:
-                del self._queues[queue]
+            del self._queues[queue]  # empty, or held only expired messages
         return None
 
     def _receive(self, queues: list[str], block: bool, timeout: float | None) -> tuple[str, bytes] | None:
@@ -132,7 +132,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
             members = self._groups.get(group)
             if not members:
                 return []
-            expired = [c for c, added in members.items() if added <= added_after]
+            # Members are in order of their last group_add (re-adding moves a
+            # member to the end) and the clock never goes back, so the expired
+            # ones are a prefix: stop at the first live member.
+            expired = []
+            for channel, added in members.items():
+                if added > added_after:
+                    break
+                expired.append(channel)
             for channel in expired:
                 del members[channel]
             if not members:

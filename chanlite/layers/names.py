@@ -4,13 +4,12 @@ ASGI 1.0 names are ASCII letters, digits, ``.``, ``_`` and ``-``, shorter than
 100 characters, with at most one ``?`` (single-reader channel) or ``!``
 (process-specific channel) part. A process-specific channel ``a!x`` lives in
 the queue ``a!``: senders name the full channel, receivers name the prefix.
-Parsing results are cached because the same few names recur on every call.
+Validated names are cached because the same few names recur on every call.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -39,8 +38,24 @@ def _check_str(name: object, what: str) -> str:
     return name
 
 
-@lru_cache(maxsize=8192)
-def _queue_for_send(name: str) -> str:
+# Valid names -> their queue. Plain dicts rather than ``lru_cache`` because a
+# dict hit is the whole cost of validating a name that was seen before (the
+# common case: a handful of names recur on every call). Only valid names are
+# stored, so a hit means "valid"; the caches are cleared if they grow large.
+_CACHE_LIMIT = 8192
+_send_queues: dict[str, str] = {}
+_receive_queues: dict[str, str] = {}
+
+
+def _remember(cache: dict[str, str], name: str, queue: str) -> str:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[name] = queue
+    return queue
+
+
+def _parse_send(name: object) -> str:
+    name = _check_str(name, "channel")
     match = _SEND.fullmatch(name)
     if match is None:
         if name.endswith(("!", "?")):
@@ -49,9 +64,8 @@ def _queue_for_send(name: str) -> str:
                 f"get a real channel name from layer.new_channel({name!r})"
             )
         raise TypeError(f"invalid channel name {name!r}: {_RULE}")
-    if match.group(2) == "!":
-        return match.group(1) + "!"
-    return name
+    queue = match.group(1) + "!" if match.group(2) == "!" else name
+    return _remember(_send_queues, name, queue)
 
 
 def queue_for_send(name: object) -> str:
@@ -59,14 +73,15 @@ def queue_for_send(name: object) -> str:
 
     ``"a!x"`` is queued in ``"a!"``; every other name is its own queue.
     """
-    if type(name) is str and len(name) < MAX_NAME_LENGTH:
-        return _queue_for_send(name)
-    _check_str(name, "channel")
-    raise AssertionError("unreachable")  # pragma: no cover
+    if type(name) is str:
+        queue = _send_queues.get(name)
+        if queue is not None:
+            return queue
+    return _parse_send(name)
 
 
-@lru_cache(maxsize=8192)
-def _queue_for_receive(name: str) -> str:
+def _parse_receive(name: object) -> str:
+    name = _check_str(name, "channel")
     if _RECEIVE.fullmatch(name) is None:
         if "!" in name and _SEND.fullmatch(name) is not None:
             prefix = name.split("!", 1)[0] + "!"
@@ -75,15 +90,16 @@ def _queue_for_receive(name: str) -> str:
                 f"received through their prefix, receive([{prefix!r}])"
             )
         raise TypeError(f"invalid channel name {name!r} for receive: {_RULE}")
-    return name
+    return _remember(_receive_queues, name, name)
 
 
 def queue_for_receive(name: object) -> str:
     """Validate a name passed to ``receive`` (a channel or an ``a!`` prefix)."""
-    if type(name) is str and len(name) < MAX_NAME_LENGTH:
-        return _queue_for_receive(name)
-    _check_str(name, "channel")
-    raise AssertionError("unreachable")  # pragma: no cover
+    if type(name) is str:
+        queue = _receive_queues.get(name)
+        if queue is not None:
+            return queue
+    return _parse_receive(name)
 
 
 def check_group_name(name: object) -> str:

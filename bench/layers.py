@@ -1,0 +1,272 @@
+"""Channel-layer benchmarks with printed, comparable figures.
+
+Why this shape: the same workloads must run on any layer — chanlite's own
+layers and, for comparison, asgiref 1.1.2's in-memory layer, which cannot be
+installed next to Django's asgiref and therefore runs in *another* Python
+(``--baseline-python``). So this file imports only the standard library at
+module level and loads the layer under test from a dotted path; the baseline
+is this same script re-run by the other interpreter with ``--json``.
+
+Usage::
+
+    python bench/layers.py chanlite.layers.memory.InMemoryChannelLayer \\
+        --kw capacity=100000 --workloads W1,W2,W5 --repeat 5 \\
+        --baseline-python .nox/asgiref112/bin/python
+
+``--kw key=value`` values are Python literals (``capacity=100000``,
+``expiry=30.5``, ``channel_capacity={'a*': 5}``) or else plain strings.
+
+Adding a workload: write ``def wN_name(layer_factory) -> dict[str, float]``
+that builds a fresh layer with ``layer_factory()``, times the work with
+``time.perf_counter`` and returns ``{metric: rate}`` (rates per second, higher
+is better; for latencies return the value and name the metric ``..._us`` —
+the ratio column then reads "lower is better"). Register it in
+:data:`WORKLOADS` with its key (W3, W4, W6 ...); ``--workloads`` selects by key.
+Only the layer's public ASGI 1.0 API may be used (``send``, ``receive`` with
+``block=False``, ``group_add``, ``send_group``), so the baseline can run it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gc
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+LayerFactory = Callable[[], Any]
+
+#: A small message, like an ``http.request`` header-only body, reused by every
+#: send: layers copy (msgpack or deepcopy) so reuse does not help them.
+MESSAGE: dict[str, Any] = {
+    "reply_channel": "http.response!c4Kx9aQ2",
+    "path": "/chat/room-1/",
+    "text": "hello, world",
+    "order": 0,
+}
+
+
+def w1_backlog(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, float]:
+    """Send ``count`` messages to one channel, then receive them all."""
+    layer = layer_factory()
+    send, receive, message, channels = layer.send, layer.receive, MESSAGE, ["bench.w1"]
+    start = time.perf_counter()
+    for _ in range(count):
+        send("bench.w1", message)
+    middle = time.perf_counter()
+    got = 0
+    for _ in range(count):
+        if receive(channels)[0] is not None:
+            got += 1
+    end = time.perf_counter()
+    _expect(got, count, "W1")
+    return {"sends/s": count / (middle - start), "receives/s": count / (end - middle)}
+
+
+def w2_pairs(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, float]:
+    """Interleave one send and one receive on the same channel, ``count`` times."""
+    layer = layer_factory()
+    send, receive, message, channels = layer.send, layer.receive, MESSAGE, ["bench.w2"]
+    got = 0
+    start = time.perf_counter()
+    for _ in range(count):
+        send("bench.w2", message)
+        if receive(channels)[0] is not None:
+            got += 1
+    end = time.perf_counter()
+    _expect(got, count, "W2")
+    return {"pairs/s": count / (end - start)}
+
+
+def w5_fanout(
+    layer_factory: LayerFactory, members: int = 100, sends: int = 200
+) -> dict[str, float]:
+    """``sends`` group sends to ``members`` channels, then every member drains
+    its channel; the rate counts deliveries over the send *and* receive time."""
+    layer = layer_factory()
+    names = [f"bench.w5.member{i}" for i in range(members)]
+    for name in names:
+        layer.group_add("bench-w5", name)
+    send_group, receive, message = layer.send_group, layer.receive, MESSAGE
+    start = time.perf_counter()
+    for _ in range(sends):
+        send_group("bench-w5", message)
+    got = 0
+    for name in names:
+        channels = [name]
+        for _ in range(sends):
+            if receive(channels)[0] is not None:
+                got += 1
+    end = time.perf_counter()
+    _expect(got, members * sends, "W5")
+    return {"delivered/s": got / (end - start)}
+
+
+def _expect(got: int, wanted: int, workload: str) -> None:
+    if got != wanted:
+        raise SystemExit(f"{workload}: received {got} messages, expected {wanted}; layer is lossy?")
+
+
+@dataclass(frozen=True)
+class Workload:
+    title: str
+    run: Callable[[LayerFactory], dict[str, float]]
+
+
+#: Workloads by key; add W3 (cross-process stream), W4 (ping-pong p50/p99),
+#: W6 (W2 with 10 KB payloads) ... here.
+WORKLOADS: dict[str, Workload] = {
+    "W1": Workload("backlog: 20 000 sends to one channel, then 20 000 receives", w1_backlog),
+    "W2": Workload("interleaved send/receive pairs (20 000)", w2_pairs),
+    "W5": Workload("group fan-out: 100 members x 200 group sends, then drain", w5_fanout),
+}
+
+
+# ----------------------------------------------------------------- running
+
+
+def parse_kw(items: list[str]) -> dict[str, Any]:
+    """``["capacity=100", "name=x"]`` -> ``{"capacity": 100, "name": "x"}``."""
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--kw takes key=value, not {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            kwargs[key] = raw
+    return kwargs
+
+
+def load_factory(path: str, kwargs: dict[str, Any]) -> LayerFactory:
+    """A zero-argument callable building a fresh layer ``path(**kwargs)``."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise SystemExit(f"layer must be a dotted path like pkg.module.Class, not {path!r}")
+    cls = getattr(importlib.import_module(module_name), attr)
+    cls(**kwargs)  # fail early on bad kwargs
+    return lambda: cls(**kwargs)
+
+
+def run_workloads(
+    factory: LayerFactory, keys: list[str], repeat: int, warmup: int = 1
+) -> dict[str, dict[str, list[float]]]:
+    """Run each workload ``warmup + repeat`` times; return every measured rate."""
+    results: dict[str, dict[str, list[float]]] = {}
+    for key in keys:
+        workload = WORKLOADS[key]
+        for _ in range(warmup):
+            workload.run(factory)
+        runs: dict[str, list[float]] = {}
+        for _ in range(repeat):
+            gc.collect()
+            for metric, value in workload.run(factory).items():
+                runs.setdefault(metric, []).append(value)
+        results[key] = runs
+    return results
+
+
+def run_baseline(
+    python: str, layer: str, kw: list[str], keys: list[str], repeat: int
+) -> dict[str, dict[str, list[float]]]:
+    """Run this script under another interpreter and return its JSON results."""
+    command = [python, os.path.abspath(__file__), layer, "--json", "--repeat", str(repeat)]
+    command += ["--workloads", ",".join(keys)]
+    for item in kw:
+        command += ["--kw", item]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"baseline run failed ({' '.join(command)}):\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def _fmt(value: float, metric: str) -> str:
+    return f"{value:,.1f}" if metric.endswith("_us") else f"{value:,.0f}"
+
+
+def print_table(
+    title: str,
+    results: dict[str, dict[str, list[float]]],
+    baseline: dict[str, dict[str, list[float]]] | None,
+) -> None:
+    """Medians per workload and metric, with the ratio to the baseline."""
+    print(title)
+    header = f"{'workload':<9}{'metric':<14}{'median':>12}{'runs':>6}"
+    if baseline is not None:
+        header += f"{'baseline':>12}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for key, metrics in results.items():
+        for metric, values in metrics.items():
+            median = statistics.median(values)
+            line = f"{key:<9}{metric:<14}{_fmt(median, metric):>12}{len(values):>6}"
+            if baseline is not None and metric in baseline.get(key, {}):
+                base = statistics.median(baseline[key][metric])
+                ratio = base / median if metric.endswith("_us") else median / base
+                line += f"{_fmt(base, metric):>12}{ratio:>7.2f}x"
+            print(line)
+    for key in results:
+        print(f"  {key}: {WORKLOADS[key].title}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark a channel layer (median rates; higher is better).",
+        epilog="Example: python bench/layers.py chanlite.layers.memory.InMemoryChannelLayer "
+        "--kw capacity=100000 --baseline-python .nox/asgiref112/bin/python",
+    )
+    parser.add_argument("layer", help="dotted path of the layer class")
+    parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
+                        help="layer keyword argument (repeatable; value is a Python literal)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated keys (default: all of {','.join(WORKLOADS)})")
+    parser.add_argument("--repeat", type=int, default=5, help="measured runs per workload")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per workload")
+    parser.add_argument("--baseline-python", metavar="PATH",
+                        help="interpreter with asgiref==1.1.2 installed: run the same "
+                        "workloads on the baseline layer there and print ratios")
+    parser.add_argument("--baseline-layer", default="asgiref.inmemory.ChannelLayer")
+    parser.add_argument("--baseline-kw", action="append", default=None, metavar="KEY=VALUE",
+                        help="baseline layer kwargs (default: capacity=100000)")
+    parser.add_argument("--json", action="store_true",
+                        help="print raw results as JSON (used for the baseline run)")
+    args = parser.parse_args(argv)
+
+    keys = [key.strip().upper() for key in args.workloads.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    factory = load_factory(args.layer, parse_kw(args.kw))
+    if args.json:
+        print(json.dumps(run_workloads(factory, keys, args.repeat, args.warmup)))
+        return 0
+
+    baseline = None
+    if args.baseline_python:
+        # Baseline first, then ours, so neither always gets the quieter moment.
+        base_kw = args.baseline_kw if args.baseline_kw is not None else ["capacity=100000"]
+        baseline = run_baseline(args.baseline_python, args.baseline_layer, base_kw,
+                                keys, args.repeat)
+    results = run_workloads(factory, keys, args.repeat, args.warmup)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+    title = f"{args.layer} {' '.join(args.kw)}"
+    if baseline is not None:
+        title += f"   (baseline: {args.baseline_layer} under {args.baseline_python})"
+    print_table(title, results, baseline)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
