@@ -1,0 +1,151 @@
+"""Server limits and timeouts, validated once, in one place.
+
+Every number that protects the server from a slow, greedy or broken client
+lives here with a default that is safe on the open internet, so the rest of
+the server never has to re-check a value. ``ServerConfig.from_settings()``
+reads ``settings.CHANLITE_SERVER`` (a dict of the field names below) and then
+applies explicit overrides (command-line flags win over settings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ServerConfig"]
+
+_SECONDS = (
+    "header_timeout",
+    "keepalive_timeout",
+    "http_response_timeout",
+    "websocket_connect_timeout",
+    "websocket_ping_interval",
+    "websocket_ping_timeout",
+    "websocket_close_timeout",
+    "shutdown_timeout",
+)
+_SIZES = (
+    "max_header_size",
+    "max_request_body",
+    "body_chunk_size",
+    "websocket_max_message_size",
+    "max_outbound_buffer",
+)
+
+
+@dataclass
+class ServerConfig:
+    """Everything the interface server needs to know besides its app.
+
+    Attributes (times in seconds, sizes in bytes):
+        host, port: TCP address to listen on (``port=0`` picks a free one).
+        unix_socket: listen on this path instead of TCP.
+        threads: WSGI thread-pool size (Django views run here).
+        max_header_size: request line + headers; above it answer 431.
+        max_request_body: request body; above it answer 413.
+        body_chunk_size: body bytes per ``http.request``/``http.request.body``
+            message (kept well under the layer's ``max_message_size``).
+        header_timeout: a request's headers must be complete this long after
+            its first byte (or after connecting); slow trickles are cut off.
+        keepalive_timeout: an idle keep-alive connection is closed after this.
+        http_response_timeout: a request handed to a consumer (including a
+            long-poll parked in a group) that gets no ``http.response`` in this
+            time is answered ``504 Gateway Timeout``.
+        websocket_connect_timeout: a ``websocket.connect`` not accepted or
+            rejected in this time is rejected with 403.
+        websocket_max_message_size: larger messages close with 1009.
+        websocket_ping_interval: ping an idle WebSocket this often (0: never).
+        websocket_ping_timeout: close (1011) if no pong arrives in this time.
+        websocket_close_timeout: after sending a close frame, wait this long
+            for the client's reply before dropping the socket.
+        max_outbound_buffer: unsent bytes allowed per connection; a client
+            that reads slower than we write is disconnected beyond this.
+        allowed_origins: WebSocket ``Origin`` host patterns (Django
+            ``ALLOWED_HOSTS`` syntax); ``None`` means use ``ALLOWED_HOSTS``.
+        check_origin: reject WebSocket handshakes from other origins (403).
+        access_log: log one line per request/handshake (logger
+            ``chanlite.server.access``).
+        shutdown_timeout: on SIGTERM, wait this long for in-flight HTTP.
+        backlog: listen() backlog.
+        root_path: ``root_path`` / ``SCRIPT_NAME`` when mounted under a prefix.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    unix_socket: str | None = None
+    threads: int = 8
+    backlog: int = 1024
+    root_path: str = ""
+    max_header_size: int = 64 * 1024
+    max_request_body: int = 10 * 1024 * 1024
+    body_chunk_size: int = 256 * 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    http_response_timeout: float = 60.0
+    websocket_connect_timeout: float = 20.0
+    websocket_max_message_size: int = 1024 * 1024
+    websocket_ping_interval: float = 20.0
+    websocket_ping_timeout: float = 20.0
+    websocket_close_timeout: float = 5.0
+    max_outbound_buffer: int = 4 * 1024 * 1024
+    allowed_origins: list[str] | None = None
+    check_origin: bool = True
+    access_log: bool = False
+    shutdown_timeout: float = 30.0
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and what to change."""
+        if self.extra:
+            raise ValueError(f"unknown server settings {sorted(self.extra)}")
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if type(value) not in (int, float) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        for name in _SIZES:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive number of bytes, not {value!r}")
+        if type(self.threads) is not int or self.threads < 1:
+            raise ValueError(f"threads must be an int >= 1, not {self.threads!r}")
+        if type(self.port) is not int or not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be an int in 0..65535, not {self.port!r}")
+        if self.max_header_size < 1024:
+            raise ValueError("max_header_size below 1024 bytes rejects ordinary browsers")
+        if self.body_chunk_size > 4 * 1024 * 1024:
+            raise ValueError(
+                "body_chunk_size must stay below a channel layer's max_message_size "
+                f"(use <= 4 MiB), not {self.body_chunk_size}"
+            )
+        if self.allowed_origins is not None and not (
+            isinstance(self.allowed_origins, (list, tuple))
+            and all(isinstance(o, str) for o in self.allowed_origins)
+        ):
+            raise ValueError(
+                f"allowed_origins must be None or a list of host patterns, "
+                f"not {self.allowed_origins!r}"
+            )
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> ServerConfig:
+        """Defaults < ``settings.CHANLITE_SERVER`` < ``overrides`` (None = unset)."""
+        values: dict[str, Any] = {}
+        try:
+            from django.conf import settings
+
+            if settings.configured:
+                values.update(getattr(settings, "CHANLITE_SERVER", {}) or {})
+        except ImportError:  # pragma: no cover - Django is a dependency
+            pass
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = {k: v for k, v in values.items() if k not in known}
+        if unknown:
+            raise ValueError(
+                f"unknown CHANLITE_SERVER keys {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**values)

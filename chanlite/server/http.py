@@ -1,0 +1,382 @@
+"""The HTTP/1.1 protocol core: bytes in, request events out; responses in, bytes out.
+
+Sans-I/O (like h11, on which it is built): no sockets, no threads, no clocks,
+so every behaviour - keep-alive, pipelining, chunked request bodies,
+``Expect: 100-continue``, size limits, the WebSocket upgrade handshake - is
+tested by feeding bytes. The connection object (``connection.py``) owns the
+socket and decides where a request goes; this module only speaks HTTP.
+
+One :class:`HTTPCore` serves one TCP connection, one request at a time: after
+a request's body ends, :meth:`HTTPCore.next_event` returns ``None`` until the
+response is finished, so pipelined requests wait in h11's buffer in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import unquote, unquote_to_bytes
+
+import h11
+from wsproto.utilities import generate_accept_token
+
+__all__ = [
+    "HTTPCore",
+    "RequestHead",
+    "Body",
+    "EndOfBody",
+    "Disconnected",
+    "Reject",
+    "error_response",
+    "asgi_request",
+]
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request line and headers (the body follows as :class:`Body` events)."""
+
+    method: str
+    target: bytes
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+    websocket: bool = False
+    content_length: int | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower-case bytes), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Body:
+    """A piece of the request body (already de-chunked)."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class EndOfBody:
+    """The request body is complete."""
+
+
+@dataclass(slots=True)
+class Disconnected:
+    """The client closed its side of the connection."""
+
+
+@dataclass(slots=True)
+class Reject:
+    """The client broke the protocol or a limit; send ``data`` and close."""
+
+    status: int
+    reason: str
+    data: bytes
+
+
+Event = RequestHead | Body | EndOfBody | Disconnected | Reject
+
+_date_cache: list = [0, b""]
+
+
+def http_date() -> bytes:
+    """The ``Date`` header value, formatted at most once a second (it is hot)."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode("ascii")
+    return _date_cache[1]
+
+
+def error_response(status: int, detail: str = "", headers: list | None = None) -> bytes:
+    """A complete, self-contained ``Connection: close`` error response.
+
+    Built by hand rather than through h11 because it must work in any h11
+    state, including after h11 has refused the client's bytes.
+    """
+    phrase = HTTPStatus(status).phrase
+    body = f"{status} {phrase}\n{detail}\n".encode("utf-8", "replace")
+    lines = [
+        f"HTTP/1.1 {status} {phrase}".encode(),
+        b"content-type: text/plain; charset=utf-8",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+        b"date: " + http_date(),
+    ]
+    for name, value in headers or ():
+        lines.append(name + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _split_target(target: bytes) -> tuple[bytes, bytes]:
+    """``(raw_path, query_string)`` of an origin-form or absolute-form target."""
+    if target[:1] != b"/" and b"://" in target[:10]:
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        target = rest[slash:] if slash >= 0 else b"/"
+    raw_path, _, query = target.partition(b"?")
+    return raw_path.partition(b"#")[0], query
+
+
+def _comma_tokens(value: bytes | None) -> set[bytes]:
+    if not value:
+        return set()
+    return {part.strip().lower() for part in value.split(b",")}
+
+
+class HTTPCore:
+    """One HTTP/1.1 server connection's protocol state (no I/O).
+
+    Feed bytes with :meth:`receive` (``b""`` at end of stream) and drain
+    events with :meth:`next_event` until it returns ``None``. Produce the
+    answer with :meth:`response_start` / :meth:`response_body` (or
+    :meth:`accept_websocket` / :meth:`reject_websocket` for an upgrade), then
+    call :meth:`finish` to learn whether the connection may be reused.
+    """
+
+    def __init__(self, max_header_size: int = 65536, max_request_body: int = 10 * 1024 * 1024):
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self.max_header_size = max_header_size
+        self.max_request_body = max_request_body
+        self.head: RequestHead | None = None
+        self.body_received = 0
+        self.response_started = False
+        self.response_done = False
+        self.must_close = False
+        self._head_method = b"GET"
+
+    # -------------------------------------------------------------- input
+
+    def receive(self, data: bytes) -> None:
+        """Buffer bytes from the client (``b""`` means the client closed)."""
+        try:
+            self.conn.receive_data(data)
+        except h11.RemoteProtocolError:  # data after EOF: ignore, we are closing
+            pass
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed (pipelined requests wait here)."""
+        return len(self.conn._receive_buffer)
+
+    @property
+    def idle(self) -> bool:
+        """True between requests (nothing of a next request parsed yet)."""
+        return self.head is None and self.conn.their_state is h11.IDLE
+
+    def next_event(self) -> Event | None:
+        """The next request event, or ``None`` if more bytes are needed (or the
+        current request must be answered before the next one is read)."""
+        try:
+            event = self.conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            self.must_close = True
+            return Reject(status, str(exc), error_response(status, str(exc)))
+        kind = type(event)
+        if kind is h11.Data:
+            self.body_received += len(event.data)
+            if self.body_received > self.max_request_body:
+                return self._too_large()
+            return Body(bytes(event.data))
+        if kind is h11.Request:
+            return self._request_head(event)
+        if kind is h11.EndOfMessage:
+            return EndOfBody()
+        if kind is h11.ConnectionClosed:
+            return Disconnected()
+        return None  # NEED_DATA, or PAUSED until this request is answered
+
+    def _too_large(self) -> Reject:
+        self.must_close = True
+        detail = f"request body above the {self.max_request_body}-byte limit"
+        return Reject(413, detail, error_response(413, detail))
+
+    def _request_head(self, event: h11.Request) -> Event:
+        self.body_received = 0
+        self.response_started = self.response_done = False
+        raw_path, query = _split_target(event.target)
+        headers = [(bytes(k), bytes(v)) for k, v in event.headers]
+        length = None
+        size = len(event.target)
+        for key, value in headers:
+            size += len(key) + len(value) + 4
+            if key == b"content-length":
+                length = int(value)  # h11 validated it
+        if size > self.max_header_size:
+            # h11 only limits *incomplete* heads; a big one read at once lands here.
+            self.must_close = True
+            detail = f"request line and headers above {self.max_header_size} bytes"
+            return Reject(431, detail, error_response(431, detail))
+        head = RequestHead(
+            method=event.method.decode("ascii"),
+            target=bytes(event.target),
+            path=unquote(raw_path.decode("latin-1"), errors="replace"),
+            raw_path=raw_path,
+            query_string=query,
+            http_version=event.http_version.decode("ascii"),
+            headers=headers,
+            content_length=length,
+        )
+        self.head = head
+        self._head_method = event.method
+        if length is not None and length > self.max_request_body:
+            return self._too_large()
+        upgrade = _comma_tokens(head.header(b"upgrade"))
+        if b"websocket" in upgrade:
+            problem = self._websocket_problem(head)
+            if problem:
+                self.must_close = True
+                return Reject(400, problem, error_response(400, problem, [
+                    (b"sec-websocket-version", b"13")]))
+            head.websocket = True
+        return head
+
+    @staticmethod
+    def _websocket_problem(head: RequestHead) -> str:
+        if head.method != "GET":
+            return "WebSocket handshake must use GET"
+        if b"upgrade" not in _comma_tokens(head.header(b"connection")):
+            return "WebSocket handshake needs 'Connection: Upgrade'"
+        if head.header(b"sec-websocket-version") != b"13":
+            return "unsupported Sec-WebSocket-Version (only 13 is supported)"
+        key = head.header(b"sec-websocket-key")
+        if not key or len(key.strip()) != 24:
+            return "missing or malformed Sec-WebSocket-Key"
+        return ""
+
+    def continue_100(self) -> bytes:
+        """``100 Continue`` if the client is waiting for it before its body."""
+        if self.conn.they_are_waiting_for_100_continue:
+            return self.conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        return b""
+
+    @property
+    def body_complete(self) -> bool:
+        return self.conn.their_state is not h11.SEND_BODY
+
+    # ------------------------------------------------------------- output
+
+    def response_start(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes = b"",
+        more: bool = False,
+    ) -> bytes:
+        """Serialize a response head plus the first body bytes.
+
+        Without ``more`` the body is complete, so it gets a ``Content-Length``
+        (no chunking); with ``more`` and no length, h11 chunks it (HTTP/1.1)
+        or delimits it by closing (HTTP/1.0). Raises ``h11.LocalProtocolError``
+        (or ``ValueError``) for an invalid status or header.
+        """
+        has_length = False
+        has_date = False
+        for name, _ in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname == b"date":
+                has_date = True
+        headers = list(headers)
+        if not more and not has_length:
+            headers.append((b"content-length", str(len(body)).encode()))
+        if not has_date:
+            headers.append((b"date", http_date()))
+        if not self.body_complete:
+            # Unread request body: the connection cannot be reused safely.
+            headers.append((b"connection", b"close"))
+        if self.must_close:
+            headers.append((b"connection", b"close"))
+        out = self.conn.send(h11.Response(status_code=status, headers=headers))
+        self.response_started = True
+        return out + self.response_body(body, more)
+
+    def response_body(self, body: bytes, more: bool = False) -> bytes:
+        """Serialize more body; ``more=False`` ends the response."""
+        out = b""
+        if body and self._head_method != b"HEAD" and self.conn.our_state is h11.SEND_BODY:
+            out = self.conn.send(h11.Data(data=body))
+        if not more:
+            out += self.conn.send(h11.EndOfMessage())
+            self.response_done = True
+        return out
+
+    def accept_websocket(self, headers: list[tuple[bytes, bytes]] = ()) -> tuple[bytes, bytes]:
+        """``101 Switching Protocols`` bytes and the bytes the client already
+        sent after its handshake (the first WebSocket frames)."""
+        assert self.head is not None and self.head.websocket
+        key = (self.head.header(b"sec-websocket-key") or b"").strip()
+        out = self.conn.send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[
+                    (b"upgrade", b"websocket"),
+                    (b"connection", b"Upgrade"),
+                    (b"sec-websocket-accept", generate_accept_token(key)),
+                    *headers,
+                ],
+            )
+        )
+        self.response_started = self.response_done = True
+        return out, bytes(self.conn.trailing_data[0])
+
+    def reject_websocket(self, status: int = 403) -> bytes:
+        """Refuse an upgrade with a plain response; the connection then closes."""
+        self.must_close = True
+        return self.response_start(status, [(b"content-type", b"text/plain")],
+                                   HTTPStatus(status).phrase.encode())
+
+    def finish(self) -> bool:
+        """After a complete response: start the next request cycle if the
+        connection can be reused (keep-alive) and return whether it can."""
+        if self.must_close or not self.response_done:
+            return False
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+            self.head = None
+            return True
+        return False
+
+
+def asgi_request(
+    head: RequestHead,
+    reply_channel: str,
+    body: bytes,
+    client: list | None,
+    server: list | None,
+    root_path: str = "",
+    scheme: str = "http",
+    body_channel: str | None = None,
+) -> dict:
+    """The ``http.request`` message (spec: docs of ASGI 1.0 formats)."""
+    message = {
+        "reply_channel": reply_channel,
+        "http_version": head.http_version,
+        "method": head.method,
+        "path": head.path,
+        "root_path": root_path,
+        "scheme": scheme,
+        "query_string": head.query_string,
+        "headers": [[name, value] for name, value in head.headers],
+        "body": body,
+        "client": client,
+        "server": server,
+    }
+    if body_channel is not None:
+        message["body_channel"] = body_channel
+    return message
+
+
+def wsgi_path(head: RequestHead) -> str:
+    """PATH_INFO as a WSGI "bytes-as-latin-1" string."""
+    return unquote_to_bytes(head.raw_path).decode("latin-1")

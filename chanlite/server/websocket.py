@@ -1,0 +1,222 @@
+"""The WebSocket protocol core: frames in, whole messages out; sends in, frames out.
+
+Sans-I/O on top of wsproto's post-handshake ``Connection`` (the handshake
+itself is HTTP and lives in ``http.py``). This module adds what the server
+needs beyond wsproto: reassembly of fragmented messages with a size limit
+(close 1009), automatic pongs, the mapping from protocol failures to close
+codes (1002, 1007), and validation of ``websocket.send`` messages.
+Tests drive it with frames built by a wsproto client connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError
+
+__all__ = ["WebSocketCore", "Closed", "PongReceived", "check_send"]
+
+SEND_KEYS = frozenset({"accept", "text", "bytes", "close"})
+# RFC 6455 7.4.1: 1004-1006 and 1015 must never be sent in a close frame.
+_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
+
+@dataclass(slots=True)
+class Closed:
+    """The WebSocket is finished; ``code`` goes into ``websocket.disconnect``."""
+
+    code: int
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class PongReceived:
+    """The client answered a ping (keeps the connection alive)."""
+
+
+def check_send(message: dict) -> str:
+    """Return an error text for an invalid ``websocket.send``, or ``""``."""
+    unknown = set(message) - SEND_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)} (allowed: accept, text, bytes, close)"
+    if "text" in message and "bytes" in message:
+        return "'text' and 'bytes' cannot be sent in one message"
+    if "text" in message and not isinstance(message["text"], str):
+        return f"'text' must be str, not {type(message['text']).__name__}"
+    if "bytes" in message and not isinstance(message["bytes"], bytes):
+        return f"'bytes' must be bytes, not {type(message['bytes']).__name__}"
+    close = message.get("close", False)
+    if close is not False and close is not True and not (
+        type(close) is int and (close in _SENDABLE_CODES or 3000 <= close <= 4999)
+    ):
+        return f"'close' must be True or a valid close code, not {close!r}"
+    return ""
+
+
+class WebSocketCore:
+    """One open WebSocket (server side) after the 101 response.
+
+    :meth:`receive` returns a list of events: ``{"text": str}`` /
+    ``{"bytes": bytes}`` dicts for complete messages, :class:`PongReceived`,
+    and at most one :class:`Closed`. Bytes to write (pongs, close replies,
+    frames from :meth:`send`) collect in :meth:`data_to_send`.
+    """
+
+    __slots__ = (
+        "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed", "_closing_code",
+    )
+
+    def __init__(self, max_message_size: int = 1024 * 1024):
+        self.ws = Connection(ConnectionType.SERVER)
+        self.max_message_size = max_message_size
+        self._parts: list = []
+        self._size = 0
+        self._text = False
+        self._out = bytearray()
+        self.closed: Closed | None = None
+        self._closing_code = 1000
+
+    def data_to_send(self) -> bytes:
+        """Bytes produced so far (and forget them)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def open(self) -> bool:
+        return self.ws.state is ConnectionState.OPEN
+
+    @property
+    def close_complete(self) -> bool:
+        """Both close frames exchanged: the socket can be closed now."""
+        return self.ws.state is ConnectionState.CLOSED
+
+    def receive(self, data: bytes | None) -> list:
+        """Feed bytes (``None``: the TCP connection dropped) and return events."""
+        if self.closed is not None:
+            # Closed already; only watch for the reply to our close frame.
+            if data and self.ws.state is ConnectionState.LOCAL_CLOSING:
+                self.ws.receive_data(data)
+                for _ in self.ws.events():
+                    pass
+            return []
+        if data is None:
+            return self._finish(1006, "connection dropped")
+        self.ws.receive_data(data)
+        events: list = []
+        for event in self.ws.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                done = self._message(event, events)
+                if done:
+                    break
+            elif kind is Ping:
+                self._out += self.ws.send(event.response())
+            elif kind is Pong:
+                events.append(PongReceived())
+            elif kind is CloseConnection:
+                if self.ws.state is ConnectionState.REMOTE_CLOSING:
+                    # The client closed: echo its code (1005 "no status" -> 1000).
+                    code = event.code if event.code != 1005 else 1000
+                    self._out += self.ws.send(CloseConnection(code=code))
+                    events.extend(self._finish(event.code, event.reason or ""))
+                elif self.ws.state is ConnectionState.CLOSED:
+                    # Reply to our own close: the handshake is complete.
+                    events.extend(self._finish(self._closing_code, event.reason or ""))
+                else:
+                    # A parse failure (1002 protocol error, 1007 bad UTF-8...).
+                    events.extend(self.close(event.code, event.reason or ""))
+                break
+        return events
+
+    def _message(self, event: Message, events: list) -> bool:
+        data = event.data
+        size = len(data)
+        if self._text or isinstance(event, TextMessage):
+            self._text = True
+            # A char is at most 4 bytes: only encode when the limit is close.
+            if (self._size + 4 * size) > self.max_message_size:
+                size = len(data.encode("utf-8"))
+        self._size += size
+        if self._size > self.max_message_size:
+            events.extend(
+                self.close(1009, f"message above {self.max_message_size} bytes")
+            )
+            return True
+        if event.message_finished and not self._parts:
+            whole = data
+        else:
+            self._parts.append(data)
+            if not event.message_finished:
+                return False
+            whole = ("" if self._text else b"").join(self._parts)
+            self._parts = []
+        if self._text:
+            events.append({"text": whole})
+        else:
+            events.append({"bytes": bytes(whole)})
+        self._text = False
+        self._size = 0
+        return False
+
+    def _finish(self, code: int, reason: str) -> list:
+        self.closed = Closed(int(code), reason)
+        self._parts = []
+        return [self.closed]
+
+    # ------------------------------------------------------------- output
+
+    def send_text(self, text: str) -> None:
+        self._out += self.ws.send(TextMessage(data=text))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._out += self.ws.send(BytesMessage(data=data))
+
+    def ping(self, payload: bytes = b"") -> None:
+        self._out += self.ws.send(Ping(payload=payload))
+
+    def close(self, code: int = 1000, reason: str = "") -> list:
+        """Start a server-side close (send the close frame).
+
+        Returns ``[Closed(code)]`` because the server treats the WebSocket as
+        finished from now on (the client's reply is awaited only so the
+        socket closes cleanly). Idempotent.
+        """
+        if self.closed is not None:
+            return []
+        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            try:
+                self._out += self.ws.send(CloseConnection(code=code, reason=reason[:120]))
+            except LocalProtocolError:  # pragma: no cover - state checked above
+                pass
+        self._closing_code = code
+        return self._finish(code, reason)
+
+    def send(self, message: dict) -> list:
+        """Apply the text/bytes/close parts of a ``websocket.send`` message.
+
+        Returns events (a :class:`Closed` if it closed). Raises ``ValueError``
+        for an invalid message; the caller logs it with the channel name.
+        """
+        problem = check_send(message)
+        if problem:
+            raise ValueError(problem)
+        if self.closed is not None or not self.open:
+            return []
+        if "text" in message:
+            self.send_text(message["text"])
+        elif "bytes" in message:
+            self.send_bytes(message["bytes"])
+        close = message.get("close", False)
+        if close is not False:
+            return self.close(1000 if close is True else close)
+        return []
