@@ -1,0 +1,319 @@
+"""Routing: which consumer handles a message, chosen by channel and content.
+
+``channel_routing`` is a list (or a dotted path to one) of entries::
+
+    channel_routing = [
+        route("websocket.connect", ws_connect, path=r"^/chat/(?P<room>[^/]+)/$"),
+        route_class(ChatConsumer, path=r"^/live/"),
+        include("myapp.routing.channel_routing", path=r"^/app"),
+    ]
+
+Filters are regular expressions matched (from the start, so they must begin
+with ``^``) against string fields of the message content; named groups become
+keyword arguments of the consumer. ``include()`` strips the part of each
+filtered field that its own filter matched before trying the included routes,
+so included routing is written relative to its mount point. The first entry
+that matches wins. :attr:`Router.channels` is the set of channels the routing
+names: exactly what workers listen on.
+
+:meth:`Router.match` works on a plain ``(channel, content)`` pair, so the
+interface server can ask "is there an ``http.request`` route for this path?"
+without building a :class:`~chanlite.message.Message`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from . import DEFAULT_CHANNEL_LAYER
+from .layers.names import queue_for_receive
+
+__all__ = ["route", "route_class", "include", "Route", "RouteClass", "Include", "Router",
+           "get_router", "reset_routers", "Consumer", "Match"]
+
+Consumer = Callable[..., Any]
+Match = tuple[Consumer, dict[str, Any]]
+
+
+def _compile_filters(kind: str, target: object, filters: dict[str, Any]) -> dict[str, re.Pattern]:
+    compiled: dict[str, re.Pattern] = {}
+    for field, pattern in filters.items():
+        if isinstance(pattern, re.Pattern):
+            compiled[field] = pattern
+            continue
+        if isinstance(pattern, bytes):
+            pattern = pattern.decode("latin-1")
+        if not isinstance(pattern, str):
+            raise ValueError(
+                f"{kind} filter {field}={pattern!r} for {_name(target)} must be a regex string "
+                "like r'^/chat/$' or a compiled pattern"
+            )
+        if not pattern.startswith("^"):
+            raise ValueError(
+                f"{kind} filter {field}={pattern!r} for {_name(target)} must start with '^' "
+                f"(filters match from the start of the field; write {field}=r'^{pattern}')"
+            )
+        try:
+            compiled[field] = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{kind} filter {field}={pattern!r} is not a valid regex: {exc}") from exc
+    return compiled
+
+
+def _field_text(value: Any) -> str | None:
+    """The string a filter is matched against (bytes fields decode as latin-1)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return None
+
+
+def _match_filters(
+    filters: dict[str, re.Pattern], content: dict
+) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """``(named groups, end offset per field)`` when every filter matches."""
+    kwargs: dict[str, Any] = {}
+    ends: dict[str, int] = {}
+    for field, regex in filters.items():
+        text = _field_text(content.get(field))
+        if text is None:
+            return None
+        found = regex.match(text)
+        if found is None:
+            return None
+        kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
+        ends[field] = found.end()
+    return kwargs, ends
+
+
+def _name(thing: object) -> str:
+    module = getattr(thing, "__module__", None)
+    qualname = getattr(thing, "__qualname__", None) or repr(thing)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _check_channel(channel: object, target: object) -> str:
+    if not isinstance(channel, str):
+        raise ValueError(f"route for {_name(target)}: channel must be a str, not {channel!r:.60}")
+    try:
+        queue_for_receive(channel)
+    except TypeError as exc:
+        raise ValueError(f"route for {_name(target)}: {exc}") from exc
+    if channel.endswith("!"):
+        raise ValueError(
+            f"route for {_name(target)} on {channel!r}: process-specific channels are "
+            "reply channels of a server, not routable"
+        )
+    return channel
+
+
+class Route:
+    """A consumer callable on one or more channels, with optional filters."""
+
+    def __init__(self, channels: str | Iterable[str], consumer: Consumer | str, **filters: Any):
+        if isinstance(consumer, str):
+            try:
+                consumer = import_string(consumer)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"route({channels!r}, {consumer!r}): cannot import the consumer: {exc}"
+                ) from exc
+        if not callable(consumer):
+            raise ValueError(
+                f"route({channels!r}, ...): consumer {consumer!r:.60} is not callable; pass a "
+                "function taking (message, **kwargs) or use route_class() for a class"
+            )
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not names:
+            raise ValueError(f"route() for {_name(consumer)} names no channel")
+        self.channels: set[str] = {_check_channel(c, consumer) for c in names}
+        self.consumer = consumer
+        self.filters = _compile_filters("route", consumer, filters)
+
+    def channel_names(self) -> set[str]:
+        return set(self.channels)
+
+    def match(self, channel: str, content: dict) -> Match | None:
+        if channel not in self.channels:
+            return None
+        found = _match_filters(self.filters, content)
+        if found is None:
+            return None
+        return self.consumer, found[0]
+
+    def __repr__(self) -> str:
+        filters = " ".join(f"{k}={v.pattern!r}" for k, v in self.filters.items())
+        return f"<{type(self).__name__} {sorted(self.channels)} -> {_name(self.consumer)} {filters}>"
+
+
+class RouteClass(Route):
+    """A class consumer on the channels its ``channel_names()`` returns."""
+
+    def __init__(self, consumer: type | str, **filters: Any):
+        if isinstance(consumer, str):
+            consumer = import_string(consumer)
+        names = getattr(consumer, "channel_names", None)
+        if not callable(names):
+            raise ValueError(
+                f"route_class({_name(consumer)}): the class has no channel_names(); "
+                "subclass chanlite.generic.BaseConsumer, or use route() for a function"
+            )
+        super().__init__(sorted(names()), consumer, **filters)
+
+
+class Include:
+    """Another routing mounted under filters whose matched prefix is stripped."""
+
+    def __init__(self, routing: Any, **filters: Any):
+        self.routing = Router.resolve_routing(routing)
+        self.filters = _compile_filters("include", routing, filters)
+
+    def channel_names(self) -> set[str]:
+        names: set[str] = set()
+        for entry in self.routing:
+            names |= entry.channel_names()
+        return names
+
+    def match(self, channel: str, content: dict) -> Match | None:
+        found = _match_filters(self.filters, content)
+        if found is None:
+            return None
+        kwargs, ends = found
+        if ends:
+            content = dict(content)
+            for field, end in ends.items():
+                content[field] = content[field][end:]
+        for entry in self.routing:
+            matched = entry.match(channel, content)
+            if matched is not None:
+                return matched[0], {**kwargs, **matched[1]}
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Include {len(self.routing)} entries {sorted(self.filters)}>"
+
+
+def route(channels: str | Iterable[str], consumer: Consumer | str, **filters: Any) -> Route:
+    """Route messages on ``channels`` (matching ``filters``) to ``consumer``."""
+    return Route(channels, consumer, **filters)
+
+
+def route_class(consumer: type | str, **filters: Any) -> RouteClass:
+    """Route a class consumer on the channels it declares."""
+    return RouteClass(consumer, **filters)
+
+
+def include(routing: Any, **filters: Any) -> Include:
+    """Mount ``routing`` (a list or dotted path) under ``filters``."""
+    return Include(routing, **filters)
+
+
+Entry = Route | Include
+
+
+class Router:
+    """The whole routing of a layer: resolves it once, matches messages.
+
+    ``routing`` is a list of ``route``/``route_class``/``include`` entries, a
+    dotted path to such a list, or an old-style dict ``{channel: consumer}``.
+    """
+
+    def __init__(self, routing: Any) -> None:
+        self.root = Include(routing)
+        #: Every channel the routing names: what a worker listens on.
+        self.channels: set[str] = self.root.channel_names()
+
+    def match(self, channel: Any, content: dict | None = None) -> Match | None:
+        """``(consumer, kwargs)`` for a message, or None if nothing matches.
+
+        Call as ``match(channel_name, content_dict)``; ``match(message)`` with
+        a :class:`~chanlite.message.Message` also works (the 1.x form).
+        """
+        if content is None and hasattr(channel, "content"):
+            channel, content = channel.channel.name, channel.content
+        if channel not in self.channels:
+            return None
+        return self.root.match(channel, content or {})
+
+    @staticmethod
+    def resolve_routing(routing: Any) -> list[Entry]:
+        """Turn a list / dotted path / dict into a validated list of entries."""
+        source = routing
+        if isinstance(routing, str):
+            try:
+                routing = import_string(routing)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"cannot import routing {source!r}: {exc}; it should be the dotted "
+                    "path of a list such as 'myproject.routing.channel_routing'"
+                ) from exc
+        if isinstance(routing, Router):
+            return list(routing.root.routing)
+        if isinstance(routing, dict):
+            return [Route(channel, consumer) for channel, consumer in routing.items()]
+        if not isinstance(routing, (list, tuple)):
+            raise ImproperlyConfigured(
+                f"routing {source!r:.80} is a {type(routing).__name__}; it must be a list of "
+                "route()/route_class()/include() entries (or a dotted path to one)"
+            )
+        for index, entry in enumerate(routing):
+            if not isinstance(entry, (Route, Include)):
+                hint = ""
+                if isinstance(entry, tuple):
+                    hint = " (a tuple: did you mean route(channel, consumer)?)"
+                elif isinstance(entry, type):
+                    hint = f" (a class: did you mean route_class({entry.__name__})?)"
+                raise ImproperlyConfigured(
+                    f"entry {index} of routing {source!r:.80} is {entry!r:.80}{hint}; every "
+                    "entry must be route(), route_class() or include()"
+                )
+        return list(routing)
+
+    def __repr__(self) -> str:
+        return f"<Router channels={sorted(self.channels)}>"
+
+
+_routers: dict[str, Router] = {}
+_routers_lock = threading.Lock()
+
+
+def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
+    """The Router for ``CHANNEL_LAYERS[alias]["ROUTING"]`` (built once, cached)."""
+    try:
+        return _routers[alias]
+    except KeyError:
+        pass
+    from .layers import layer_settings
+
+    with _routers_lock:
+        if alias not in _routers:
+            entry = layer_settings(alias)
+            routing = entry.get("ROUTING")
+            if routing is None:
+                raise ImproperlyConfigured(
+                    f"CHANNEL_LAYERS[{alias!r}] has no 'ROUTING'; add "
+                    "'ROUTING': 'myproject.routing.channel_routing' (a list of route() entries)"
+                )
+            try:
+                _routers[alias] = Router(routing)
+            except (ValueError, TypeError) as exc:
+                raise ImproperlyConfigured(
+                    f"CHANNEL_LAYERS[{alias!r}]['ROUTING'] is invalid: {exc}"
+                ) from exc
+        return _routers[alias]
+
+
+def reset_routers(alias: str | None = None) -> None:
+    """Forget cached routers (one alias, or all) so they are rebuilt from settings."""
+    with _routers_lock:
+        if alias is None:
+            _routers.clear()
+        else:
+            _routers.pop(alias, None)

@@ -1,0 +1,28 @@
+"""Signals around each consumer run (the consumer counterpart of Django's
+``request_started`` / ``request_finished``).
+
+``consumer_started`` and ``consumer_finished`` are sent by
+:func:`chanlite.worker.dispatch` with ``message=`` the Message. Both are
+connected to Django's ``close_old_connections`` so that a long-running
+worker thread drops broken or expired database connections between
+consumers exactly as a WSGI request would. A test harness that runs
+consumers inside a test transaction may disconnect it, as Django's own test
+client does for ``request_started``.
+"""
+
+from __future__ import annotations
+
+from django.db import close_old_connections
+from django.dispatch import Signal
+
+__all__ = ["consumer_started", "consumer_finished", "worker_ready"]
+
+#: Sent before a consumer runs; kwargs: ``message``.
+consumer_started = Signal()
+#: Sent after a consumer ran (also when it raised); kwargs: ``message``.
+consumer_finished = Signal()
+#: Sent by a Worker thread when it starts listening; kwargs: ``worker``.
+worker_ready = Signal()
+
+consumer_started.connect(close_old_connections, dispatch_uid="chanlite.close_old_connections")
+consumer_finished.connect(close_old_connections, dispatch_uid="chanlite.close_old_connections")

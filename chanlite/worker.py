@@ -1,0 +1,302 @@
+"""Workers: take messages off the routed channels and run their consumers.
+
+Three pieces, usable separately:
+
+* :func:`dispatch` runs *one* message through a router in the calling thread,
+  with the full consumer lifecycle (signals, deferred sends flushed on
+  success and discarded on error, ``DenyConnection``/``ConsumeLater``) and
+  lets the consumer's exception propagate. The testing package and the
+  embedded server use it directly.
+* :class:`Worker` loops ``receive(block=True)`` over the routed channels and
+  calls :func:`dispatch`, logging (not raising) a consumer's exception.
+* :class:`WorkerPool` runs N workers on daemon threads with a graceful
+  ``stop(timeout)``: stop taking messages, let running consumers finish.
+
+Blocking receive, not polling: each worker also listens on a private wake
+channel, so ``stop()`` interrupts an idle ``receive`` at once; the receive
+timeout is only a safety net for layers that cannot deliver the wake-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .channel import deferred_sends
+from .exceptions import ConsumeLater, DenyConnection
+from .message import Message
+from .routing import Router, _name
+from .signals import consumer_finished, consumer_started, worker_ready
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .layers.base import BaseChannelLayer
+
+__all__ = ["dispatch", "Worker", "WorkerPool", "filter_channels"]
+
+logger = logging.getLogger("chanlite.worker")
+
+#: How many times a message may be put back with ConsumeLater before it is dropped.
+MESSAGE_RETRIES = 10
+
+
+def filter_channels(
+    channels: Iterable[str],
+    only_channels: Iterable[str] | None = None,
+    exclude_channels: Iterable[str] | None = None,
+) -> list[str]:
+    """Apply ``--only-channels`` / ``--exclude-channels`` globs, sorted."""
+    names = sorted(set(channels))
+    if only_channels:
+        only = list(only_channels)
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in only)]
+    if exclude_channels:
+        excluded = list(exclude_channels)
+        names = [n for n in names if not any(fnmatch.fnmatchcase(n, g) for g in excluded)]
+    return names
+
+
+def dispatch(
+    channel_layer: BaseChannelLayer, router: Router, channel: str, content: dict
+) -> bool:
+    """Run the consumer routed for ``(channel, content)`` in this thread.
+
+    Returns False (and logs) when no route matches, True once a consumer
+    ran. Sends made by the consumer are delivered when it returns and are
+    discarded if it raises; the exception then propagates to the caller
+    (a Worker logs it; a test sees it).
+    """
+    matched = router.match(channel, content)
+    if matched is None:
+        logger.warning(
+            "no route matches a message on %r%s; add a route() for it or stop sending it",
+            channel,
+            f" (path {content['path']!r})" if "path" in content else "",
+        )
+        return False
+    consumer, kwargs = matched
+    message = Message(content, channel, channel_layer)
+    consumer_started.send(sender=Worker, message=message)
+    try:
+        try:
+            with deferred_sends():
+                consumer(message, **kwargs)
+        except DenyConnection:
+            if channel != "websocket.connect":
+                raise ValueError(
+                    f"{_name(consumer)} raised DenyConnection on {channel!r}; it is only "
+                    "meaningful in a websocket.connect consumer"
+                ) from None
+            if message.reply_channel is not None:
+                message.reply_channel.send({"close": True}, immediately=True)
+        except ConsumeLater:
+            _requeue(channel_layer, channel, content, consumer)
+    finally:
+        consumer_finished.send(sender=Worker, message=message)
+    return True
+
+
+def _requeue(layer: BaseChannelLayer, channel: str, content: dict, consumer: Any) -> None:
+    retries = content.get("__retries__", 0) + 1
+    if retries > MESSAGE_RETRIES:
+        logger.warning(
+            "dropping a message on %r: %s raised ConsumeLater %d times",
+            channel, _name(consumer), MESSAGE_RETRIES,
+        )
+        return
+    try:
+        layer.send(channel, {**content, "__retries__": retries})
+    except layer.ChannelFull:
+        logger.error("could not requeue a message on %r (ConsumeLater): channel full", channel)
+
+
+class Worker:
+    """Receives from the routed channels and runs consumers until stopped.
+
+    ``only_channels`` / ``exclude_channels`` are glob lists narrowing the
+    channels taken from ``router.channels`` (background tasks are simply
+    routes on custom channels, e.g. ``"thumbnails"``).
+    """
+
+    #: Seconds an idle receive waits before re-checking the stop flag (a
+    #: safety net: ``stop()`` normally wakes the receive immediately).
+    receive_timeout: float = 5.0
+
+    def __init__(
+        self,
+        channel_layer: BaseChannelLayer,
+        router: Router,
+        only_channels: Iterable[str] | None = None,
+        exclude_channels: Iterable[str] | None = None,
+    ) -> None:
+        self.channel_layer = channel_layer
+        self.router = router
+        self.channels = filter_channels(router.channels, only_channels, exclude_channels)
+        if not self.channels:
+            raise ValueError(
+                f"this worker would listen on no channel: the routing names "
+                f"{sorted(router.channels) or 'none'}"
+                + (f", only_channels={list(only_channels)}" if only_channels else "")
+                + (f", exclude_channels={list(exclude_channels)}" if exclude_channels else "")
+                + "; add routes or loosen the channel filters"
+            )
+        self._wake = channel_layer.new_channel("chanlite.worker.wake?")
+        self._stopping = threading.Event()
+        self.busy = threading.Event()  # set while a consumer runs (tests, draining)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Block on the channels, running consumers, until :meth:`stop`."""
+        listen = [*self.channels, self._wake]
+        logger.info("worker listening on %s", ", ".join(self.channels))
+        worker_ready.send(sender=type(self), worker=self)
+        while not self._stopping.is_set():
+            try:
+                channel, content = self.channel_layer.receive(
+                    listen, block=True, timeout=self.receive_timeout
+                )
+            except Exception:
+                logger.exception("channel layer receive failed; retrying in 1s")
+                self._stopping.wait(1.0)
+                continue
+            if channel is None or channel == self._wake:
+                continue
+            self.handle(channel, content)
+        self._drain_wake()
+
+    def handle(self, channel: str, content: dict) -> None:
+        """Dispatch one message, logging (not raising) the consumer's error."""
+        self.busy.set()
+        try:
+            dispatch(self.channel_layer, self.router, channel, content)
+        except Exception:
+            logger.exception("error in the consumer of a message on %r", channel)
+        finally:
+            self.busy.clear()
+
+    def stop(self) -> None:
+        """Stop taking messages; the current consumer (if any) finishes."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        try:
+            self.channel_layer.send(self._wake, {"wake": True})
+        except Exception:  # the receive timeout will notice the flag anyway
+            logger.debug("could not send a wake-up to %s", self._wake, exc_info=True)
+
+    def _drain_wake(self) -> None:
+        try:
+            self.channel_layer.receive([self._wake], block=False)
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+
+class WorkerPool:
+    """N :class:`Worker` threads sharing a layer and a router.
+
+    ``start()`` returns at once; ``stop(timeout)`` stops all workers taking
+    messages and waits up to ``timeout`` seconds for running consumers.
+    """
+
+    def __init__(
+        self,
+        channel_layer: BaseChannelLayer,
+        router: Router,
+        threads: int = 4,
+        only_channels: Iterable[str] | None = None,
+        exclude_channels: Iterable[str] | None = None,
+    ) -> None:
+        if type(threads) is not int or threads < 1:
+            raise ValueError(f"threads must be a positive int, not {threads!r}")
+        self.workers = [
+            Worker(channel_layer, router, only_channels, exclude_channels) for _ in range(threads)
+        ]
+        self.channels = self.workers[0].channels
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    def start(self) -> None:
+        """Start the worker threads (daemons) and return."""
+        if self._started:
+            raise RuntimeError("this WorkerPool was already started; make a new one")
+        self._started = True
+        for index, worker in enumerate(self.workers):
+            thread = threading.Thread(
+                target=worker.run, name=f"chanlite-worker-{index}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while any worker thread is alive and not told to stop."""
+        return any(
+            t.is_alive() and not w.stopping for t, w in zip(self._threads, self.workers)
+        )
+
+    @property
+    def busy(self) -> int:
+        """How many workers are running a consumer right now."""
+        return sum(w.busy.is_set() for w in self.workers)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop taking messages; wait up to ``timeout`` for running consumers.
+
+        Returns True when every worker thread finished in time.
+        """
+        for worker in self.workers:
+            worker.stop()
+        return self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads to end (all of them within ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            logger.warning("workers still running a consumer after %ss: %s", timeout, alive)
+        return not alive
+
+
+class GracefulShutdown:
+    """SIGTERM/SIGINT handling for a process running a :class:`WorkerPool`.
+
+    The first signal only sets :attr:`requested` (a signal handler must not
+    block); :meth:`wait` — on the main thread — then stops the pool and
+    waits up to ``drain_timeout`` for in-flight consumers. A second signal
+    during the drain gives up waiting (exit status 1).
+    """
+
+    def __init__(self, pool: WorkerPool, drain_timeout: float = 30.0) -> None:
+        self.pool = pool
+        self.drain_timeout = drain_timeout
+        self.requested = threading.Event()
+
+    def __call__(self, signum: int, frame: Any = None) -> None:
+        if self.requested.is_set():
+            logger.warning("second signal %s: exiting without waiting for consumers", signum)
+            raise SystemExit(1)
+        logger.info("signal %s: finishing running consumers (up to %ss)", signum, self.drain_timeout)
+        self.requested.set()
+
+    def install(self) -> None:
+        """Install this object as the SIGTERM and SIGINT handler (main thread only)."""
+        import signal
+
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    def wait(self) -> bool:
+        """Block until a signal, then drain the pool; True if it drained in time."""
+        while not self.requested.wait(1.0):
+            if not self.pool.running:  # every worker died: nothing to wait for
+                break
+        return self.pool.stop(self.drain_timeout)
