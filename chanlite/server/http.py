@@ -85,6 +85,7 @@ class Reject:
 Event = RequestHead | Body | EndOfBody | Disconnected | Reject
 
 _date_cache: list = [0, b""]
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
 def http_date() -> bytes:
@@ -271,6 +272,7 @@ class HTTPCore:
         headers: list[tuple[bytes, bytes]],
         body: bytes = b"",
         more: bool = False,
+        reason: bytes | None = None,
     ) -> bytes:
         """Serialize a response head plus the first body bytes.
 
@@ -297,7 +299,9 @@ class HTTPCore:
             headers.append((b"connection", b"close"))
         if self.must_close:
             headers.append((b"connection", b"close"))
-        out = self.conn.send(h11.Response(status_code=status, headers=headers))
+        if reason is None:
+            reason = _REASONS.get(status, b"")
+        out = self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
         self.response_started = True
         return out + self.response_body(body, more)
 

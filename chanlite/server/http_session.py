@@ -1,0 +1,381 @@
+"""HTTP requests of one connection: to a consumer through the layer, or to WSGI.
+
+Runs on the I/O loop. For each request the :class:`HTTPSession` asks the
+server whether the routing has an ``http.request`` route for the path; if
+so the request becomes an ``http.request`` message (large bodies continue on
+a ``body_channel``) and the session waits - holding no thread - for
+``http.response`` messages on the request's reply channel, which the reply
+pump delivers. This is also how long-poll works: the consumer adds the
+reply channel to a group and returns, and the response is written whenever
+a group message arrives (or ``504`` after ``http_response_timeout``).
+Every other request is handed to the WSGI pool (Django views).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import h11
+
+from ..layers.base import ChannelFull, MessageTooLarge
+from .http import (
+    Body,
+    Disconnected,
+    EndOfBody,
+    HTTPCore,
+    Reject,
+    RequestHead,
+    asgi_request,
+    error_response,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connection import Connection
+    from .loop import Timer
+
+__all__ = ["HTTPSession"]
+
+log = logging.getLogger("chanlite.server")
+_PIPELINE_LIMIT = 256 * 1024  # buffered unread bytes before we stop reading
+
+
+class HTTPSession:
+    """The HTTP side of one connection (one request at a time, in order)."""
+
+    __slots__ = (
+        "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
+        "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
+        "streaming", "_wsgi_drained",
+    )
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.server = conn.server
+        config = self.server.config
+        self.core = HTTPCore(config.max_header_size, config.max_request_body)
+        self.timer: Timer | None = None
+        self.gone = False
+        self._wsgi_drained = None
+        self._reset()
+        self._set_timer(config.header_timeout, self._header_timeout)
+
+    def _reset(self) -> None:
+        self.head: RequestHead | None = None
+        self.route = ""
+        self.reply_channel = ""
+        self.body_parts: list[bytes] = []
+        self.body_size = 0
+        self.body_channel = ""
+        self.status = 0
+        self.sent = 0
+        self.started_at = 0.0
+        self.saw_bytes = False
+        self.streaming = False
+
+    # ------------------------------------------------------------- timers
+
+    def _set_timer(self, delay: float, callback) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.server.loop.call_later(delay, callback) if delay else None
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _header_timeout(self) -> None:
+        self.timer = None
+        if self.head is not None or self.conn.closed:
+            return
+        if self.saw_bytes:
+            log.info("connection %s from %s: headers not complete after %ss; closing",
+                     self.conn.id, self.conn.client, self.server.config.header_timeout)
+            self.conn.write(error_response(408, "request headers took too long"))
+        self.conn.close()
+
+    def _response_timeout(self) -> None:
+        self.timer = None
+        if self.head is None or self.conn.closed:
+            return
+        log.warning("no http.response on %s for %s %s within %ss: answering 504",
+                    self.reply_channel, self.head.method, self.head.path,
+                    self.server.config.http_response_timeout)
+        if self.status:  # a streamed response stalled: nothing sensible to add
+            self._forget_reply()
+            self.conn.abort()
+            return
+        self._simple_response(504, b"no response from the consumer in time\n")
+
+    # -------------------------------------------------------------- input
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None and not self.saw_bytes:
+            # First byte of a request: from now on headers must finish in time.
+            self.saw_bytes = True
+            self._set_timer(self.server.config.header_timeout, self._header_timeout)
+        self.core.receive(data)
+        self._process()
+
+    def eof_received(self) -> None:
+        self.core.receive(b"")
+        self._process()
+
+    def drained(self) -> None:
+        event = self._wsgi_drained
+        if event is not None:
+            self._wsgi_drained = None
+            event.set()
+
+    def _process(self) -> None:
+        core = self.core
+        while not self.conn.closed and self.conn.session is self:
+            event = core.next_event()
+            if event is None:
+                break
+            kind = type(event)
+            if kind is Body:
+                self._on_body(event.data)
+            elif kind is RequestHead:
+                self._on_head(event)
+            elif kind is EndOfBody:
+                self._on_end()
+            elif kind is Reject:
+                self._on_reject(event)
+                return
+            elif kind is Disconnected:
+                self._on_disconnect()
+                return
+        if self.head is not None and core.buffered > _PIPELINE_LIMIT:
+            self.conn.pause_reading()
+
+    def _on_head(self, head: RequestHead) -> None:
+        self._cancel_timer()
+        self.head = head
+        self.started_at = time.monotonic()
+        if head.websocket:
+            from .ws_session import WebSocketSession
+
+            self.conn.session = WebSocketSession(self.conn, head, self.core)
+            self.conn.session.start()
+            return
+        self.route = "channel" if self.server.has_http_route(head) else "wsgi"
+        if self.route == "channel":
+            self.reply_channel = self.server.new_reply_channel()
+        self.conn.write(self.core.continue_100())
+
+    def _on_body(self, data: bytes) -> None:
+        if not data or self.head is None:
+            return
+        self.body_parts.append(data)
+        self.body_size += len(data)
+        if self.route == "channel" and self.body_size >= self.server.config.body_chunk_size:
+            self._send_body_chunk(more=True)
+
+    def _send_body_chunk(self, more: bool) -> None:
+        """Stream the body: the first chunk rides on ``http.request`` itself."""
+        chunk = b"".join(self.body_parts)
+        self.body_parts = []
+        self.body_size = 0
+        if not self.body_channel:
+            self.body_channel = self.server.layer.new_channel("http.request.body?")
+            self._send_request(chunk)
+            return
+        try:
+            self.server.layer.send(
+                self.body_channel, {"content": chunk, "closed": False, "more_content": more}
+            )
+        except (ChannelFull, MessageTooLarge) as exc:
+            log.error("cannot stream request body on %s: %s", self.body_channel, exc)
+            self._simple_response(503, b"server busy\n", close=True)
+
+    def _on_end(self) -> None:
+        head = self.head
+        if head is None or self.conn.session is not self:
+            return
+        if self.route == "wsgi":
+            body = b"".join(self.body_parts)
+            self.body_parts = []
+            self.server.wsgi.submit(self, head, body)
+        elif self.body_channel:
+            self._send_body_chunk(more=False)
+        else:
+            self._send_request(b"".join(self.body_parts))
+
+    def _send_request(self, body: bytes) -> None:
+        assert self.head is not None
+        server = self.server
+        message = asgi_request(
+            self.head, self.reply_channel, body, self.conn.client, self.conn.server_addr,
+            server.config.root_path, body_channel=self.body_channel or None,
+        )
+        server.replies[self.reply_channel] = self
+        try:
+            server.layer.send("http.request", message)
+        except ChannelFull:
+            log.error("http.request channel is full: answering 503 to %s %s",
+                      self.head.method, self.head.path)
+            self._simple_response(503, b"server busy, try again\n")
+            return
+        except MessageTooLarge as exc:
+            log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
+            self._simple_response(431, b"request too large for the channel layer\n", close=True)
+            return
+        self._set_timer(server.config.http_response_timeout, self._response_timeout)
+
+    def _on_reject(self, event: Reject) -> None:
+        log.info("bad request from %s: %s %s", self.conn.client, event.status, event.reason)
+        self.status = event.status
+        if self.route == "channel" and self.reply_channel in self.server.replies:
+            self._client_gone()
+        self._forget_reply()
+        self.conn.write(event.data)
+        self.conn.close()
+
+    def _on_disconnect(self) -> None:
+        if self.head is not None and not self.core.response_done:
+            self._client_gone()
+        self.conn.close()
+
+    def _client_gone(self) -> None:
+        """The client left before its response finished: tell the consumer."""
+        if self.route == "channel" and self.reply_channel in self.server.replies:
+            assert self.head is not None
+            try:
+                self.server.layer.send(
+                    "http.disconnect", {"reply_channel": self.reply_channel, "path": self.head.path}
+                )
+            except ChannelFull:
+                log.warning("http.disconnect channel full; dropped for %s", self.reply_channel)
+            if self.body_channel and not self.core.body_complete:
+                try:
+                    self.server.layer.send(
+                        self.body_channel, {"content": b"", "closed": True, "more_content": False}
+                    )
+                except ChannelFull:
+                    pass
+        self._forget_reply()
+
+    def connection_lost(self) -> None:
+        self.gone = True
+        self._cancel_timer()
+        if self.head is not None and not self.core.response_done:
+            self._client_gone()
+        self.drained()  # never leave a WSGI thread waiting on a dead socket
+
+    def _forget_reply(self) -> None:
+        if self.reply_channel:
+            self.server.replies.pop(self.reply_channel, None)
+
+    # ------------------------------------------------------------- output
+
+    def on_reply(self, message: dict) -> None:
+        """An ``http.response`` (or a chunk of one) from a consumer."""
+        if self.conn.closed or self.head is None:
+            return
+        try:
+            if not self.status:
+                status = message["status"]
+                if type(status) is not int:
+                    raise ValueError(f"'status' must be an int, not {status!r}")
+                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+                content = message.get("content", b"")
+                more = bool(message.get("more_content", False))
+                self._cancel_timer()
+                data = self.core.response_start(status, headers, content, more)
+                self.status = status
+            else:
+                content = message.get("content", b"")
+                more = bool(message.get("more_content", False))
+                data = self.core.response_body(content, more)
+        except (KeyError, ValueError, TypeError, h11.LocalProtocolError) as exc:
+            log.error("invalid http.response on %s: %s (message keys: %s)",
+                      self.reply_channel, exc, sorted(message))
+            if not self.status:
+                self._simple_response(500, b"invalid response from the consumer\n", close=True)
+            else:
+                self._forget_reply()
+                self.conn.abort()
+            return
+        self.sent += len(content)
+        self.conn.write(data)
+        if not more:
+            self._response_done()
+
+    def _simple_response(self, status: int, body: bytes, close: bool = False) -> None:
+        if close:
+            self.core.must_close = True
+        try:
+            data = self.core.response_start(status, [(b"content-type", b"text/plain")], body)
+        except h11.LocalProtocolError:
+            self.conn.write(error_response(status))
+            self.conn.close()
+            self._forget_reply()
+            return
+        self.status = status
+        self.sent = len(body)
+        self.conn.write(data)
+        self._response_done()
+
+    def _response_done(self) -> None:
+        self._forget_reply()
+        self._cancel_timer()
+        head = self.head
+        assert head is not None
+        self.server.access(head, self.status, self.sent, self.conn.client, self.started_at)
+        if self.server.draining or not self.core.finish():
+            self.conn.close()
+            return
+        self._reset()
+        self._set_timer(self.server.config.keepalive_timeout, self._header_timeout)
+        self.conn.resume_reading()
+        if self.core.buffered:
+            self.server.loop.call_soon(self._process)
+
+    # -------------------------------------------- WSGI (called on the loop)
+
+    def wsgi_start(self, status: int | str, headers: list, body: bytes, more: bool) -> None:
+        """Write a WSGI response head (``status`` may be the WSGI ``"200 OK"``)."""
+        if self.conn.closed or self.gone:
+            return
+        try:
+            reason = None
+            if isinstance(status, str):
+                code, _, text = status.partition(" ")
+                status, reason = int(code), text.encode("latin-1")
+            data = self.core.response_start(status, headers, body, more, reason)
+        except (h11.LocalProtocolError, ValueError) as exc:
+            log.error("invalid WSGI response for %s: %s", self.head and self.head.path, exc)
+            self.core.must_close = True
+            self.conn.write(error_response(500, "invalid response"))
+            self.status = 500
+            self.conn.close()
+            return
+        self.status = status
+        self.sent += len(body)
+        self.conn.write(data)
+        if not more:
+            self._response_done()
+
+    def wsgi_body(self, body: bytes, more: bool, drained=None) -> None:
+        if self.conn.closed or self.gone:
+            if drained is not None:
+                drained.set()
+            return
+        try:
+            data = self.core.response_body(body, more)
+        except h11.LocalProtocolError as exc:
+            log.error("invalid WSGI body for %s: %s", self.head and self.head.path, exc)
+            self.conn.abort()
+            return
+        self.sent += len(body)
+        self.conn.write(data)
+        if drained is not None:
+            if self.conn.buffered:
+                self._wsgi_drained = drained
+            else:
+                drained.set()
+        if not more:
+            self._response_done()

@@ -1,0 +1,329 @@
+"""The interface server, assembled: listener + I/O loop + WSGI pool + reply pump.
+
+:class:`Server` wires the pieces and owns what they share: the channel layer,
+this process's reply-channel prefix, the map from reply channel to session,
+the routing decision for HTTP paths, the origin check and the access log. It
+can run in the current thread (:meth:`serve_forever`, for the commands) or
+in a background thread (:meth:`start`, for tests and embedding), and shuts
+down gracefully: stop accepting, close WebSockets with 1001, let in-flight
+HTTP requests finish (up to ``shutdown_timeout``), then stop the threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import secrets
+import socket
+import string
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..layers.base import BaseChannelLayer
+from .config import ServerConfig
+from .connection import Connection
+from .http import RequestHead
+from .http_session import HTTPSession
+from .loop import Loop
+from .pump import ReplyPump
+from .ws_session import WebSocketSession, origin_host
+
+__all__ = ["Server", "reply_prefix"]
+
+log = logging.getLogger("chanlite.server")
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def reply_prefix() -> str:
+    """A fresh process-specific prefix, ``chanlite.response.<random>!``."""
+    return "chanlite.response." + "".join(secrets.choice(_ALPHABET) for _ in range(12)) + "!"
+
+
+class Server:
+    """An HTTP/WebSocket server speaking ASGI 1.0 messages over a channel layer.
+
+    Parameters:
+        channel_layer: the layer consumers listen on.
+        config: limits and timeouts (default: ``ServerConfig.from_settings()``).
+        wsgi_app: the WSGI app for paths without an ``http.request`` route
+            (default: Django's ``get_wsgi_application()``).
+        router: decides which paths go to ``http.request`` consumers and
+            drives embedded workers; ``"auto"`` loads the layer's ROUTING if
+            it has one, ``None`` sends every HTTP request to WSGI.
+        workers: embedded worker threads (0: consumers run elsewhere, e.g.
+            ``runworker`` processes on the IPC or Redis layer).
+        access_logger: logger name for one line per request (None: off).
+    """
+
+    def __init__(
+        self,
+        channel_layer: BaseChannelLayer,
+        config: ServerConfig | None = None,
+        wsgi_app: Callable | None = None,
+        router: Any = "auto",
+        workers: int = 0,
+        access_logger: str | None = None,
+    ) -> None:
+        self.layer = channel_layer
+        self.config = config if config is not None else ServerConfig.from_settings()
+        self.loop = Loop()
+        self.prefix = reply_prefix()
+        self._ids = itertools.count(1)
+        self.replies: dict[str, Any] = {}
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.router = self._load_router(router)
+        self.workers = workers
+        self.worker_pool: Any = None
+        self._access = logging.getLogger(access_logger) if access_logger else None
+        if wsgi_app is None:
+            from django.core.wsgi import get_wsgi_application
+
+            wsgi_app = get_wsgi_application()
+        from .wsgi import WSGIPool
+
+        self.wsgi = WSGIPool(wsgi_app, self.config.threads, self.loop.call_soon_threadsafe,
+                             self.config.root_path)
+        self.pump = ReplyPump(self.layer, self.prefix, self._deliver_threadsafe)
+        self.listeners: list[socket.socket] = []
+        self.address: Any = None
+        self.ready = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._allowed_origins: list[str] | None = None
+        self._drain_deadline: Any = None
+
+    # ------------------------------------------------------------ pieces
+
+    def _load_router(self, router: Any) -> Any:
+        if router != "auto":
+            return router
+        from django.core.exceptions import ImproperlyConfigured
+
+        from ..routing import get_router
+
+        try:
+            return get_router(self.layer.alias or "default")
+        except ImproperlyConfigured as exc:
+            log.info("no routing for layer %r (%s): HTTP goes to WSGI only", self.layer.alias, exc)
+            return None
+
+    def new_reply_channel(self) -> str:
+        return self.prefix + str(next(self._ids))
+
+    def has_http_route(self, head: RequestHead) -> bool:
+        router = self.router
+        if router is None or "http.request" not in router.channels:
+            return False
+        content = {"path": head.path, "method": head.method}
+        return router.match("http.request", content) is not None
+
+    def origin_allowed(self, origin: bytes | None) -> bool:
+        if not self.config.check_origin:
+            return True
+        host = origin_host(origin)
+        if host is None:
+            return True  # no Origin header: not a browser, nothing to protect
+        if self._allowed_origins is None:
+            self._allowed_origins = self._origin_patterns()
+        from django.http.request import validate_host
+
+        return bool(host) and validate_host(host, self._allowed_origins)
+
+    def _origin_patterns(self) -> list[str]:
+        if self.config.allowed_origins is not None:
+            return list(self.config.allowed_origins)
+        from django.conf import settings
+
+        hosts = list(getattr(settings, "ALLOWED_HOSTS", []) or [])
+        if not hosts and getattr(settings, "DEBUG", False):
+            hosts = [".localhost", "127.0.0.1", "[::1]"]  # what Django allows in DEBUG
+        return hosts
+
+    def access(self, head: RequestHead, status: int, size: int, client: Any,
+               started_at: float | None) -> None:
+        if self._access is None:
+            return
+        self._access.info(
+            '"%s %s HTTP/%s" %s %s', head.method, head.target.decode("latin-1"),
+            head.http_version, status, size,
+            extra={"status_code": status, "client": client},
+        )
+
+    # ----------------------------------------------------------- replies
+
+    def _deliver_threadsafe(self, batch: list[tuple[str, dict]]) -> None:
+        self.loop.call_soon_threadsafe(self._deliver, batch)
+
+    def _deliver(self, batch: list[tuple[str, dict]]) -> None:
+        replies = self.replies
+        for channel, message in batch:
+            session = replies.get(channel)
+            if session is None:
+                log.debug("reply for %s, which is gone (client left or timed out)", channel)
+                continue
+            try:
+                session.on_reply(message)
+            except Exception:
+                log.exception("error handling reply on %s", channel)
+                session.conn.abort()
+
+    # ---------------------------------------------------------- sockets
+
+    def bind(self, sock: socket.socket | None = None) -> Any:
+        """Open the listening socket (or adopt ``sock``); return its address."""
+        config = self.config
+        if sock is None:
+            if config.unix_socket:
+                try:
+                    os.unlink(config.unix_socket)
+                except FileNotFoundError:
+                    pass
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(config.unix_socket)
+            else:
+                family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((config.host, config.port))
+            sock.listen(config.backlog)
+        sock.setblocking(False)
+        self.listeners.append(sock)
+        self.address = sock.getsockname()
+        self.loop.add_reader(sock, lambda mask, s=sock: self._accept(s))
+        return self.address
+
+    def _accept(self, listener: socket.socket) -> None:
+        tcp = listener.family != socket.AF_UNIX
+        for _ in range(64):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept (%s): pausing accepts for 0.5s", exc)
+                    self.loop.remove(listener)
+                    self.loop.call_later(0.5, lambda: self._resume_accept(listener))
+                return
+            sock.setblocking(False)
+            if tcp:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                local = sock.getsockname()
+                conn = Connection(self, sock, [addr[0], addr[1]], [local[0], local[1]])
+            else:
+                conn = Connection(self, sock, None, None)
+            conn.session = HTTPSession(conn)
+            self.connections.add(conn)
+
+    def _resume_accept(self, listener: socket.socket) -> None:
+        if not self.draining and listener in self.listeners:
+            self.loop.add_reader(listener, lambda mask, s=listener: self._accept(s))
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self.loop.stop()
+
+    # ------------------------------------------------------------ running
+
+    def serve_forever(self) -> None:
+        """Run in this thread until :meth:`shutdown`; then stop every thread."""
+        if not self.listeners:
+            self.bind()
+        self.wsgi.start()
+        self.pump.start()
+        if self.workers:
+            self._start_workers()
+        log.info("chanlite server listening on %s (reply prefix %s)", self.address, self.prefix)
+        self.ready.set()
+        try:
+            self.loop.run()
+        finally:
+            self._teardown()
+
+    def _start_workers(self) -> None:
+        from ..worker import WorkerPool
+
+        if self.router is None:
+            raise RuntimeError(
+                "embedded workers need a routing: set CHANNEL_LAYERS[alias]['ROUTING'] or "
+                "run with --workers 0 / --noworker and separate runworker processes"
+            )
+        self.worker_pool = WorkerPool(self.layer, self.router, threads=self.workers)
+        self.worker_pool.start()
+
+    def start(self) -> Any:
+        """Serve on a background thread; return the bound address once ready."""
+        if not self.listeners:
+            self.bind()
+        self.thread = threading.Thread(target=self.serve_forever, name="chanlite-server",
+                                       daemon=True)
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("chanlite server did not start within 10s")
+        return self.address
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Graceful stop from any thread; True if everything ended in time."""
+        if timeout is None:
+            timeout = self.config.shutdown_timeout
+        self.loop.call_soon_threadsafe(self._begin_drain, timeout)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout + 15)
+            return not self.thread.is_alive()
+        return True
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful stop; safe from a signal handler (no blocking)."""
+        self.loop.call_soon_threadsafe(self._begin_drain, self.config.shutdown_timeout)
+
+    def _begin_drain(self, timeout: float) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: closing %d listener(s), %d connection(s)",
+                 len(self.listeners), len(self.connections))
+        for listener in self.listeners:
+            self.loop.remove(listener)
+            listener.close()
+        if self.config.unix_socket:
+            try:
+                os.unlink(self.config.unix_socket)
+            except OSError:
+                pass
+        for conn in list(self.connections):
+            session = conn.session
+            if isinstance(session, WebSocketSession):
+                session.close(1001)
+            elif isinstance(session, HTTPSession) and session.head is None:
+                conn.close()  # idle keep-alive: nothing in flight
+        if not self.connections:
+            self.loop.stop()
+        self._drain_deadline = self.loop.call_later(timeout, self._drain_timeout)
+
+    def _drain_timeout(self) -> None:
+        log.warning("shutdown: %d connection(s) still open after the timeout; dropping them",
+                    len(self.connections))
+        for conn in list(self.connections):
+            conn.abort()
+        self.loop.stop()
+
+    def _teardown(self) -> None:
+        deadline = time.monotonic() + 10
+        for conn in list(self.connections):
+            conn.abort()
+        for listener in self.listeners:
+            try:
+                listener.close()
+            except OSError:  # pragma: no cover
+                pass
+        self.pump.stop()
+        self.wsgi.stop(max(0.1, deadline - time.monotonic()))
+        if self.worker_pool is not None:
+            self.worker_pool.stop(max(0.1, deadline - time.monotonic()))
+        self.loop.close()
+        log.info("chanlite server stopped")

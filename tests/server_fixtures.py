@@ -1,0 +1,93 @@
+"""A live chanlite server on 127.0.0.1 for tests, plus tiny HTTP/WebSocket helpers.
+
+Import the ``chanlite_server`` fixture into a test module. Servers listen on an
+ephemeral port, run embedded workers by default, and are shut down (and
+checked to have stopped) at the end of each test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+
+import pytest
+import websocket
+
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.routing import Router
+from chanlite.server.config import ServerConfig
+from chanlite.server.server import Server
+
+from .server_consumers import channel_routing
+
+WAIT = 5.0  # every blocking wait in these tests is bounded by this
+
+
+@pytest.fixture
+def chanlite_server():
+    """``start(**options) -> Server``; every server started is stopped after the test."""
+    servers: list[Server] = []
+
+    def start(workers: int = 2, routing=channel_routing, layer=None, wsgi_app=None,
+              **config) -> Server:
+        from django.core.wsgi import get_wsgi_application
+
+        layer = layer if layer is not None else InMemoryChannelLayer()
+        config.setdefault("threads", 4)
+        cfg = ServerConfig(host="127.0.0.1", port=0, **config)
+        server = Server(layer, cfg, wsgi_app=wsgi_app or get_wsgi_application(),
+                        router=Router(routing), workers=workers)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        assert server.shutdown(10), "server did not stop within 10s"
+
+
+def ws_connect(server: Server, path: str, **options) -> websocket.WebSocket:
+    host, port = server.address[:2]
+    return websocket.create_connection(f"ws://{host}:{port}{path}", timeout=WAIT, **options)
+
+
+def recv_close_code(ws: websocket.WebSocket) -> int:
+    """Read frames until a close frame; return its code."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+
+
+def http_request(server: Server, method: str, path: str, body: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, dict, bytes]:
+    host, port = server.address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=WAIT)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def raw_socket(server: Server) -> socket.socket:
+    sock = socket.create_connection(server.address[:2], timeout=WAIT)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (bounded by the socket timeout)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def layer_wait(layer, channel: str) -> dict:
+    got, message = layer.receive([channel], block=True, timeout=WAIT)
+    assert got is not None, f"nothing arrived on {channel!r} within {WAIT}s"
+    return message
