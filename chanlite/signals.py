@@ -12,10 +12,13 @@ client does for ``request_started``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db import close_old_connections
 from django.dispatch import Signal
 
-__all__ = ["consumer_started", "consumer_finished", "worker_ready"]
+__all__ = ["consumer_started", "consumer_finished", "worker_ready", "db_hygiene_disabled"]
 
 #: Sent before a consumer runs; kwargs: ``message``.
 consumer_started = Signal()
@@ -24,5 +27,24 @@ consumer_finished = Signal()
 #: Sent by a Worker thread when it starts listening; kwargs: ``worker``.
 worker_ready = Signal()
 
-consumer_started.connect(close_old_connections, dispatch_uid="chanlite.close_old_connections")
-consumer_finished.connect(close_old_connections, dispatch_uid="chanlite.close_old_connections")
+_UID = "chanlite.close_old_connections"
+consumer_started.connect(close_old_connections, dispatch_uid=_UID)
+consumer_finished.connect(close_old_connections, dispatch_uid=_UID)
+
+
+@contextmanager
+def db_hygiene_disabled() -> Iterator[None]:
+    """Run consumers without ``close_old_connections`` (for tests).
+
+    Inside a test transaction, closing "old" connections would end the
+    transaction, and pytest-django forbids touching the database in tests
+    not marked for it; Django's test client disconnects the same handler
+    from ``request_started`` for the same reason.
+    """
+    consumer_started.disconnect(dispatch_uid=_UID)
+    consumer_finished.disconnect(dispatch_uid=_UID)
+    try:
+        yield
+    finally:
+        consumer_started.connect(close_old_connections, dispatch_uid=_UID)
+        consumer_finished.connect(close_old_connections, dispatch_uid=_UID)

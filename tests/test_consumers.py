@@ -20,6 +20,7 @@ from chanlite.layers import set_channel_layer
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route, route_class
 from chanlite.worker import dispatch
+from tests.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route
 from chanlite.signals import consumer_finished, consumer_started
 from chanlite.worker import GracefulShutdown, Worker, WorkerPool, dispatch, filter_channels
+from tests.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 WAIT = 10.0  # generous bound for cross-thread waits; failures say what did not happen
 
@@ -71,6 +72,7 @@ def test_dispatch_sends_signals_even_on_error(layer):
     assert seen == [("started", "x"), ("finished", "x")]
 
 
+@pytest.mark.django_db
 def test_close_old_connections_is_connected_to_consumer_signals():
     from django.db import close_old_connections
 
