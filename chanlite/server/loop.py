@@ -107,6 +107,15 @@ class Loop:
         except (BlockingIOError, OSError):
             pass  # a wake-up byte is already queued, or the loop is closed
 
+    def call_soon_from_signal(self, callback: Callable, *args: Any) -> None:
+        """Like :meth:`call_soon_threadsafe` but lock-free, for signal handlers
+        (which run on the main thread, possibly while it holds the lock)."""
+        self._calls.append((callback, args))
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
     def _on_wake(self, mask: int) -> None:
         try:
             while self._wake_r.recv(4096):

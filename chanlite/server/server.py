@@ -279,7 +279,27 @@ class Server:
 
     def request_shutdown(self) -> None:
         """Begin a graceful stop; safe from a signal handler (no blocking)."""
-        self.loop.call_soon_threadsafe(self._begin_drain, self.config.shutdown_timeout)
+        self.loop.call_soon_from_signal(self._begin_drain, self.config.shutdown_timeout)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: graceful stop; a second signal drops what is left.
+
+        Only possible on the main thread (Python's rule); the commands call it
+        when they run the loop there.
+        """
+        import signal
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.draining:
+                log.warning("second signal %s: dropping remaining connections", signum)
+                self.loop.call_soon_from_signal(self._drain_timeout)
+            else:
+                log.info("signal %s: graceful shutdown (up to %ss)", signum,
+                         self.config.shutdown_timeout)
+                self.request_shutdown()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
 
     def _begin_drain(self, timeout: float) -> None:
         if self.draining:

@@ -1,0 +1,115 @@
+"""``manage.py runserver`` with WebSockets, long-poll and embedded workers.
+
+Replaces Django's runserver when ``chanlite`` is in INSTALLED_APPS (list it
+*before* ``django.contrib.staticfiles``, whose own runserver would otherwise
+win). Everything Django's command does is kept - address parsing, system
+checks, the migration warning, autoreload, the banner, static files in DEBUG
+- but requests are served by chanlite's interface server, with consumers
+running on embedded worker threads over the default channel layer, so one
+process is a complete realtime development setup.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.commands.runserver import Command as DjangoRunserver
+from django.db import connections
+
+
+class Command(DjangoRunserver):
+    help = (
+        "Starts a development server for HTTP and WebSocket: Django views plus chanlite "
+        "consumers running on embedded worker threads."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--noworker", action="store_false", dest="run_worker",
+            help="Do not run embedded workers (consumers run in `manage.py runworker` "
+            "processes on a cross-process layer).",
+        )
+        parser.add_argument(
+            "--threads", type=int, default=4,
+            help="Number of embedded worker threads running consumers (default 4).",
+        )
+        parser.add_argument(
+            "--layer", default="default",
+            help="CHANNEL_LAYERS alias to serve (default 'default').",
+        )
+        parser.add_argument(
+            "--nostatic", action="store_false", dest="use_static_handler",
+            help="Do not serve static files automatically in DEBUG.",
+        )
+        parser.add_argument(
+            "--insecure", action="store_true", dest="insecure_serving",
+            help="Serve static files even if DEBUG is False.",
+        )
+
+    def get_handler(self, *args: Any, **options: Any) -> Any:
+        """Django's WSGI app, wrapped to serve static files like staticfiles' runserver."""
+        handler = super().get_handler(*args, **options)
+        use_static = options.get("use_static_handler", True)
+        insecure = options.get("insecure_serving", False)
+        from django.apps import apps
+
+        if use_static and (settings.DEBUG or insecure) and apps.is_installed(
+            "django.contrib.staticfiles"
+        ):
+            from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+            return StaticFilesHandler(handler)
+        return handler
+
+    def inner_run(self, *args: Any, **options: Any) -> None:
+        from django.utils import autoreload
+
+        from chanlite.layers import get_channel_layer
+        from chanlite.server.config import ServerConfig
+        from chanlite.server.server import Server
+
+        autoreload.raise_last_exception()
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            check_kwargs = super(DjangoRunserver, self).get_check_kwargs(options)
+            check_kwargs["display_num_errors"] = True
+            self.check(**check_kwargs)
+        self.check_migrations()
+        for conn in connections.all(initialized_only=True):
+            conn.close()
+
+        layer = get_channel_layer(options.get("layer", "default"))
+        workers = options["threads"] if options.get("run_worker", True) else 0
+        config = ServerConfig.from_settings(host=self.addr, port=int(self.port))
+        try:
+            server = Server(layer, config, wsgi_app=self.get_handler(*args, **options),
+                            workers=workers, access_logger="django.server")
+            server.bind()
+        except OSError as exc:
+            messages = {
+                errno.EACCES: "You don't have permission to access that port.",
+                errno.EADDRINUSE: "That port is already in use.",
+                errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
+            }
+            self.stderr.write("Error: %s" % messages.get(exc.errno, exc))
+            os._exit(1)  # sys.exit does not work from the autoreloader's thread
+        self.on_bind(server.address[1])
+        self.stdout.write(
+            f"chanlite: layer {layer.alias!r} ({type(layer).__name__}), "
+            + (f"{workers} embedded worker thread(s)" if workers else "no embedded workers")
+        )
+        if threading.current_thread() is threading.main_thread():
+            server.install_signal_handlers()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            shutdown_message = options.get("shutdown_message", "")
+            if shutdown_message:
+                self.stdout.write(shutdown_message)
+            sys.exit(0)

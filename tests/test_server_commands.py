@@ -1,0 +1,137 @@
+"""`chanlite serve` and `manage.py runserver` as real processes, stopped with signals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import websocket
+
+from .server_fixtures import WAIT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Process:
+    """A server subprocess whose stderr lines are collected by a thread."""
+
+    def __init__(self, args: list[str], env_settings: str = "tests.server_settings") -> None:
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE=env_settings, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        regex = re.compile(pattern)
+        try:
+            while True:
+                line = self.lines.get(timeout=timeout)
+                match = regex.search(line)
+                if match:
+                    return match
+        except queue.Empty:
+            raise AssertionError(
+                f"no line matching {pattern!r} within {timeout}s; output:\n" + "".join(self.output)
+            ) from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("server did not exit within 20s of the signal:\n"
+                                 + "".join(self.output)) from None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    result = response.status, response.read()
+    conn.close()
+    return result
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+    yield lambda *a, **k: started.append(Process(*a, **k)) or started[-1]
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(5)
+
+
+def test_chanlite_serve_http_websocket_and_sigterm(processes):
+    proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
+                      "--port", "0", "--access-log"])
+    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    assert get(port, "/hello/") == (200, b"Hello, world")
+    proc.wait_for(r'"GET /hello/ HTTP/1.1" 200 12')
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/echo/", timeout=WAIT)
+    ws.send("ping")
+    assert ws.recv() == "ping"
+    proc.proc.send_signal(signal.SIGTERM)
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and data[:2] == (1001).to_bytes(2, "big")
+    ws.close()
+    assert proc.stop() == 0
+
+
+def test_chanlite_serve_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "chanlite.server", "serve", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ["--bind", "--port", "--unix-socket", "--threads", "--workers", "--access-log",
+                 "--max-request-body", "--http-response-timeout"]:
+        assert flag in out.stdout
+
+
+def test_chanlite_serve_rejects_a_non_layer():
+    out = subprocess.run([sys.executable, "-m", "chanlite.server", "serve", "os:path"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.server_settings"))
+    assert out.returncode != 0 and "not a channel layer" in out.stderr
+
+
+def test_runserver_serves_views_and_websockets(processes):
+    port = free_port()
+    proc = processes(["-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload",
+                      "--skip-checks"])
+    proc.wait_for(r"Starting development server at http://127\.0\.0\.1:%d/" % port)
+    assert get(port, "/hello/") == (200, b"Hello, world")
+    proc.wait_for(r'\] "GET /hello/ HTTP/1.1" 200 12')  # Django's access-log format
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/echo/", timeout=WAIT)
+    ws.send("from runserver")
+    assert ws.recv() == "from runserver"
+    ws.close()
+    assert proc.stop(signal.SIGINT) == 0
