@@ -127,7 +127,7 @@ def test_runserver_serves_views_and_websockets(processes):
     port = free_port()
     proc = processes(["-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload",
                       "--skip-checks"])
-    proc.wait_for(r"Starting development server at http://127\.0\.0\.1:%d/" % port)
+    proc.wait_for(rf"Starting development server at http://127\.0\.0\.1:{port}/")
     assert get(port, "/hello/") == (200, b"Hello, world")
     proc.wait_for(r'\] "GET /hello/ HTTP/1.1" 200 12')  # Django's access-log format
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}/echo/", timeout=WAIT)

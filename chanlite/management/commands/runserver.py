@@ -97,7 +97,7 @@ class Command(DjangoRunserver):
                 errno.EADDRINUSE: "That port is already in use.",
                 errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
             }
-            self.stderr.write("Error: %s" % messages.get(exc.errno, exc))
+            self.stderr.write(f"Error: {messages.get(exc.errno, exc)}")
             os._exit(1)  # sys.exit does not work from the autoreloader's thread
         self.on_bind(server.address[1])
         self.stdout.write(
