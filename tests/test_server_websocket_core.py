@@ -71,7 +71,7 @@ def test_drop_is_1006():
 def test_message_too_big_closes_1009():
     core, cli = WebSocketCore(max_message_size=10), client()
     events = core.receive(cli.send(BytesMessage(data=b"x" * 11)))
-    assert events == [Closed(1009, "message above 10 bytes")]
+    assert events == [Closed(1009, "message above 10 bytes", fatal=True)]
     assert client_events(cli, core.data_to_send())[0].code == 1009
 
 
@@ -94,6 +94,7 @@ def test_unmasked_client_frame_is_protocol_error_1002():
     core = WebSocketCore()
     events = core.receive(b"\x81\x02hi")  # servers require masked frames
     assert [type(e) for e in events] == [Closed] and events[0].code == 1002
+    assert events[0].fatal  # the stream is unusable: do not wait for a reply
     cli = client()
     assert client_events(cli, core.data_to_send())[0].code == 1002
 

@@ -32,10 +32,15 @@ _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
 
 @dataclass(slots=True)
 class Closed:
-    """The WebSocket is finished; ``code`` goes into ``websocket.disconnect``."""
+    """The WebSocket is finished; ``code`` goes into ``websocket.disconnect``.
+
+    ``fatal``: the incoming stream is unusable (a protocol error, or we stopped
+    reading mid-message), so do not wait for the client's close reply.
+    """
 
     code: int
     reason: str = ""
+    fatal: bool = False
 
 
 @dataclass(slots=True)
@@ -134,7 +139,7 @@ class WebSocketCore:
                     events.extend(self._finish(self._closing_code, event.reason or ""))
                 else:
                     # A parse failure (1002 protocol error, 1007 bad UTF-8...).
-                    events.extend(self.close(event.code, event.reason or ""))
+                    events.extend(self.close(event.code, event.reason or "", fatal=True))
                 break
         return events
 
@@ -149,7 +154,7 @@ class WebSocketCore:
         self._size += size
         if self._size > self.max_message_size:
             events.extend(
-                self.close(1009, f"message above {self.max_message_size} bytes")
+                self.close(1009, f"message above {self.max_message_size} bytes", fatal=True)
             )
             return True
         if event.message_finished and not self._parts:
@@ -184,7 +189,7 @@ class WebSocketCore:
     def ping(self, payload: bytes = b"") -> None:
         self._out += self.ws.send(Ping(payload=payload))
 
-    def close(self, code: int = 1000, reason: str = "") -> list:
+    def close(self, code: int = 1000, reason: str = "", fatal: bool = False) -> list:
         """Start a server-side close (send the close frame).
 
         Returns ``[Closed(code)]`` because the server treats the WebSocket as
@@ -199,7 +204,9 @@ class WebSocketCore:
             except LocalProtocolError:  # pragma: no cover - state checked above
                 pass
         self._closing_code = code
-        return self._finish(code, reason)
+        events = self._finish(code, reason)
+        self.closed.fatal = fatal  # type: ignore[union-attr]
+        return events
 
     def send(self, message: dict) -> list:
         """Apply the text/bytes/close parts of a ``websocket.send`` message.

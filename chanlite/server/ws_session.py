@@ -201,7 +201,7 @@ class WebSocketSession:
                 self._closed(event.code)
                 self._flush()
                 ws = self.ws
-                if ws is not None and (ws.close_complete or event.code == 1006):
+                if ws is not None and (ws.close_complete or event.fatal or event.code == 1006):
                     self.conn.close()
                 else:
                     # We sent our close frame: give the client a moment to reply.
