@@ -35,7 +35,7 @@ from . import DEFAULT_CHANNEL_LAYER
 from .layers.names import queue_for_receive
 
 __all__ = ["route", "route_class", "include", "Route", "RouteClass", "Include", "Router",
-           "get_router", "reset_routers", "Consumer", "Match"]
+           "get_router", "set_router", "reset_routers", "Consumer", "Match"]
 
 Consumer = Callable[..., Any]
 Match = tuple[Consumer, dict[str, Any]]
@@ -308,6 +308,17 @@ def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
                     f"CHANNEL_LAYERS[{alias!r}]['ROUTING'] is invalid: {exc}"
                 ) from exc
         return _routers[alias]
+
+
+def set_router(alias: str, router: Router | None) -> Router | None:
+    """Install ``router`` for ``alias`` (``None``: rebuild from settings on next
+    use); return the previous one. ``chanlite.testing.apply_routes`` uses it to
+    swap a test's routes in and back out without touching settings."""
+    with _routers_lock:
+        previous = _routers.pop(alias, None)
+        if router is not None:
+            _routers[alias] = router
+        return previous
 
 
 def reset_routers(alias: str | None = None) -> None:
