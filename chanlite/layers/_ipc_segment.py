@@ -1,0 +1,336 @@
+"""The shared-memory segment of the IPC layer: layout, lock and undo journal.
+
+Why this shape (see docs/architecture.md, "IPC layer"):
+
+* **One segment per prefix**, ``/dev/shm/chanlite.<prefix>``, of fixed size.
+  Everything lives in it at fixed offsets: a header (magic, format version,
+  layout, allocator state, waiter slots), an undo journal, the queue table,
+  the group table and the heap of message blocks. No pickling, no resizing.
+* **The mutex is an fcntl record lock on the segment's fd** (plus a
+  ``threading.Lock``, because fcntl locks belong to a process, not a thread).
+  The kernel drops it when its holder dies, so a SIGKILLed process can never
+  freeze the others the way a semaphore-as-mutex did in asgi_ipc.
+* **An undo journal makes every operation atomic.** Before a word of shared
+  state is changed its old bytes are appended to the journal and the journal
+  length (one 8-byte store) is bumped; the operation commits by storing 0
+  into that length. A lock holder that finds a non-zero length knows the
+  previous holder died mid-operation and copies the old bytes back, newest
+  first. Memory that was free before the operation (a new message body) is
+  not journaled: rolling the allocator back makes it free again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import re
+import struct
+import threading
+
+import posix_ipc
+
+from .base import ChannelFull
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "IPCError",
+    "IPCFormatError",
+    "IPCMemoryFull",
+    "Segment",
+    "check_prefix",
+    "remove_prefix",
+    "segment_name",
+    "semaphore_name",
+]
+
+MAGIC = b"CHNLTIPC"
+FORMAT_VERSION = 1
+MAX_WAITERS = 128  # two 64-bit masks per queue entry
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# ---- header layout (offsets into the segment) -------------------------------
+H_MAGIC = 0  # 8s
+H_VERSION = 8  # u32 format version
+H_SIZE = 16  # u64 segment size
+H_QSLOTS = 24  # u32 queue table slots (power of two)
+H_GSLOTS = 28  # u32 group table slots (power of two)
+H_HEAP = 32  # u64 heap offset
+H_HEAPSIZE = 40  # u64
+H_QTABLE = 48  # u64
+H_GTABLE = 56  # u64
+H_JOURNAL = 64  # u64
+H_JSIZE = 72  # u64
+H_MAXORD = 80  # u32 largest block order
+H_RECOVERIES = 88  # u64 journals rolled back (diagnostics, tests)
+H_FLUSHING = 96  # u64 1 while a flush runs (redone by the next holder)
+H_JLEN = 104  # u64 bytes of journal in use; 0 = no operation in progress
+H_QUSED = 112  # u32 queue entries in use
+H_GUSED = 116  # u32 group entries in use
+H_BITMAP = 256  # u64 buddy free lists that are non-empty
+H_HEADS = 264  # u64[64] buddy free list heads
+H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
+H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
+HEADER_SIZE = 4096
+ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
+
+_Q = struct.Struct("<Q")
+_QQ = struct.Struct("<QQ")
+_QI = struct.Struct("<QI")
+_JENTRY = 12
+
+
+class IPCError(Exception):
+    """The IPC layer's shared memory cannot be created or used."""
+
+
+class IPCFormatError(IPCError):
+    """The segment was written by another chanlite IPC format version."""
+
+
+class IPCMemoryFull(ChannelFull):
+    """The shared segment has no room for this message, channel or group.
+
+    A ``ChannelFull`` so that producers apply the same back-pressure as for
+    a full channel; the message names the setting to raise.
+    """
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate ``prefix``: it names files in /dev/shm, so keep it plain."""
+    if type(prefix) is not str or _PREFIX.fullmatch(prefix) is None:
+        raise ValueError(
+            f"IPC prefix must be 1-64 ASCII letters, digits, '_' or '-', not {prefix!r}"
+        )
+    return prefix
+
+
+def segment_name(prefix: str) -> str:
+    """The posix_ipc name of the segment (``/dev/shm/chanlite.<prefix>``)."""
+    return f"/chanlite.{prefix}"
+
+
+def semaphore_name(prefix: str, slot: int) -> str:
+    """The doorbell of waiter ``slot`` (``/dev/shm/sem.chanlite.<prefix>.w<slot>``)."""
+    return f"/chanlite.{prefix}.w{slot}"
+
+
+def remove_prefix(prefix: str) -> bool:
+    """Unlink the segment and doorbells of ``prefix``; True if a segment existed.
+
+    Processes still attached keep their mapping (POSIX unlink semantics) but
+    no longer share it with newcomers, so only call this when none runs.
+    """
+    check_prefix(prefix)
+    existed = True
+    try:
+        posix_ipc.unlink_shared_memory(segment_name(prefix))
+    except posix_ipc.ExistentialError:
+        existed = False
+    for slot in range(MAX_WAITERS):
+        try:
+            posix_ipc.unlink_semaphore(semaphore_name(prefix, slot))
+        except posix_ipc.ExistentialError:
+            pass
+    return existed
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+class Segment:
+    """A mapped segment with its cross-process lock and undo journal.
+
+    Subclasses (the allocator and the store) call :meth:`save` before every
+    change to shared state, and :meth:`commit` when the state is consistent.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        memory: int,
+        max_channels: int,
+        max_groups: int,
+        journal_size: int = 256 * 1024,
+    ) -> None:
+        self.prefix = check_prefix(prefix)
+        self._tlock = threading.Lock()
+        self._shm = posix_ipc.SharedMemory(segment_name(prefix), posix_ipc.O_CREAT, mode=0o600)
+        self._fd = self._shm.fd
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(self._fd).st_size
+            if size == 0:
+                self._reserve(memory)
+                size = memory
+            self.mm = mmap.mmap(self._fd, size)
+            magic = bytes(self.mm[H_MAGIC : H_MAGIC + 8])
+            if magic == bytes(8):  # new, or its creator died while initialising it
+                self._initialise(size, max_channels, max_groups, journal_size)
+            elif magic != MAGIC:
+                raise IPCFormatError(
+                    f"/dev/shm{segment_name(prefix)} is not a chanlite IPC segment; "
+                    "choose another 'prefix'"
+                )
+            self._check_version()
+        except BaseException:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            self.close()
+            raise
+        fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        self._load_layout()
+        self._jlen = 0
+
+    # ---------------------------------------------------------- creation
+
+    def _reserve(self, memory: int) -> None:
+        os.ftruncate(self._fd, memory)
+        try:
+            # Touch the pages now: on a full tmpfs a sparse segment would
+            # SIGBUS on first use; this turns that into a clear error.
+            os.posix_fallocate(self._fd, 0, memory)
+        except OSError as exc:
+            os.ftruncate(self._fd, 0)
+            raise IPCError(
+                f"cannot reserve memory={memory} bytes in /dev/shm for IPC prefix "
+                f"{self.prefix!r} ({exc.strerror}); free space in /dev/shm or lower "
+                "'memory' in the layer CONFIG"
+            ) from exc
+
+    def _initialise(self, size: int, max_channels: int, max_groups: int, jsize: int) -> None:
+        mm = self.mm
+        qslots = _pow2_at_least(max_channels * 4 // 3 + 1)
+        gslots = _pow2_at_least(max_groups * 4 // 3 + 1)
+        from ._ipc_store import ENTRY
+
+        journal = HEADER_SIZE
+        qtable = journal + jsize
+        gtable = qtable + qslots * ENTRY
+        heap = (gtable + gslots * ENTRY + 4095) & ~4095
+        if heap + 4096 > size:
+            raise ValueError(
+                f"memory={size} is too small for max_channels={max_channels} and "
+                f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
+            )
+        mm[0:heap] = bytes(heap)
+        heapsize = size - heap
+        _Q.pack_into(mm, H_SIZE, size)
+        struct.pack_into("<II", mm, H_QSLOTS, qslots, gslots)
+        struct.pack_into("<QQQQQQ", mm, H_HEAP, heap, heapsize, qtable, gtable, journal, jsize)
+        struct.pack_into("<I", mm, H_MAXORD, min(heapsize.bit_length() - 1, 62))
+        struct.pack_into("<I", mm, H_VERSION, FORMAT_VERSION)
+        self._load_layout()
+        self._jlen = 0
+        self.reset_heap()
+        mm[H_MAGIC : H_MAGIC + 8] = MAGIC  # last: the segment is now valid
+
+    def _check_version(self) -> None:
+        (version,) = struct.unpack_from("<I", self.mm, H_VERSION)
+        if version != FORMAT_VERSION:
+            raise IPCFormatError(
+                f"/dev/shm{segment_name(self.prefix)} uses chanlite IPC format "
+                f"v{version} but this chanlite uses v{FORMAT_VERSION}: stop every "
+                f"process using prefix {self.prefix!r}, then run `manage.py chanlite_ipc "
+                f"--prefix {self.prefix} --remove` (or use another 'prefix')"
+            )
+
+    def _load_layout(self) -> None:
+        mm = self.mm
+        (self.size,) = _Q.unpack_from(mm, H_SIZE)
+        self.qslots, self.gslots = struct.unpack_from("<II", mm, H_QSLOTS)
+        (self.heap, self.heapsize, self.qtable, self.gtable, self.jbase, self.jsize) = (
+            struct.unpack_from("<QQQQQQ", mm, H_HEAP)
+        )
+        (self.maxord,) = struct.unpack_from("<I", mm, H_MAXORD)
+
+    def reset_heap(self) -> None:
+        """Make the whole heap free and the tables empty (creation and flush)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------- lock + journal
+
+    def lock(self) -> None:
+        """Take the thread lock, then the fcntl lock; repair a dead holder's work."""
+        self._tlock.acquire()
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._tlock.release()
+            raise
+        flushing, jlen = _QQ.unpack_from(self.mm, H_FLUSHING)
+        if flushing or jlen:
+            self._recover(flushing, jlen)
+
+    def unlock(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        self._tlock.release()
+
+    def save(self, off: int, n: int) -> None:
+        """Journal ``n`` bytes at ``off`` before they are changed."""
+        mm = self.mm
+        jlen = self._jlen
+        end = jlen + _JENTRY + n
+        if end > self.jsize:
+            raise IPCError("IPC journal overflow (an operation touched too much state)")
+        j = self.jbase + jlen
+        _QI.pack_into(mm, j, off, n)
+        j += _JENTRY
+        mm[j : j + n] = mm[off : off + n]
+        _Q.pack_into(mm, H_JLEN, end)  # the entry exists from this store on
+        self._jlen = end
+
+    def commit(self) -> None:
+        """The shared state is consistent: forget the journal (one store)."""
+        if self._jlen:
+            _Q.pack_into(self.mm, H_JLEN, 0)
+            self._jlen = 0
+
+    def abort(self) -> None:
+        """Undo this process's uncommitted changes (an exception mid-operation)."""
+        if self._jlen:
+            self._rollback(self._jlen)
+
+    def _rollback(self, jlen: int) -> None:
+        mm = self.mm
+        entries = []
+        pos, end = self.jbase, self.jbase + jlen
+        while pos < end:
+            off, n = _QI.unpack_from(mm, pos)
+            entries.append((off, pos + _JENTRY, n))
+            pos += _JENTRY + n
+        for off, src, n in reversed(entries):  # oldest copy of a range wins
+            mm[off : off + n] = mm[src : src + n]
+        _Q.pack_into(mm, H_JLEN, 0)  # idempotent up to here: a crash just redoes it
+        self._jlen = 0
+
+    def _recover(self, flushing: int, jlen: int) -> None:
+        if jlen:
+            self._rollback(jlen)
+        (count,) = _Q.unpack_from(self.mm, H_RECOVERIES)
+        _Q.pack_into(self.mm, H_RECOVERIES, count + 1)
+        if flushing:
+            self.flush_locked()
+
+    def flush_locked(self) -> None:
+        """Empty everything; idempotent, so a dead flusher's work is redone."""
+        raise NotImplementedError
+
+    @property
+    def recoveries(self) -> int:
+        """How many times a holder repaired a dead holder's half-done work."""
+        return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
+
+    def close(self) -> None:
+        mm = getattr(self, "mm", None)
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # a memoryview still refers to it; let GC do it
+                pass
+            self.mm = None
+        shm = getattr(self, "_shm", None)
+        if shm is not None and self._fd >= 0:
+            shm.close_fd()
+            self._fd = -1

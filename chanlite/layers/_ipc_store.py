@@ -1,0 +1,614 @@
+"""Queues, groups and waiter registrations inside the IPC segment.
+
+Two open-addressing hash tables (linear probing, backward-shift deletion so
+no tombstones pile up) map a queue or group name to a fixed-size entry::
+
+    +0 hash u32 (0 = empty slot)   +4 name length u8
+    +8 head u64  +16 tail u64  +24 count u32  +28 full count u32
+    +32 waiter mask (two u64: bit i = waiter slot i waits on this queue)
+    +48 name bytes
+
+A queue is a singly linked list of message blocks, oldest first; a group a
+doubly linked list of member blocks in join order. Every operation is O(1)
+in the backlog and in the number of channels (a group operation is O(its
+members), like sending to it), journals what it changes, and commits once.
+Caller holds the lock (:meth:`Segment.lock`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import posix_ipc
+
+from ._ipc_alloc import BUDDY_FREE, MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED, Allocator
+from ._ipc_segment import (
+    H_BITMAP,
+    H_FLUSHING,
+    H_GUSED,
+    H_HEADS,
+    H_JLEN,
+    H_QHEADS,
+    H_QUSED,
+    H_WAITERS,
+    MAX_WAITERS,
+    IPCMemoryFull,
+    semaphore_name,
+)
+
+__all__ = ["ENTRY", "Store", "name_key"]
+
+ENTRY = 160
+_NAME = 48
+_I = struct.Struct("<I")
+_Q = struct.Struct("<Q")
+_II = struct.Struct("<II")
+_QQ = struct.Struct("<QQ")
+_ENT = struct.Struct("<QQIIQQ")  # head, tail, count, full, mask0, mask1 at +8
+_HIB = struct.Struct("<IB")
+_MSG = struct.Struct("<BBxIQd")  # at block+1: flag, name_len, data_len, next, expires
+_QD = struct.Struct("<Qd")  # next, expires at block+8
+_MEM = struct.Struct("<BBxIQQd")  # at block+1: flag, name_len, 0, next, prev, added
+_QQD = struct.Struct("<QQd")
+_QQI = struct.Struct("<QQI")
+_QI = struct.Struct("<QI")  # journal entry header: offset, length
+_HDRU = struct.Struct("<BBBxI")  # order, flag, name_len, data_len
+_BMSG = struct.Struct("<BBBxIQd")  # a message block's first 24 bytes
+_BBQ = struct.Struct("<BBxxxxxxQ")  # a quick-free block: order, flag, next
+
+
+def name_key(name: str) -> tuple[bytes, int]:
+    """``(ascii bytes, non-zero hash)``: the same in every process (crc32, not hash())."""
+    data = name.encode("ascii")
+    return data, zlib.crc32(data) or 1
+
+
+class Store(Allocator):
+    """The layer's shared data structures; every method expects the lock held."""
+
+    _bells: dict[int, posix_ipc.Semaphore] | None = None
+
+    def bell(self, slot: int) -> posix_ipc.Semaphore:
+        """The doorbell semaphore of waiter ``slot`` (opened once per process)."""
+        bells = self._bells
+        if bells is None:
+            bells = self._bells = {}
+        sem = bells.get(slot)
+        if sem is None:
+            sem = bells[slot] = posix_ipc.Semaphore(
+                semaphore_name(self.prefix, slot), posix_ipc.O_CREAT, mode=0o600
+            )
+        return sem
+
+    def ring(self, slot: int) -> None:
+        """Wake waiter ``slot``; a dead waiter's bell just costs a spurious wake."""
+        self.bell(slot).release()
+
+    def _find(self, base: int, mask: int, key: bytes, h: int) -> int:
+        """The entry of ``key``, or minus the empty slot where it would go."""
+        mm = self.mm
+        i = h & mask
+        n = len(key)
+        while True:
+            e = base + i * ENTRY
+            eh, en = _HIB.unpack_from(mm, e)
+            if eh == 0:
+                return -e
+            if eh == h and en == n and mm[e + _NAME : e + _NAME + n] == key:
+                return e
+            i = (i + 1) & mask
+
+    def _insert(self, e: int, used_at: int, limit: int, key: bytes, h: int, what: str) -> int:
+        mm = self.mm
+        (used,) = _I.unpack_from(mm, used_at)
+        if used >= limit:
+            setting = "max_channels" if used_at == H_QUSED else "max_groups"
+            raise IPCMemoryFull(
+                f"the IPC layer (prefix {self.prefix!r}) already holds {used} {what}; "
+                f"raise '{setting}' in the layer CONFIG (then remove the old segment: "
+                "manage.py chanlite_ipc --remove)"
+            )
+        self.save(used_at, 4)
+        _I.pack_into(mm, used_at, used + 1)
+        self.save(e, 8)
+        mm[e : e + ENTRY] = bytes(ENTRY)
+        mm[e + _NAME : e + _NAME + len(key)] = key
+        _HIB.pack_into(mm, e, h, len(key))  # the hash last: the slot is now used
+        return e
+
+    def _delete(self, base: int, mask: int, used_at: int, e: int) -> None:
+        """Backward-shift deletion: later entries of the cluster move up."""
+        mm = self.mm
+        self.save(used_at, 4)
+        _I.pack_into(mm, used_at, _I.unpack_from(mm, used_at)[0] - 1)
+        i = j = (e - base) // ENTRY
+        while True:
+            j = (j + 1) & mask
+            ej = base + j * ENTRY
+            (hj,) = _I.unpack_from(mm, ej)
+            if hj == 0:
+                break
+            home = hj & mask
+            if (i < home <= j) if i < j else (home > i or home <= j):
+                continue  # j's home lies between the hole and j: it must stay
+            ei = base + i * ENTRY
+            self.save(ei, ENTRY)
+            mm[ei : ei + ENTRY] = mm[ej : ej + ENTRY]
+            i = j
+        ei = base + i * ENTRY
+        self.save(ei, 4)
+        _I.pack_into(mm, ei, 0)
+
+    # ------------------------------------------------------------ queues
+
+    def push(
+        self, qkey: bytes, qh: int, chan: bytes, data: bytes, expires: float, now: float,
+        capacity: int,
+    ) -> bool:
+        """Append a message unless ``capacity`` unexpired ones are queued."""
+        mm = self.mm
+        e = self._find(self.qtable, self.qslots - 1, qkey, qh)
+        n, dlen = len(chan), len(data)
+        k = (23 + n + dlen).bit_length()  # the order of a 24 + n + dlen byte block
+        if e > 0 and MIN_ORDER <= k <= QUICK_MAX_ORDER:
+            head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
+            qhoff = H_QHEADS + 8 * k
+            (blk,) = _Q.unpack_from(mm, qhoff)
+            if not blk and count < capacity:
+                blk = self.refill_quick(k)
+            if blk and count < capacity:
+                # The hot path, with its journal written in one batch: the
+                # quick-list head, the reused block, the entry, the old tail.
+                jb = self.jbase
+                j = jb + self._jlen
+                _QI.pack_into(mm, j, qhoff, 8)
+                mm[j + 12 : j + 20] = mm[qhoff : qhoff + 8]
+                _QI.pack_into(mm, j + 20, blk, 16)
+                mm[j + 32 : j + 48] = mm[blk : blk + 16]
+                _QI.pack_into(mm, j + 48, e + 8, 40)
+                mm[j + 60 : j + 100] = mm[e + 8 : e + 48]
+                j += 100
+                if tail:
+                    _QI.pack_into(mm, j, tail + 8, 8)
+                    mm[j + 12 : j + 20] = mm[tail + 8 : tail + 16]
+                    j += 20
+                self._jlen = j - jb
+                _Q.pack_into(mm, H_JLEN, j - jb)
+                _Q.pack_into(mm, qhoff, _Q.unpack_from(mm, blk + 8)[0])
+                _BMSG.pack_into(mm, blk, k, USED, n, dlen, 0, expires)
+                start = blk + 24
+                if n:
+                    mm[start : start + n] = chan
+                    start += n
+                mm[start : start + dlen] = data
+                if tail:
+                    _Q.pack_into(mm, tail + 8, blk)
+                else:
+                    head = blk
+                _ENT.pack_into(mm, e + 8, head, blk, count + 1, full, 0, 0)
+                if m0 or m1:
+                    self._ring_mask(m0 | (m1 << 64))  # before the commit: see docs
+                _Q.pack_into(mm, H_JLEN, 0)
+                self._jlen = 0
+                return True
+        if e > 0:
+            count = _I.unpack_from(mm, e + 24)[0]
+            if count >= capacity and self._drop_expired(e, now) >= capacity:
+                self.save(e + 28, 4)
+                _I.pack_into(mm, e + 28, _I.unpack_from(mm, e + 28)[0] + 1)
+                self.commit()
+                return False
+            # Commit the dropped messages first: a block freed and reused in
+            # one operation would be overwritten without its old bytes journaled.
+            self.commit()
+        blk = self.alloc(24 + n + dlen)  # before any other change: alloc may commit
+        _MSG.pack_into(mm, blk + 1, USED, n, dlen, 0, expires)
+        start = blk + 24
+        if n:
+            mm[start : start + n] = chan
+            start += n
+        mm[start : start + dlen] = data
+        if e < 0:
+            e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+            head = tail = count = full = 0
+            masks = 0
+        else:
+            self.save(e + 8, 40)
+            head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
+            masks = m0 | (m1 << 64)
+        if tail:
+            self.save(tail + 8, 8)
+            _Q.pack_into(mm, tail + 8, blk)
+        else:
+            head = blk
+        _ENT.pack_into(mm, e + 8, head, blk, count + 1, full, 0, 0)
+        if masks:
+            self._ring_mask(masks)  # before the commit: see docs/architecture.md
+        self.commit()
+        return True
+
+    def _ring_mask(self, masks: int) -> None:
+        while masks:
+            low = masks & -masks
+            self.ring(low.bit_length() - 1)
+            masks ^= low
+
+    def _drop_expired(self, e: int, now: float) -> int:
+        """Free expired messages at the head of the queue; return the count left."""
+        mm = self.mm
+        head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
+        if not head or _QD.unpack_from(mm, head + 8)[1] > now:
+            return count
+        self.save(e + 8, 20)
+        while head:
+            nxt, expires = _QD.unpack_from(mm, head + 8)
+            if expires > now:
+                break
+            self.free(head)
+            head = nxt
+            count -= 1
+        _QQ.pack_into(mm, e + 8, head, tail if head else 0)
+        _I.pack_into(mm, e + 24, count)
+        return count
+
+    def pop(self, keys: list[tuple[bytes, int]], now: float) -> tuple[int, bytes, bytes] | None:
+        """Pop the oldest unexpired message of the first non-empty queue.
+
+        Returns ``(index in keys, channel name bytes or b"" for the queue's
+        own name, data)``.
+        """
+        mm = self.mm
+        base, mask = self.qtable, self.qslots - 1
+        for index, (qkey, qh) in enumerate(keys):
+            e = self._find(base, mask, qkey, qh)
+            if e < 0:
+                continue
+            head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
+            if head:
+                k, _, n, dlen = _HDRU.unpack_from(mm, head)
+                nxt, expires = _QD.unpack_from(mm, head + 8)
+                if expires > now and k <= QUICK_MAX_ORDER and (count > 1 or not self._crowded()):
+                    # The hot path: the entry, the quick-list head and the
+                    # freed block journaled in one batch; no entry deletion.
+                    start = head + 24
+                    got = (index, mm[start : start + n] if n else b"",
+                           mm[start + n : start + n + dlen])
+                    qhoff = H_QHEADS + 8 * k
+                    jb = self.jbase
+                    j = jb + self._jlen
+                    _QI.pack_into(mm, j, e + 8, 20)
+                    mm[j + 12 : j + 32] = mm[e + 8 : e + 28]
+                    _QI.pack_into(mm, j + 32, qhoff, 8)
+                    mm[j + 44 : j + 52] = mm[qhoff : qhoff + 8]
+                    _QI.pack_into(mm, j + 52, head, 16)
+                    mm[j + 64 : j + 80] = mm[head : head + 16]
+                    self._jlen = j + 80 - jb
+                    _Q.pack_into(mm, H_JLEN, j + 80 - jb)
+                    _QQI.pack_into(mm, e + 8, nxt, tail if nxt else 0, count - 1)
+                    _BBQ.pack_into(mm, head, k, QUICK_FREE, _Q.unpack_from(mm, qhoff)[0])
+                    _Q.pack_into(mm, qhoff, head)
+                    _Q.pack_into(mm, H_JLEN, 0)
+                    self._jlen = 0
+                    return got
+            got = None
+            if count:
+                self.save(e + 8, 20)
+                while head:
+                    nxt, expires = _QD.unpack_from(mm, head + 8)
+                    count -= 1
+                    if expires > now:
+                        n = mm[head + 2]
+                        (dlen,) = _I.unpack_from(mm, head + 4)
+                        start = head + 24
+                        got = (index, mm[start : start + n] if n else b"",
+                               mm[start + n : start + n + dlen])
+                        self.free(head)
+                        head = nxt
+                        break
+                    self.free(head)
+                    head = nxt
+                _QQ.pack_into(mm, e + 8, head, tail if head else 0)
+                _I.pack_into(mm, e + 24, count)
+            if not count and not full and not (m0 | m1) and self._crowded():
+                self._delete(base, mask, H_QUSED, e)
+            self.commit()
+            if got is not None:
+                return got
+        return None
+
+    def _crowded(self) -> bool:
+        """Delete empty queue entries only once a quarter of the table is used:
+        below that they cost nothing, and a channel that is emptied and
+        refilled all the time (the common case) keeps its entry."""
+        return _I.unpack_from(self.mm, H_QUSED)[0] * 4 > self.qslots
+
+    def queue_stats(self, qkey: bytes, qh: int, now: float) -> tuple[int, float | None, int]:
+        e = self._find(self.qtable, self.qslots - 1, qkey, qh)
+        if e < 0:
+            return 0, None, 0
+        count = self._drop_expired(e, now)
+        self.commit()
+        head, _, _, full = _ENT.unpack_from(self.mm, e + 8)[:4]
+        oldest = _QD.unpack_from(self.mm, head + 8)[1] if head else None
+        return count, oldest, full
+
+    def global_stats(self, now: float) -> tuple[int, int]:
+        """Scan the queue table (statistics only): O(channels), never the backlog."""
+        mm = self.mm
+        pending = full = 0
+        for i in range(self.qslots):
+            e = self.qtable + i * ENTRY
+            if _I.unpack_from(mm, e)[0]:
+                pending += self._drop_expired(e, now)
+                full += _I.unpack_from(mm, e + 28)[0]
+        self.commit()
+        return pending, full
+
+    # ----------------------------------------------------------- waiters
+
+    def claim_waiter(self) -> int:
+        """A free waiter slot for this thread (or a dead process's), else -1."""
+        mm = self.mm
+        pid = os.getpid()
+        dead = -1
+        for slot in range(MAX_WAITERS):
+            at = H_WAITERS + 8 * slot
+            owner, claimed = _II.unpack_from(mm, at)
+            if not claimed:
+                break
+            if dead < 0 and owner != pid and not _alive(owner):
+                dead = slot
+        else:
+            if dead < 0:
+                return -1
+            slot = dead
+        at = H_WAITERS + 8 * slot
+        self.save(at, 8)
+        _II.pack_into(mm, at, pid, 1)
+        self.commit()
+        return slot
+
+    def release_waiter(self, slot: int, keys: list[tuple[bytes, int]]) -> None:
+        self.set_waiting(slot, keys, False)
+        at = H_WAITERS + 8 * slot
+        self.save(at, 8)
+        _II.pack_into(self.mm, at, 0, 0)
+        self.commit()
+
+    def set_waiting(self, slot: int, keys: list[tuple[bytes, int]], on: bool) -> None:
+        """Set (or clear) waiter ``slot``'s bit on each queue, creating entries."""
+        mm = self.mm
+        base, mask = self.qtable, self.qslots - 1
+        bit = 1 << slot
+        for qkey, qh in keys:
+            e = self._find(base, mask, qkey, qh)
+            if e < 0:
+                if not on:
+                    continue
+                e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+            m0, m1 = _QQ.unpack_from(mm, e + 32)
+            masks = m0 | (m1 << 64)
+            new = masks | bit if on else masks & ~bit
+            if new != masks:
+                self.save(e + 32, 16)
+                _QQ.pack_into(mm, e + 32, new & 0xFFFFFFFFFFFFFFFF, new >> 64)
+            if (not new and not _ENT.unpack_from(mm, e + 8)[2]
+                    and not _I.unpack_from(mm, e + 28)[0] and self._crowded()):
+                self._delete(base, mask, H_QUSED, e)
+        self.commit()
+
+    # ------------------------------------------------------------ groups
+
+    def group_add(self, gkey: bytes, gh: int, chan: bytes, now: float) -> None:
+        mm = self.mm
+        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
+        blk = self._member(e, chan) if e > 0 else 0
+        if blk:
+            self._unlink_member(e, blk)
+        else:
+            blk = self.alloc(32 + len(chan))  # first change of the operation
+            mm[blk + 32 : blk + 32 + len(chan)] = chan
+            if e < 0:
+                e = self._insert(-e, H_GUSED, self.gslots * 3 // 4, gkey, gh, "groups")
+        self.save(blk, 32)
+        self.save(e + 8, 20)
+        head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
+        _MEM.pack_into(mm, blk + 1, USED, len(chan), 0, 0, tail, now)
+        if tail:
+            self.save(tail + 8, 8)
+            _Q.pack_into(mm, tail + 8, blk)
+        else:
+            head = blk
+        _QQ.pack_into(mm, e + 8, head, blk)
+        _I.pack_into(mm, e + 24, count + 1)
+        self.commit()
+
+    def group_discard(self, gkey: bytes, gh: int, chan: bytes) -> None:
+        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
+        blk = self._member(e, chan) if e > 0 else 0
+        if blk:
+            self._unlink_member(e, blk)
+            self.free(blk)
+            self._forget_group_if_empty(e)
+        self.commit()
+
+    def group_members(self, gkey: bytes, gh: int, added_after: float) -> list[str]:
+        mm = self.mm
+        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
+        if e < 0:
+            return []
+        members = []
+        (blk,) = _Q.unpack_from(mm, e + 8)
+        while blk:
+            nxt, _, added = _QQD.unpack_from(mm, blk + 8)
+            if added <= added_after:
+                self._unlink_member(e, blk)
+                self.free(blk)
+            else:
+                members.append(mm[blk + 32 : blk + 32 + mm[blk + 2]].decode("ascii"))
+            blk = nxt
+        self._forget_group_if_empty(e)
+        self.commit()
+        return members
+
+    def _member(self, e: int, chan: bytes) -> int:
+        mm = self.mm
+        n = len(chan)
+        (blk,) = _Q.unpack_from(mm, e + 8)
+        while blk:
+            if mm[blk + 2] == n and mm[blk + 32 : blk + 32 + n] == chan:
+                return blk
+            (blk,) = _Q.unpack_from(mm, blk + 8)
+        return 0
+
+    def _unlink_member(self, e: int, blk: int) -> None:
+        mm = self.mm
+        nxt, prv = _QQ.unpack_from(mm, blk + 8)
+        self.save(e + 8, 20)
+        head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
+        if prv:
+            self.save(prv + 8, 8)
+            _Q.pack_into(mm, prv + 8, nxt)
+        else:
+            head = nxt
+        if nxt:
+            self.save(nxt + 16, 8)
+            _Q.pack_into(mm, nxt + 16, prv)
+        else:
+            tail = prv
+        _QQ.pack_into(mm, e + 8, head, tail)
+        _I.pack_into(mm, e + 24, count - 1)
+
+    def _forget_group_if_empty(self, e: int) -> None:
+        if not _I.unpack_from(self.mm, e + 24)[0]:
+            self._delete(self.gtable, self.gslots - 1, H_GUSED, e)
+
+    # ------------------------------------------------------------- flush
+
+    def reset_heap(self) -> None:
+        mm = self.mm
+        mm[self.qtable : self.gtable + self.gslots * ENTRY] = bytes(
+            self.gtable + self.gslots * ENTRY - self.qtable
+        )
+        _II.pack_into(mm, H_QUSED, 0, 0)
+        self.carve_heap()
+
+    def flush_locked(self) -> None:
+        mm = self.mm
+        _Q.pack_into(mm, H_FLUSHING, 1)  # a crash from here on: the next holder redoes it
+        self.reset_heap()
+        for slot in range(MAX_WAITERS):  # their registrations are gone: wake them
+            if _II.unpack_from(mm, H_WAITERS + 8 * slot)[1]:
+                self.ring(slot)
+        self.commit()
+        _Q.pack_into(mm, H_FLUSHING, 0)
+
+    # ------------------------------------------------------- diagnostics
+
+    def dump(self) -> dict[str, dict[str, list[tuple]]]:
+        """Everything stored, without changing it: ``{"queues": {name: [(channel,
+        data, expires)]}, "groups": {name: [(channel, added)]}}`` (tests, tools)."""
+        mm = self.mm
+        out: dict[str, dict[str, list[tuple]]] = {"queues": {}, "groups": {}}
+        for kind, base, slots in (("queues", self.qtable, self.qslots),
+                                  ("groups", self.gtable, self.gslots)):
+            for i in range(slots):
+                e = base + i * ENTRY
+                h, n = _HIB.unpack_from(mm, e)
+                if not h:
+                    continue
+                name = mm[e + _NAME : e + _NAME + n].decode("ascii")
+                items = []
+                (blk,) = _Q.unpack_from(mm, e + 8)
+                while blk:
+                    _, _, ln, dlen = _HDRU.unpack_from(mm, blk)
+                    if kind == "queues":
+                        nxt, expires = _QD.unpack_from(mm, blk + 8)
+                        chan = mm[blk + 24 : blk + 24 + ln].decode("ascii") or name
+                        items.append((chan, mm[blk + 24 + ln : blk + 24 + ln + dlen], expires))
+                    else:
+                        nxt, _, added = _QQD.unpack_from(mm, blk + 8)
+                        items.append((mm[blk + 32 : blk + 32 + ln].decode("ascii"), added))
+                    blk = nxt
+                if items:
+                    out[kind][name] = items
+        return out
+
+    def check(self) -> dict[str, int]:
+        """Verify every invariant of the segment (tests, ``chanlite_ipc --stats``).
+
+        Each heap block is exactly one of: on a buddy list, on a quick list,
+        or in exactly one queue or group; counts and tails agree; the tables
+        probe correctly. Raises ``AssertionError`` on the first violation.
+        """
+        mm = self.mm
+        owner: dict[int, str] = {}
+
+        def claim(blk: int, what: str) -> None:
+            assert blk not in owner, f"block {blk} is both in {owner[blk]} and {what}"
+            owner[blk] = what
+
+        messages = members = 0
+        for base, slots, used_at, is_queue in (
+            (self.qtable, self.qslots, H_QUSED, True),
+            (self.gtable, self.gslots, H_GUSED, False),
+        ):
+            used = 0
+            for i in range(slots):
+                e = base + i * ENTRY
+                h, n = _HIB.unpack_from(mm, e)
+                if not h:
+                    continue
+                used += 1
+                key = bytes(mm[e + _NAME : e + _NAME + n])
+                assert self._find(base, slots - 1, key, h) == e, f"entry {key!r} misplaced"
+                head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
+                seen, blk, last, prev = 0, head, 0, 0
+                while blk:
+                    claim(blk, f"{'queue' if is_queue else 'group'} {key!r}")
+                    assert mm[blk + 1] == USED, f"block {blk} of {key!r} is marked free"
+                    if not is_queue:
+                        assert _Q.unpack_from(mm, blk + 16)[0] == prev, f"bad prev in {key!r}"
+                    seen, last, prev = seen + 1, blk, blk
+                    (blk,) = _Q.unpack_from(mm, blk + 8)
+                assert seen == count, f"{key!r} counts {count} but links {seen}"
+                assert tail == last, f"{key!r} has a wrong tail"
+                if is_queue:
+                    messages += seen
+                else:
+                    members += seen
+            assert used == _I.unpack_from(mm, used_at)[0], "table use counter is wrong"
+        (bitmap,) = _Q.unpack_from(mm, H_BITMAP)
+        for k in range(64):
+            (blk,) = _Q.unpack_from(mm, H_HEADS + 8 * k)
+            assert bool(blk) == bool(bitmap >> k & 1), f"bitmap bit {k} is wrong"
+            prev = 0
+            while blk:
+                claim(blk, f"buddy list {k}")
+                assert mm[blk] == k and mm[blk + 1] == BUDDY_FREE, f"block {blk} not free/{k}"
+                assert _Q.unpack_from(mm, blk + 16)[0] == prev, f"bad prev on buddy list {k}"
+                prev, blk = blk, _Q.unpack_from(mm, blk + 8)[0]
+        for k in range(MIN_ORDER, QUICK_MAX_ORDER + 1):
+            (blk,) = _Q.unpack_from(mm, H_QHEADS + 8 * k)
+            while blk:
+                claim(blk, f"quick list {k}")
+                assert mm[blk] == k and mm[blk + 1] == QUICK_FREE, f"block {blk} not quick/{k}"
+                (blk,) = _Q.unpack_from(mm, blk + 8)
+        blocks = 0
+        for off, _k, _flag in self.walk_heap():
+            assert off in owner, f"block {off} is leaked (in no list)"
+            blocks += 1
+        assert blocks == len(owner), "a listed block is not on the heap's block grid"
+        return {"messages": messages, "members": members, "blocks": blocks}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,385 @@
+"""POSIX shared-memory channel layer: many processes on one host, no Redis.
+
+Choose it when a server process and several ``runworker`` processes share
+one machine. All processes that build an ``IPCChannelLayer`` with the same
+``prefix`` share one segment, ``/dev/shm/chanlite.<prefix>``; another prefix
+is a separate, fully isolated store.
+
+Why it looks like this (details in docs/architecture.md, "IPC layer"):
+
+* the rules live in :class:`~chanlite.layers.base.BaseChannelLayer`; this
+  module only implements the storage hooks on :mod:`._ipc_store`, whose
+  bounded structures make each operation independent of the backlog;
+* the mutex is an fcntl lock the kernel releases when its holder dies, and
+  every change is journaled, so a SIGKILLed process neither blocks nor
+  corrupts the others;
+* a blocked receiver sleeps on its own POSIX semaphore ("doorbell"),
+  registered on the queues it waits for; a sender rings the doorbells of a
+  queue's waiters, so nobody polls.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import posix_ipc
+
+from ._ipc_segment import (
+    FORMAT_VERSION,
+    H_WAITERS,
+    MAX_WAITERS,
+    IPCError,
+    IPCFormatError,
+    IPCMemoryFull,
+    check_prefix,
+    remove_prefix,
+    segment_name,
+)
+from ._ipc_store import Store, name_key
+from .base import BaseChannelLayer
+from .names import queue_for_send
+
+__all__ = [
+    "DEFAULT_MEMORY",
+    "IPCChannelLayer",
+    "IPCError",
+    "IPCFormatError",
+    "IPCMemoryFull",
+    "remove_prefix",
+]
+
+#: 32 MiB: thousands of queued small messages plus a few 1 MiB ones, and it
+#: fits Docker's default 64 MiB /dev/shm. Reserved (not sparse) at creation.
+DEFAULT_MEMORY = 32 * 1024 * 1024
+#: Receivers that find no free waiter slot (more than 128 blocked at once)
+#: or no table room fall back to sleeping this long between attempts.
+POLL_INTERVAL = 0.005
+
+_registry: dict[str, tuple[Store, int]] = {}
+_registry_lock = threading.Lock()
+
+
+def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int) -> Store:
+    """One Store per prefix per process: fcntl locks belong to the process, so
+    two layers of one process must share the thread lock in front of it."""
+    with _registry_lock:
+        store, refs = _registry.get(prefix, (None, 0))
+        if store is None:
+            store = Store(prefix, memory, max_channels, max_groups)
+        _registry[prefix] = (store, refs + 1)
+        return store
+
+
+def _close_store(prefix: str) -> None:
+    with _registry_lock:
+        store, refs = _registry.get(prefix, (None, 0))
+        if store is None:
+            return
+        if refs > 1:
+            _registry[prefix] = (store, refs - 1)
+        else:
+            del _registry[prefix]
+            store.close()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the mapping but not the parent's fcntl locks;
+    # a thread lock copied while held would deadlock it, so renew them.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for store, _ in _registry.values():
+        store._tlock = threading.Lock()
+        store._jlen = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_size(what: str, value: Any, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{what} must be an int between {low} and {high}, not {value!r}")
+    return value
+
+
+class IPCChannelLayer(BaseChannelLayer):
+    """Channel layer in POSIX shared memory, shared by processes on one host.
+
+    Parameters (besides those of :class:`BaseChannelLayer`):
+        prefix: names the segment and semaphores (``/dev/shm/chanlite.<prefix>``
+            and ``sem.chanlite.<prefix>.w*``); processes with the same prefix
+            share channels, others are isolated.
+        memory: segment size in bytes, reserved when the first process
+            creates it (later processes use the existing size).
+        max_channels: channels that may hold messages or waiters at once.
+        max_groups: groups that may have members at once.
+    """
+
+    IPCMemoryFull = IPCMemoryFull
+
+    def __init__(
+        self,
+        prefix: str = "chanlite",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Any = None,
+        memory: int = DEFAULT_MEMORY,
+        max_channels: int = 8192,
+        max_groups: int = 2048,
+        **config: Any,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            **config,
+        )
+        self.prefix = check_prefix(prefix)
+        _check_size("memory", memory, 1 << 20, 1 << 40)
+        _check_size("max_channels", max_channels, 1, 1 << 20)
+        _check_size("max_groups", max_groups, 1, 1 << 20)
+        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups)
+        store = self._store
+        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
+        if needed > store.maxord:
+            self.close()
+            raise ValueError(
+                f"the IPC segment for prefix {prefix!r} ({store.size} bytes) cannot hold "
+                f"a message of max_message_size={self.max_message_size} bytes; raise "
+                "'memory' (and remove the old segment) or lower 'max_message_size'"
+            )
+        self._keys: dict[str, tuple[bytes, int]] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def _key(self, name: str) -> tuple[bytes, int]:
+        try:
+            return self._keys[name]
+        except KeyError:
+            if len(self._keys) > 10000:
+                self._keys.clear()
+            key = self._keys[name] = name_key(name)
+            return key
+
+    def _locked(self, method: str, *args: Any) -> Any:
+        """Run a store operation under the lock; undo it if it raises."""
+        store = self._store
+        if store is None:
+            raise IPCError(f"{self!r} is closed")
+        store.lock()
+        try:
+            return getattr(store, method)(*args)
+        except BaseException:
+            store.abort()
+            raise
+        finally:
+            store.unlock()
+
+    # ---------------------------------------------------------- storage
+
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+        key = self._keys.get(queue) or self._key(queue)
+        chan = b"" if channel == queue else channel.encode("ascii")
+        store = self._store
+        store.lock()
+        try:
+            return store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
+        except BaseException:
+            store.abort()
+            raise
+        finally:
+            store.unlock()
+
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+        now = expires - self.expiry
+        store = self._store
+        store.lock()
+        try:
+            for channel in channels:
+                queue = queue_for_send(channel)
+                qkey, qh = self._key(queue)
+                chan = b"" if channel == queue else channel.encode("ascii")
+                try:
+                    store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue))
+                except IPCMemoryFull:  # like a full member: skipped, never an error
+                    store.abort()
+        except BaseException:
+            store.abort()
+            raise
+        finally:
+            store.unlock()
+
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        keys = [self._keys.get(q) or self._key(q) for q in queues]
+        store = self._store
+        store.lock()
+        try:
+            got = store.pop(keys, self.clock())
+        except BaseException:
+            store.abort()
+            raise
+        finally:
+            store.unlock()
+        if got is not None:
+            return (got[1].decode("ascii") or queues[got[0]]), got[2]
+        if not block:
+            return None
+        return self._wait(store, queues, keys, timeout)
+
+    def _wait(
+        self, store: Store, queues: list[str], keys: list[tuple[bytes, int]], timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        """Register a doorbell on ``queues`` and sleep on it until a message comes.
+
+        Registration happens in the same critical section as the failed pop,
+        so a sender that queues a message afterwards sees the registration
+        and rings; a ring before the sleep leaves the semaphore at 1.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        slot = -1
+        try:
+            while True:
+                registered = False
+                store.lock()
+                try:
+                    got = store.pop(keys, self.clock())
+                    if got is not None:
+                        if slot >= 0:
+                            store.release_waiter(slot, keys)
+                            slot = -1
+                    else:
+                        if slot < 0:
+                            slot = store.claim_waiter()
+                        if slot >= 0:
+                            store.set_waiting(slot, keys, True)
+                            registered = True
+                except IPCMemoryFull:  # no table room to register: poll instead
+                    store.abort()
+                    got = None
+                except BaseException:
+                    store.abort()
+                    raise
+                finally:
+                    store.unlock()
+                if got is not None:
+                    return (got[1].decode("ascii") or queues[got[0]]), got[2]
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                if registered:
+                    try:
+                        store.bell(slot).acquire(remaining)
+                    except (posix_ipc.BusyError, posix_ipc.SignalError):
+                        pass  # timed out or interrupted: check once more
+                else:
+                    time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
+        finally:
+            if slot >= 0 and self._store is not None:
+                self._locked("release_waiter", slot, keys)
+
+    def _group_add(self, group: str, channel: str, now: float) -> None:
+        gkey, gh = self._key(group)
+        self._locked("group_add", gkey, gh, channel.encode("ascii"), now)
+
+    def _group_discard(self, group: str, channel: str) -> None:
+        gkey, gh = self._key(group)
+        self._locked("group_discard", gkey, gh, channel.encode("ascii"))
+
+    def _group_members(self, group: str, added_after: float) -> list[str]:
+        gkey, gh = self._key(group)
+        return self._locked("group_members", gkey, gh, added_after)
+
+    def _flush(self) -> None:
+        self._locked("flush_locked")
+
+    def _queue_stats(self, queue: str, now: float) -> tuple[int, float | None, int]:
+        qkey, qh = self._key(queue)
+        return self._locked("queue_stats", qkey, qh, now)
+
+    def _global_stats(self, now: float) -> tuple[int, int]:
+        return self._locked("global_stats", now)
+
+    # ------------------------------------------------------- lifecycle
+
+    def segment_info(self) -> dict[str, Any]:
+        """Figures about the segment itself (``manage.py chanlite_ipc --stats``)."""
+        import struct
+
+        from ._ipc_segment import H_QUSED
+
+        def read(store: Store) -> dict[str, Any]:
+            mm = store.mm
+            qused, gused = struct.unpack_from("<II", mm, H_QUSED)
+            waiters = sum(
+                struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1] for slot in range(MAX_WAITERS)
+            )
+            free = sum(1 << k for _, k, flag in store.walk_heap() if flag)
+            return {
+                "segment": f"/dev/shm{segment_name(store.prefix)}",
+                "format_version": FORMAT_VERSION,
+                "size": store.size,
+                "heap_bytes": store.heapsize,
+                "heap_free_bytes": free,
+                "channels": qused,
+                "max_channels": store.qslots * 3 // 4,
+                "groups": gused,
+                "max_groups": store.gslots * 3 // 4,
+                "blocked_receivers": waiters,
+                "recoveries": store.recoveries,
+            }
+
+        return self._call_locked(read)
+
+    def check(self) -> dict[str, int]:
+        """Verify every invariant of the shared store; raises AssertionError."""
+        return self._locked("check")
+
+    def dump(self) -> dict[str, dict[str, list[tuple]]]:
+        """Every queued message and group member, read without changing them."""
+        return self._locked("dump")
+
+    def _call_locked(self, fn: Any) -> Any:
+        store = self._store
+        if store is None:
+            raise IPCError(f"{self!r} is closed")
+        store.lock()
+        try:
+            return fn(store)
+        finally:
+            store.unlock()
+
+    def close(self) -> None:
+        """Detach from the segment (it stays for the other processes)."""
+        if self._store is not None:
+            self._store = None
+            _close_store(self.prefix)
+
+    def remove(self) -> None:
+        """Detach and delete this prefix's segment and doorbells from /dev/shm."""
+        self.close()
+        remove_prefix(self.prefix)
+
+    @staticmethod
+    def remove_prefix(prefix: str) -> bool:
+        """Delete ``prefix``'s segment and doorbells; True if a segment existed.
+
+        Stop every process using the prefix first: processes still attached
+        keep a private copy that nobody else sees any more.
+        """
+        with _registry_lock:
+            entry = _registry.pop(prefix, None)
+        if entry is not None:
+            entry[0].close()
+        return remove_prefix(prefix)
+
+    def __repr__(self) -> str:
+        return (
+            f"<IPCChannelLayer prefix={self.prefix!r} expiry={self.expiry} "
+            f"capacity={self.capacity}>"
+        )

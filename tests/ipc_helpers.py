@@ -1,0 +1,128 @@
+"""Shared fixtures and child-process bodies for the IPC layer's tests.
+
+Every test uses its own prefix and removes it afterwards, then asserts that
+nothing of it is left in /dev/shm, so the suite never leaks segments or
+semaphores (and a leak is a test failure, not a silent cost).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import signal
+import struct
+import time
+
+import pytest
+
+from chanlite.layers.ipc import IPCChannelLayer, remove_prefix
+
+_counter = itertools.count()
+
+#: small tables and heap: fast to create, still fits a 1 MiB message
+SMALL = {"memory": 4 << 20, "max_channels": 512, "max_groups": 64}
+
+
+def unique_prefix() -> str:
+    return f"t{os.getpid()}x{next(_counter)}{secrets.token_hex(3)}"
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Files of ``prefix`` in /dev/shm (segment and ``sem.`` doorbells)."""
+    tag = f"chanlite.{prefix}"
+    return sorted(
+        name for name in os.listdir("/dev/shm") if name == tag or name.startswith(f"sem.{tag}.")
+    )
+
+
+@pytest.fixture
+def ipc_prefix():
+    """A fresh prefix; removed after the test, which then checks /dev/shm."""
+    prefix = unique_prefix()
+    yield prefix
+    IPCChannelLayer.remove_prefix(prefix)
+    assert leftovers(prefix) == [], f"test left {leftovers(prefix)} in /dev/shm"
+
+
+@pytest.fixture
+def make_ipc(ipc_prefix):
+    """Build IPC layers on the test's prefix (default: SMALL sizes)."""
+    layers = []
+
+    def make(**config) -> IPCChannelLayer:
+        layer = IPCChannelLayer(prefix=config.pop("prefix", ipc_prefix), **{**SMALL, **config})
+        layers.append(layer)
+        return layer
+
+    yield make
+    for layer in layers:
+        layer.close()
+
+
+def record(fd: int, *values: int) -> None:
+    """Append one fixed-size record to a log file: a SIGKILL cannot tear it."""
+    os.write(fd, struct.pack("<3q", *values, *([0] * (3 - len(values)))))
+
+
+def read_records(path: str) -> list[tuple[int, int, int]]:
+    with open(path, "rb") as f:
+        data = f.read()
+    size = struct.calcsize("<3q")
+    return [struct.unpack_from("<3q", data, i) for i in range(0, len(data) - size + 1, size)]
+
+
+# ---------------------------------------------------------------- children
+# (run in forked processes: they build their own layer from the prefix)
+
+
+def sender_main(prefix: str, sender_id: int, start: int, count: int, log_path: str,
+                channels: list[str]) -> None:
+    """Send ``(sender_id, seq)`` for seq in [start, start+count), round robin over
+    ``channels``; log each seq after ``send`` returned (so a seq logged is sent)."""
+    layer = IPCChannelLayer(prefix=prefix, **SMALL, capacity=10**6)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    for seq in range(start, start + count):
+        channel = channels[seq % len(channels)]
+        while True:
+            try:
+                layer.send(channel, {"s": sender_id, "q": seq})
+                break
+            except layer.ChannelFull:
+                time.sleep(0.001)  # back-pressure
+        record(fd, sender_id, seq)
+    os._exit(0)
+
+
+def receiver_main(prefix: str, log_path: str, channels: list[str], idle: float) -> None:
+    """Receive until nothing came for ``idle`` seconds; log what was taken."""
+    layer = IPCChannelLayer(prefix=prefix, **SMALL, capacity=10**6)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    while True:
+        channel, message = layer.receive(channels, block=True, timeout=idle)
+        if channel is None:
+            break
+        record(fd, message["s"], message["q"], channels.index(channel.split("!")[0] + "!"
+                                                              if "!" in channel else channel))
+    os._exit(0)
+
+
+def kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+__all__ = [
+    "SMALL",
+    "ipc_prefix",
+    "leftovers",
+    "make_ipc",
+    "read_records",
+    "receiver_main",
+    "record",
+    "remove_prefix",
+    "sender_main",
+    "unique_prefix",
+]
