@@ -1,0 +1,492 @@
+"""Redis channel layer: the same channels and groups, across several hosts.
+
+Install the extra (``pip install chanlite[redis]``) and configure::
+
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "chanlite.layers.redis.RedisChannelLayer",
+        "CONFIG": {"hosts": ["redis://10.0.0.5:6379/0", "redis://10.0.0.6:6379/0"]},
+        "ROUTING": "myproject.routing.channel_routing",
+    }}
+
+Only storage lives here; every rule (names, codec, capacity, expiry,
+fairness, statistics shape) is :class:`~chanlite.layers.base.BaseChannelLayer`'s.
+
+Storage, per ``prefix`` (all keys are ``<prefix>:<kind>:<name>``):
+
+- ``<prefix>:q:<queue>`` — a list of ``"<expires>|<channel>|<msgpack>"``
+  items, pushed by a Lua script that checks capacity atomically. The key's
+  TTL (``expiry + ttl_margin`` real seconds, refreshed on every push) is a
+  garbage-collection backstop: the *semantics* follow the per-item deadline
+  and the layer's clock (a fake clock in tests), the TTL only guarantees
+  that an idle deployment keeps nothing.
+- ``<prefix>:g:<group>`` / ``<prefix>:t:<group>`` — members in join order
+  (a sorted set) and their add times (a hash), TTL ``group_expiry +
+  ttl_margin``, on the host chosen by the group name so every sender finds
+  them.
+- ``<prefix>:f:`` — per-host hash of "refused as full" counters.
+
+Queues are spread over ``hosts`` by a consistent hash ring (see
+:class:`~chanlite.layers.redis_hosts.HashRing`); ``a!x`` lives in queue
+``a!`` so a reply pump receives all its channels from one host.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import select
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import redis_scripts as _scripts  # plain Lua text: no redis-py needed
+from .base import BaseChannelLayer
+from .names import queue_for_send
+
+__all__ = ["RedisChannelLayer", "RedisUnavailable"]
+
+logger = logging.getLogger("chanlite.layers.redis")
+
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_OWN_KINDS = frozenset({"q", "g", "t", "f"})
+
+
+class RedisUnavailable(ConnectionError):
+    """A Redis host could not be reached or dropped the connection.
+
+    A subclass of the built-in ``ConnectionError`` so generic handlers catch
+    it; its text names the host. Raised by ``send``, ``send_group``, group
+    and statistics calls and non-blocking ``receive``. A blocking
+    ``receive`` does not raise it: it logs, reconnects with backoff and
+    keeps waiting (what a worker or reply-pump loop needs).
+    """
+
+
+class RedisChannelLayer(BaseChannelLayer):
+    """Channel layer storing queues and groups in one or more Redis servers.
+
+    Parameters (besides the base ones: ``expiry``, ``group_expiry``,
+    ``capacity``, ``channel_capacity``, ``max_message_size``, ``clock``):
+
+    hosts: Redis URLs (``redis://[:password@]host:port/db``, ``rediss://``
+        for TLS, ``unix://``) or ``(host, port)`` pairs; default the local
+        server. Queues are spread over them by consistent hashing.
+    prefix: namespace of every key; ``flush()`` and statistics touch only
+        keys under it, so several projects can share a server.
+    ttl_margin: real seconds keys outlive ``expiry``/``group_expiry`` before
+        Redis deletes them as garbage (never shorter than the semantics).
+    block_chunk: longest single server-side ``BLPOP`` of a receive waiting
+        forever; bounds how long a silently dead connection goes unnoticed.
+    socket_timeout / socket_connect_timeout: seconds before a silent server
+        counts as unreachable.
+    reconnect_backoff / reconnect_backoff_max: first and longest delay
+        between reconnect attempts of a blocking receive (doubling).
+    virtual_nodes: points per host on the hash ring.
+    connection_options: extra keyword arguments for redis-py connections,
+        e.g. ``{"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}``.
+    """
+
+    RedisUnavailable = RedisUnavailable
+
+    def __init__(
+        self,
+        hosts: Sequence[str | tuple[str, int]] | str | None = None,
+        prefix: str = "chanlite",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Any = None,
+        *,
+        ttl_margin: float = 60,
+        block_chunk: float = 5.0,
+        socket_timeout: float = 10.0,
+        socket_connect_timeout: float = 5.0,
+        reconnect_backoff: float = 0.05,
+        reconnect_backoff_max: float = 2.0,
+        virtual_nodes: int = 160,
+        connection_options: dict[str, Any] | None = None,
+        **base: Any,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            **base,
+        )
+        try:
+            from redis.exceptions import TimeoutError as RedisTimeoutError
+
+            from .redis_hosts import NETWORK_ERRORS, HashRing, Host
+        except ImportError as exc:  # redis-py missing
+            raise ImportError(
+                "chanlite.layers.redis.RedisChannelLayer needs redis-py: "
+                f"pip install chanlite[redis] ({exc})"
+            ) from exc
+        if type(prefix) is not str or not prefix:
+            raise ValueError(f"prefix must be a non-empty str, not {prefix!r}")
+        for what, value in (
+            ("ttl_margin", ttl_margin),
+            ("block_chunk", block_chunk),
+            ("socket_timeout", socket_timeout),
+            ("socket_connect_timeout", socket_connect_timeout),
+            ("reconnect_backoff", reconnect_backoff),
+            ("reconnect_backoff_max", reconnect_backoff_max),
+        ):
+            if type(value) not in (int, float) or not value > 0:
+                raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+        urls = self._urls(hosts)
+        options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "socket_keepalive": True,
+            **(connection_options or {}),
+        }
+        try:
+            self._hosts = [Host(url, options, RedisUnavailable) for url in urls]
+        except ValueError as exc:
+            raise ValueError(f"invalid Redis host URL in {urls!r}: {exc}") from exc
+        self._ring = HashRing([host.label for host in self._hosts], virtual_nodes)
+        self.hosts = urls
+        self.prefix = prefix
+        self._qprefix = f"{prefix}:q:"
+        self._full_key = f"{prefix}:f:"
+        self._queue_ttl = math.ceil(self.expiry + ttl_margin)
+        self._group_ttl = math.ceil(self.group_expiry + ttl_margin)
+        self._full_ttl = max(self._queue_ttl, self._group_ttl)
+        self._read_timeout: type[BaseException] = RedisTimeoutError
+        self._network_errors = NETWORK_ERRORS
+        self.block_chunk = float(block_chunk)
+        self.grace = float(socket_timeout)
+        self.reconnect_backoff = float(reconnect_backoff)
+        self.reconnect_backoff_max = float(reconnect_backoff_max)
+
+    @staticmethod
+    def _urls(hosts: Any) -> list[str]:
+        if hosts is None:
+            return ["redis://127.0.0.1:6379/0"]
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        urls = []
+        for host in hosts:
+            if isinstance(host, (tuple, list)) and len(host) == 2:
+                host = f"redis://{host[0]}:{int(host[1])}/0"
+            if not isinstance(host, str) or not host.startswith(
+                ("redis://", "rediss://", "unix://")
+            ):
+                raise ValueError(
+                    "hosts must be Redis URLs such as 'redis://127.0.0.1:6379/0' "
+                    f"(or 'rediss://' for TLS, 'unix://'), or (host, port) pairs; got {host!r}"
+                )
+            urls.append(host)
+        if not urls:
+            raise ValueError("hosts must name at least one Redis server")
+        return urls
+
+    # routing ----------------------------------------------------------------
+
+    def host_for_queue(self, queue: str) -> str:
+        """The URL (password hidden) of the host holding ``queue`` (for ops/tests)."""
+        return self._hosts[self._ring.index_for(queue)].label
+
+    def _host_of(self, queue: str) -> Any:
+        return self._hosts[self._ring.index_for(queue)]
+
+    def _group_host(self, group: str) -> Any:
+        return self._hosts[self._ring.index_for("group:" + group)]
+
+    def _group_keys(self, group: str) -> tuple[str, str]:
+        return f"{self.prefix}:g:{group}", f"{self.prefix}:t:{group}"
+
+    # sending ----------------------------------------------------------------
+
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+        item = f"{expires!r}|{'' if channel == queue else channel}|".encode() + data
+        host = self._hosts[0] if len(self._hosts) == 1 else self._host_of(queue)
+        return host.run(
+            _scripts.PUSH,
+            (self._qprefix + queue, self._full_key),
+            (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue, self._full_ttl),
+        ) == 1
+
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+        # One script per host: every member on that host in one round trip.
+        per_host: dict[int, tuple[list[str], list[Any]]] = {}
+        head = f"{expires!r}|"
+        for channel in channels:
+            queue = queue_for_send(channel)
+            index = self._ring.index_for(queue)
+            entry = per_host.get(index)
+            if entry is None:
+                entry = per_host[index] = ([self._full_key], [])
+            entry[0].append(self._qprefix + queue)
+            entry[1].extend((
+                f"{head}{'' if channel == queue else channel}|",
+                self._capacity_cache.get(queue) or self.capacity_for(queue),
+                queue,
+            ))
+        now = repr(expires - self.expiry)
+        failed: list[Exception] = []
+        for index, (keys, args) in per_host.items():
+            try:
+                self._hosts[index].run(
+                    _scripts.PUSH_MANY, keys, [data, now, self._queue_ttl, self._full_ttl, *args]
+                )
+            except RedisUnavailable as exc:  # deliver to the other hosts first
+                failed.append(exc)
+        if failed:
+            raise failed[0]
+
+    # receiving --------------------------------------------------------------
+
+    def _by_host(self, queues: list[str]) -> list[tuple[Any, list[str]]]:
+        """Queue keys grouped by host, hosts in order of their first queue."""
+        if len(self._hosts) == 1:
+            return [(self._hosts[0], [self._qprefix + q for q in queues])]
+        groups: dict[int, tuple[Any, list[str]]] = {}
+        for queue in queues:
+            index = self._ring.index_for(queue)
+            if index not in groups:
+                groups[index] = (self._hosts[index], [])
+            groups[index][1].append(self._qprefix + queue)
+        return list(groups.values())
+
+    def _parse(self, key: str | bytes, item: bytes, now: float) -> tuple[str, bytes] | None:
+        """``(channel, data)`` of a popped item, or None if it has expired."""
+        expires, channel, data = item.split(b"|", 2)
+        if float(expires) <= now:
+            return None
+        if channel:
+            return channel.decode(), data
+        if type(key) is bytes:
+            key = key.decode()
+        return key[len(self._qprefix):], data
+
+    def _pop_now(self, host: Any, keys: list[str]) -> tuple[str, bytes] | None:
+        """Non-blocking pop from ``keys`` on ``host`` (dropping expired items)."""
+        if len(keys) == 1:
+            # Plain LPOP is cheaper than a script; expired heads are rare.
+            item = host.execute("LPOP", keys[0])
+            if item is None:
+                return None
+            got = self._parse(keys[0], item, self.clock())
+            if got is not None:
+                return got
+        found = host.run(_scripts.POP, keys, (repr(self.clock()),))
+        if not found:
+            return None
+        return self._parse(keys[found[0] - 1], found[1], -math.inf)
+
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        groups = self._by_host(queues)
+        if not block or timeout == 0:
+            for host, keys in groups:
+                got = self._pop_now(host, keys)
+                if got is not None:
+                    return got
+            return None
+        return self._wait(groups, None if timeout is None else time.monotonic() + timeout)
+
+    def _wait(self, groups: list[tuple[Any, list[str]]], deadline: float | None) -> Any:
+        """Blocking receive: ``BLPOP`` on every host at once, until ``deadline``.
+
+        With one host this is a single ``BLPOP`` round trip. With several,
+        a non-blocking pass in the caller's (rotated) order comes first,
+        then a ``BLPOP`` is sent to *every* host and we wait on all their
+        sockets: no polling, no host starves, and the first reply wins. The
+        other pops are cancelled (``CLIENT UNBLOCK``); an item one of them
+        popped in that instant is pushed back to the head of its queue,
+        never delivered twice. Network failures are logged and retried
+        with backoff until ``deadline``, without blocking healthy hosts.
+        """
+        purge = len(groups) > 1
+        while True:
+            if purge:
+                got = self._tolerant_pop_now(groups)
+                if got is not None:
+                    return got
+            now = time.monotonic()
+            remaining = None if deadline is None else deadline - now
+            if remaining is not None and remaining <= 0:
+                return None
+            live = [(h, k) for h, k in groups if h.retry_at <= now]
+            if not live:
+                pause = min(h.retry_at for h, _ in groups) - now
+                time.sleep(pause if remaining is None else min(pause, remaining))
+                continue
+            chunk = self.block_chunk if remaining is None else min(remaining, self.block_chunk)
+            final = remaining is not None and remaining <= self.block_chunk
+            replies = self._blpop_all(live, chunk, chunk if final else chunk + self.grace)
+            now_clock = self.clock()
+            result = None
+            purge = len(groups) > 1
+            for host, reply in replies:
+                if reply is None:
+                    continue
+                got = self._parse(reply[0], reply[1], now_clock)
+                if got is None:
+                    purge = True  # expired head: let the script drop the rest
+                elif result is None:
+                    result = got
+                else:
+                    self._push_back(host, reply)
+            if result is not None:
+                return result
+
+    def _blpop_all(
+        self, live: list[tuple[Any, list[str]]], server_timeout: float, wait: float
+    ) -> list[tuple[Any, Any]]:
+        started = []
+        for host, keys in live:
+            try:
+                started.append((host, host.start_blpop(keys, server_timeout)))
+            except RedisUnavailable as exc:
+                self._failed(host, exc)
+        replies: list[tuple[Any, Any]] = []
+        pending = started
+        if len(started) == 1:
+            host, conn = started[0]
+            try:
+                replies.append((host, conn.read_response(timeout=wait, disconnect_on_error=False)))
+                pending = []
+            except self._read_timeout:
+                pass
+            except RedisUnavailable as exc:
+                self._failed(host, exc)
+                pending = []
+            except self._network_errors as exc:
+                conn.disconnect()
+                self._failed(host, host.unavailable(exc))
+                pending = []
+        elif started:
+            pending = self._poll(started, time.monotonic() + wait, replies)
+        for host, conn in pending:
+            try:
+                replies.append((host, host.cancel_blpop(conn, self.grace)))
+            except RedisUnavailable as exc:
+                self._failed(host, exc)
+        for host, _reply in replies:
+            self._recovered(host)
+        return replies
+
+    def _poll(self, started: list[tuple[Any, Any]], end: float, replies: list) -> list:
+        """Wait on several BLPOP sockets (poll(): no FD_SETSIZE limit) until
+        one delivers an item or ``end``; return the still pending ones."""
+        pending = {conn._sock.fileno(): (host, conn) for host, conn in started}
+        poller = select.poll()
+        for fd in pending:
+            poller.register(fd, select.POLLIN)
+        while pending:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            ready = poller.poll(left * 1000)
+            got_item = False
+            for fd, _ in ready:
+                host, conn = pending.pop(fd)
+                poller.unregister(fd)
+                try:
+                    reply = host.finish_blpop(conn)
+                except RedisUnavailable as exc:
+                    self._failed(host, exc)
+                    continue
+                replies.append((host, reply))
+                got_item = got_item or reply is not None
+            if got_item:
+                break
+        return list(pending.values())
+
+    def _tolerant_pop_now(self, groups: list[tuple[Any, list[str]]]) -> Any:
+        now = time.monotonic()
+        for host, keys in groups:
+            if host.retry_at > now:
+                continue
+            try:
+                return_value = self._pop_now(host, keys)
+            except RedisUnavailable as exc:
+                self._failed(host, exc)
+                continue
+            self._recovered(host)
+            if return_value is not None:
+                return return_value
+        return None
+
+    def _push_back(self, host: Any, reply: Any) -> None:
+        """Return an item popped by a cancelled BLPOP to the head of its queue."""
+        try:
+            host.execute("LPUSH", reply[0], reply[1])
+        except RedisUnavailable as exc:  # lost, never duplicated: at most once
+            logger.warning("could not push back a message to %s: %s", host.label, exc)
+
+    def _failed(self, host: Any, exc: Exception) -> None:
+        delay = host.note_failure(self.reconnect_backoff, self.reconnect_backoff_max)
+        logger.warning(
+            "blocking receive: %s; reconnecting in %.2f s (attempt %d)", exc, delay, host.failures
+        )
+
+    @staticmethod
+    def _recovered(host: Any) -> None:
+        if host.failures:
+            logger.info("Redis at %s is reachable again", host.label)
+            host.failures = 0
+            host.retry_at = 0.0
+
+    # groups -----------------------------------------------------------------
+
+    def _group_add(self, group: str, channel: str, now: float) -> None:
+        self._group_host(group).run(
+            _scripts.GROUP_ADD, self._group_keys(group), (channel, repr(now), self._group_ttl)
+        )
+
+    def _group_discard(self, group: str, channel: str) -> None:
+        self._group_host(group).run(_scripts.GROUP_DISCARD, self._group_keys(group), (channel,))
+
+    def _group_members(self, group: str, added_after: float) -> list[str]:
+        members = self._group_host(group).run(
+            _scripts.GROUP_MEMBERS, self._group_keys(group), (repr(added_after),)
+        )
+        return [member.decode() for member in members]
+
+    # flush and statistics ---------------------------------------------------
+
+    def _own_keys(self, host: Any, pattern: str) -> list[bytes]:
+        """Keys of this layer only: a prefix ``"x"`` must not match ``"x:y:q:a"``."""
+        start = len(self.prefix) + 1
+        own = []
+        for key in host.scan(self.prefix.translate(_GLOB_SPECIAL) + pattern):
+            parts = key[start:].split(b":")
+            if len(parts) == 2 and parts[0].decode() in _OWN_KINDS:
+                own.append(key)
+        return own
+
+    def _flush(self) -> None:
+        for host in self._hosts:
+            keys = self._own_keys(host, ":*")
+            for i in range(0, len(keys), 500):
+                host.execute("UNLINK", *keys[i:i + 500])
+
+    def _queue_stats(self, queue: str, now: float) -> tuple[int, float | None, int]:
+        pending, oldest, full = self._host_of(queue).run(
+            _scripts.QUEUE_STATS, (self._qprefix + queue, self._full_key), (repr(now), queue)
+        )
+        return int(pending), (float(oldest) if oldest else None), int(full)
+
+    def _global_stats(self, now: float) -> tuple[int, int]:
+        pending = full = 0
+        for host in self._hosts:
+            keys = self._own_keys(host, ":q:*")
+            for i in range(0, len(keys), 500):
+                pending += int(host.run(_scripts.PENDING, keys[i:i + 500], (repr(now),)))
+            full += sum(int(v) for v in host.execute("HVALS", self._full_key))
+        return pending, full
+
+    def close(self) -> None:
+        """Close all connections (they reopen on next use)."""
+        for host in self._hosts:
+            host.close()
+
+    def __repr__(self) -> str:
+        hosts = ", ".join(host.label for host in self._hosts)
+        return f"<RedisChannelLayer prefix={self.prefix!r} hosts=[{hosts}] expiry={self.expiry}>"
