@@ -23,7 +23,7 @@ import fnmatch
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .channel import deferred_sends
@@ -167,8 +167,20 @@ class Worker:
                 continue
             if channel is None or channel == self._wake:
                 continue
+            if self._stopping.is_set() and self._put_back(channel, content):
+                break
             self.handle(channel, content)
         self._drain_wake()
+
+    def _put_back(self, channel: str, content: dict) -> bool:
+        """A message taken just as stop() was called goes back to its channel,
+        so "stopped" really means no new consumer starts (another worker, or
+        this process after a restart, will run it)."""
+        try:
+            self.channel_layer.send(channel, content)
+        except Exception:
+            return False  # could not put it back: run it rather than lose it
+        return True
 
     def handle(self, channel: str, content: dict) -> None:
         """Dispatch one message, logging (not raising) the consumer's error."""
@@ -294,9 +306,17 @@ class GracefulShutdown:
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
 
-    def wait(self) -> bool:
-        """Block until a signal, then drain the pool; True if it drained in time."""
+    def wait(self, on_stopping: Callable[[int], None] | None = None) -> bool:
+        """Block until a signal, then drain the pool; True if it drained in time.
+
+        ``on_stopping(busy)`` is called once no worker takes new messages,
+        with the number of consumers still running.
+        """
         while not self.requested.wait(1.0):
             if not self.pool.running:  # every worker died: nothing to wait for
                 break
-        return self.pool.stop(self.drain_timeout)
+        for worker in self.pool.workers:
+            worker.stop()
+        if on_stopping is not None:
+            on_stopping(self.pool.busy)
+        return self.pool.join(self.drain_timeout)

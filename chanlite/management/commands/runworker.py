@@ -1,0 +1,110 @@
+"""``manage.py runworker``: run consumers for a cross-process channel layer.
+
+    manage.py runworker [--layer ALIAS] [--only-channels GLOB ...]
+                        [--exclude-channels GLOB ...] [--threads N]
+                        [--drain-timeout SECONDS]
+
+SIGTERM or SIGINT: stop taking messages, let running consumers finish (up to
+``--drain-timeout``), exit 0 — so deploying new code is "restart workers one
+at a time"; queued messages wait in the layer meanwhile. A second signal
+exits at once with status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from chanlite import DEFAULT_CHANNEL_LAYER
+
+logger = logging.getLogger("chanlite.worker")
+
+
+def _flatten(values: list[list[str]] | None) -> list[str]:
+    return [glob for group in values or [] for glob in group]
+
+
+class Command(BaseCommand):
+    help = (
+        "Run chanlite consumers: receive from the channels the layer's ROUTING names "
+        "and run their consumers on a pool of threads until SIGTERM/SIGINT."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--layer", default=DEFAULT_CHANNEL_LAYER,
+            help="CHANNEL_LAYERS alias to use (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--only-channels", action="append", nargs="+", metavar="GLOB",
+            help="Only take messages from channels matching these globs (repeatable), "
+            "e.g. --only-channels 'websocket.*' 'http.*'.",
+        )
+        parser.add_argument(
+            "--exclude-channels", action="append", nargs="+", metavar="GLOB",
+            help="Never take messages from channels matching these globs (repeatable).",
+        )
+        parser.add_argument(
+            "--threads", type=int, default=4,
+            help="Consumer threads in this process (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--drain-timeout", type=float, default=30.0,
+            help="Seconds to let running consumers finish after SIGTERM (default: %(default)s).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from chanlite.layers import get_channel_layer
+        from chanlite.layers.memory import InMemoryChannelLayer
+        from chanlite.routing import get_router
+        from chanlite.worker import GracefulShutdown, WorkerPool
+
+        alias = options["layer"]
+        if options["threads"] < 1:
+            raise CommandError(f"--threads must be at least 1, not {options['threads']}")
+        try:
+            router = get_router(alias)  # first: a routing error should not create a layer
+            layer = get_channel_layer(alias)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        if isinstance(layer, InMemoryChannelLayer):
+            raise CommandError(
+                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer, which other processes "
+                "cannot reach, so this worker would never get a message. Use "
+                "'chanlite.layers.ipc.IPCChannelLayer' (one host) or "
+                "'chanlite.layers.redis.RedisChannelLayer', or let runserver run the "
+                "consumers in-process"
+            )
+        try:
+            pool = WorkerPool(
+                layer, router, threads=options["threads"],
+                only_channels=_flatten(options["only_channels"]),
+                exclude_channels=_flatten(options["exclude_channels"]),
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        shutdown = GracefulShutdown(pool, drain_timeout=options["drain_timeout"])
+        shutdown.install()
+        pool.start()
+        self.stdout.write(
+            f"Worker: {options['threads']} thread(s) on layer {alias!r} listening on "
+            f"{', '.join(pool.channels)}"
+        )
+        self.stdout.flush()
+        def stopping(busy: int) -> None:
+            self.stdout.write(f"Worker: stopping; waiting for {busy} running consumer(s)")
+            self.stdout.flush()
+
+        drained = shutdown.wait(on_stopping=stopping)
+        if drained:
+            self.stdout.write("Worker: stopped; every running consumer finished")
+        else:
+            self.stderr.write(
+                f"Worker: consumers still running after --drain-timeout "
+                f"{options['drain_timeout']}s were abandoned"
+            )
+        self.stdout.flush()
