@@ -1,0 +1,96 @@
+"""Throw-away ``redis-server`` processes for the Redis layer tests.
+
+Why our own servers: multi-host, restart and password cases need servers we
+may stop, restart and inspect (``INFO commandstats``) without disturbing the
+shared one at 127.0.0.1:6379, which tests only ever touch under a unique
+key prefix. Each server keeps nothing on disk and is stopped by whoever
+started it (``stop()`` in a fixture finaliser).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import redis
+
+SHARED_URL = "redis://127.0.0.1:6379/0"
+
+
+def shared_redis_unavailable() -> str | None:
+    """Why the shared Redis cannot be used, or None when it answers."""
+    try:
+        redis.Redis.from_url(SHARED_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        return f"no Redis reachable at {SHARED_URL} ({exc})"
+    return None
+
+
+def redis_server_missing() -> str | None:
+    """Why we cannot start our own servers, or None."""
+    if shutil.which("redis-server") is None:
+        return "the redis-server binary is not on PATH"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One private ``redis-server`` on a free port (``start``/``stop``/``restart``)."""
+
+    def __init__(self, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1)
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client().ping()
+                return self
+            except redis.ConnectionError as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"redis-server on port {self.port} did not start: {exc}"
+                    ) from exc
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def evalsha_calls(self) -> int:
+        """How many EVALSHA commands this server has run (INFO commandstats)."""
+        stats = self.client().info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
