@@ -24,3 +24,5 @@ CHANNEL_LAYERS = {
         "ROUTING": "tests.routing.channel_routing",
     },
 }
+# Fast hashing: the auth and seed-example tests log real users in.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
