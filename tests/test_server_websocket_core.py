@@ -144,3 +144,27 @@ def test_valid_sends():
     for message in [{"accept": True}, {"text": ""}, {"bytes": b""}, {"close": True},
                     {"close": 4999}, {"accept": True, "text": "x"}]:
         assert check_send(message) == ""
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_whole_messages_of_every_length_encoding_across_reads(size):
+    core, cli = WebSocketCore(max_message_size=300_000), client()
+    payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    wire = cli.send(BytesMessage(data=payload)) + cli.send(TextMessage(data="after"))
+    events = []
+    for start in range(0, len(wire), 7001):  # odd-sized reads split headers and payloads
+        events += core.receive(wire[start : start + 7001])
+    assert events == [{"bytes": payload}, {"text": "after"}]
+
+
+def test_oversized_frame_is_refused_from_its_header():
+    core = WebSocketCore(max_message_size=1000)
+    # Only the header of a 2**40-byte frame: no need to wait for (or buffer) the payload.
+    events = core.receive(b"\x82\xff" + (2**40).to_bytes(8, "big") + b"mask")
+    assert [e.code for e in events] == [1009]
+
+
+def test_reserved_bits_are_protocol_error():
+    core = WebSocketCore()
+    events = core.receive(b"\xc1\x81abcd" + b"x")  # RSV1 set, no extension negotiated
+    assert events[0].code == 1002

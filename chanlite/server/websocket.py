@@ -3,8 +3,15 @@
 Sans-I/O on top of wsproto's post-handshake ``Connection`` (the handshake
 itself is HTTP and lives in ``http.py``). This module adds what the server
 needs beyond wsproto: reassembly of fragmented messages with a size limit
-(close 1009), automatic pongs, the mapping from protocol failures to close
-codes (1002, 1007), and validation of ``websocket.send`` messages.
+(close 1009, decided from the frame header), automatic pongs, the mapping
+from protocol failures to close codes (1002, 1007), and validation of
+``websocket.send`` messages.
+
+Speed: wsproto's general frame parser costs tens of microseconds per frame.
+Nearly every frame a server sees is a whole masked text or binary message,
+so :meth:`WebSocketCore.receive` splits frames itself and decodes those
+directly; everything else (control frames, fragments, anything malformed)
+is handed to wsproto as complete frames, so its state stays exact.
 Tests drive it with frames built by a wsproto client connection.
 """
 
@@ -48,6 +55,15 @@ class PongReceived:
     """The client answered a ping (keeps the connection alive)."""
 
 
+def _unmask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the 4-byte masking key, as one big-int operation (fast in C)."""
+    size = len(payload)
+    mask = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
+        size, "little"
+    )
+
+
 def check_send(message: dict) -> str:
     """Return an error text for an invalid ``websocket.send``, or ``""``."""
     unknown = set(message) - SEND_KEYS
@@ -78,6 +94,7 @@ class WebSocketCore:
 
     __slots__ = (
         "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed", "_closing_code",
+        "_buf", "_mid",
     )
 
     def __init__(self, max_message_size: int = 1024 * 1024):
@@ -89,6 +106,8 @@ class WebSocketCore:
         self._out = bytearray()
         self.closed: Closed | None = None
         self._closing_code = 1000
+        self._buf = b""  # an incomplete frame waiting for more bytes
+        self._mid = False  # wsproto is inside a fragmented message
 
     def data_to_send(self) -> bytes:
         """Bytes produced so far (and forget them)."""
@@ -116,14 +135,70 @@ class WebSocketCore:
             return []
         if data is None:
             return self._finish(1006, "connection dropped")
-        self.ws.receive_data(data)
+        if self._buf:
+            data = bytes(self._buf) + data
+            self._buf = b""
         events: list = []
+        pos, n = 0, len(data)
+        while n - pos >= 2:
+            b0, b1 = data[pos], data[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            opcode = b0 & 0x0F
+            if b0 & 0x70 or not b1 & 0x80 or opcode > 10 or 2 < opcode < 8 or (
+                opcode >= 8 and length > 125
+            ):
+                # A protocol error in the header: let wsproto name it (1002).
+                self._slow(data[pos:], events)
+                return events
+            if length > self.max_message_size:
+                return self.close(1009, f"message above {self.max_message_size} bytes",
+                                  fatal=True)
+            end = pos + head + 4 + length
+            if end > n:
+                break
+            if (b0 == 0x81 or b0 == 0x82) and not self._mid:
+                # Fast path: a whole unfragmented message in one frame.
+                payload = data[pos + head + 4 : end]
+                key = data[pos + head : pos + head + 4]
+                if key != b"\0\0\0\0":
+                    payload = _unmask(payload, key)
+                if b0 == 0x82:
+                    events.append({"bytes": payload})
+                    pos = end
+                    continue
+                try:
+                    events.append({"text": payload.decode("utf-8")})
+                    pos = end
+                    continue
+                except UnicodeDecodeError:
+                    pass  # wsproto closes with 1007
+            if opcode <= 2:
+                self._mid = not b0 & 0x80
+            if self._slow(data[pos:end], events):
+                return events
+            pos = end
+        if pos < n:
+            self._buf = data[pos:]  # bounded: the frame's length was checked above
+        return events
+
+    def _slow(self, data: bytes, events: list) -> bool:
+        """Hand complete frames (control, fragments, errors) to wsproto.
+
+        Returns True once the WebSocket is closed (stop reading)."""
+        self.ws.receive_data(data)
         for event in self.ws.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
-                done = self._message(event, events)
-                if done:
-                    break
+                if self._message(event, events):
+                    return True
             elif kind is Ping:
                 self._out += self.ws.send(event.response())
             elif kind is Pong:
@@ -134,14 +209,11 @@ class WebSocketCore:
                     code = event.code if event.code != 1005 else 1000
                     self._out += self.ws.send(CloseConnection(code=code))
                     events.extend(self._finish(event.code, event.reason or ""))
-                elif self.ws.state is ConnectionState.CLOSED:
-                    # Reply to our own close: the handshake is complete.
-                    events.extend(self._finish(self._closing_code, event.reason or ""))
                 else:
                     # A parse failure (1002 protocol error, 1007 bad UTF-8...).
                     events.extend(self.close(event.code, event.reason or "", fatal=True))
-                break
-        return events
+                return True
+        return False
 
     def _message(self, event: Message, events: list) -> bool:
         data = event.data
