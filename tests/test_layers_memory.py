@@ -1,0 +1,175 @@
+"""The in-memory layer's own behaviour: blocking, wake-ups, fairness, threads.
+
+Why separate from the rules: these are properties of the storage (one
+condition variable, deques, rotation) that a user relies on when a worker
+thread blocks in ``receive``. Waits are bounded by Events and generous
+timeouts — never a sleep hoping another thread got there first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.testing.clock import FakeClock
+
+
+@pytest.fixture
+def layer() -> InMemoryChannelLayer:
+    return InMemoryChannelLayer()
+
+
+def start(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until_blocked(layer: InMemoryChannelLayer, waiters: int = 1) -> None:
+    """Bounded wait until ``waiters`` threads are inside the layer's wait."""
+    deadline = time.monotonic() + 10
+    while layer._waiting < waiters:
+        assert time.monotonic() < deadline, "receiver never started waiting"
+        time.sleep(0.001)
+
+
+def test_blocking_receive_is_woken_by_a_send_from_another_thread(layer) -> None:
+    results: list = []
+    received = threading.Event()
+
+    def receiver() -> None:
+        results.append(layer.receive(["jobs", "other"], block=True, timeout=30))
+        received.set()
+
+    thread = start(receiver)
+    wait_until_blocked(layer)
+    assert not received.is_set()  # it is really waiting
+    layer.send("jobs", {"id": 7})
+    assert received.wait(10), "receiver was not woken by send"
+    thread.join(10)
+    assert results == [("jobs", {"id": 7})]
+
+
+def test_blocking_receive_is_woken_by_send_group(layer) -> None:
+    layer.group_add("room", "reply!1")
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["reply!"], block=True, timeout=30)))
+    wait_until_blocked(layer)
+    layer.send_group("room", {"text": "hi"})
+    thread.join(10)
+    assert results == [("reply!1", {"text": "hi"})]
+
+
+def test_a_send_to_another_channel_does_not_end_the_wait(layer) -> None:
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["mine"], block=True, timeout=30)))
+    wait_until_blocked(layer)
+    layer.send("unrelated", {"x": 1})
+    layer.send("mine", {"x": 2})
+    thread.join(10)
+    assert results == [("mine", {"x": 2})]
+    assert layer.receive(["unrelated"]) == ("unrelated", {"x": 1})
+
+
+def test_blocking_timeout_is_honoured(layer) -> None:
+    start_time = time.monotonic()
+    assert layer.receive(["empty"], block=True, timeout=0.2) == (None, None)
+    elapsed = time.monotonic() - start_time
+    assert 0.19 <= elapsed < 5, elapsed
+
+
+def test_zero_timeout_and_non_blocking_return_at_once(layer) -> None:
+    start_time = time.monotonic()
+    assert layer.receive(["empty"], block=True, timeout=0) == (None, None)
+    assert layer.receive(["empty"]) == (None, None)
+    assert time.monotonic() - start_time < 2
+
+
+def test_blocking_receive_returns_a_waiting_message_immediately(layer) -> None:
+    layer.send("c", {"n": 1})
+    assert layer.receive(["c"], block=True, timeout=None) == ("c", {"n": 1})
+
+
+def test_blocking_receive_skips_expired_messages() -> None:
+    clock = FakeClock()
+    layer = InMemoryChannelLayer(clock=clock, expiry=1)
+    layer.send("c", {"stale": True})
+    clock.advance(2)
+    assert layer.receive(["c"], block=True, timeout=0.05) == (None, None)
+
+
+def test_a_flooded_channel_does_not_starve_another(layer) -> None:
+    layer = InMemoryChannelLayer(capacity=1000)
+    for n in range(500):
+        layer.send("flood", {"n": n})
+    for n in range(5):
+        layer.send("quiet", {"n": n})
+    first_ten = [layer.receive(["flood", "quiet"])[0] for _ in range(10)]
+    assert first_ten.count("quiet") == 5, first_ten
+
+
+def test_rotation_covers_every_channel_in_the_list(layer) -> None:
+    names = ["c0", "c1", "c2", "c3"]
+    for name in names:
+        for n in range(3):
+            layer.send(name, {"n": n})
+    got = [layer.receive(names)[0] for _ in range(4)]
+    assert sorted(got) == names  # one from each before any channel repeats
+
+
+def test_fifo_per_channel_and_across_process_specific_names(layer) -> None:
+    for n in range(50):
+        layer.send("reply!a" if n % 2 else "reply!b", {"n": n})
+    got = [layer.receive(["reply!"]) for _ in range(50)]
+    assert [m["n"] for _, m in got] == list(range(50))
+    assert [c for c, _ in got] == ["reply!a" if n % 2 else "reply!b" for n in range(50)]
+
+
+def test_many_threads_sending_and_receiving_lose_nothing(layer) -> None:
+    layer = InMemoryChannelLayer(capacity=10_000)
+    per_sender, senders = 500, 4
+    got: list[int] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def receiver() -> None:
+        while True:
+            channel, message = layer.receive(["work"], block=True, timeout=30)
+            if channel is None or message.get("stop"):
+                return
+            with lock:
+                got.append(message["n"])
+                if len(got) == per_sender * senders:
+                    done.set()
+
+    def sender(base: int) -> None:
+        for n in range(per_sender):
+            layer.send("work", {"n": base + n})
+
+    receivers = [start(receiver) for _ in range(3)]
+    for thread in [start(lambda b=b: sender(b * per_sender)) for b in range(senders)]:
+        thread.join(30)
+    assert done.wait(30), f"only {len(got)} received"
+    for _ in receivers:
+        layer.send("work", {"stop": True})
+    for thread in receivers:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert sorted(got) == list(range(per_sender * senders))
+
+
+def test_empty_queues_are_forgotten(layer) -> None:
+    for n in range(100):
+        name = layer.new_channel("reply?")
+        layer.send(name, {"n": n})
+        assert layer.receive([name])[1] == {"n": n}
+    assert layer._queues == {}
+
+
+def test_default_clock_is_monotonic_and_clock_is_injectable() -> None:
+    assert InMemoryChannelLayer().clock is time.monotonic
+    clock = FakeClock()
+    assert InMemoryChannelLayer(clock=clock).clock is clock
