@@ -206,6 +206,9 @@ class WSGIPool:
     @staticmethod
     def _head(started: list) -> tuple[str, list[tuple[bytes, bytes]]]:
         status, headers = started
-        return status, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        # Django's WSGIHandler emits Set-Cookie values with a leading space
+        # (``cookie.output(header="")``); whitespace around a field value is
+        # not part of it (RFC 9110 5.5), and h11 rejects it, so strip it.
+        return status, [(k.encode("latin-1"), v.strip().encode("latin-1")) for k, v in headers]
 
 
