@@ -1,0 +1,74 @@
+"""``ChannelTestCase`` / ``TransactionChannelTestCase``: Django test cases with
+fresh, fake-clocked channel layers.
+
+Each test gets a new in-memory layer for every alias in
+``test_channel_aliases`` (installed before ``setUp``, removed after
+``tearDown``), so nothing queued leaks between tests and expiry only moves
+with ``self.clock.advance()``. The configured routing stays in force
+(routers belong to the alias); narrow it with ``apply_routes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import TestCase, TransactionTestCase
+
+from .. import DEFAULT_CHANNEL_LAYER
+from .client import next_message
+from .clock import FakeClock
+from .idle import run_until_idle
+from .layers import LayerSwap
+
+__all__ = ["ChannelTestCaseMixin", "ChannelTestCase", "TransactionChannelTestCase"]
+
+
+class ChannelTestCaseMixin:
+    """The layer swap and helpers, for mixing into any Django test case."""
+
+    #: Aliases swapped for a fresh in-memory layer in each test.
+    test_channel_aliases: list[str] = [DEFAULT_CHANNEL_LAYER]
+
+    clock: FakeClock
+    channel_layers: dict[str, Any]
+
+    def _pre_setup(self, *args: Any, **kwargs: Any) -> None:
+        super()._pre_setup(*args, **kwargs)  # type: ignore[misc]
+        self.clock = FakeClock()
+        self._layer_swap = LayerSwap(self.test_channel_aliases, self.clock)
+        self.channel_layers = self._layer_swap.install()
+
+    def _post_teardown(self) -> None:
+        swap = getattr(self, "_layer_swap", None)
+        if swap is not None:
+            swap.restore()
+        super()._post_teardown()  # type: ignore[misc]
+
+    @property
+    def channel_layer(self) -> Any:
+        """The test layer of the default alias."""
+        return self.channel_layers[self.test_channel_aliases[0]]
+
+    def get_next_message(self, channel: str, alias: str = DEFAULT_CHANNEL_LAYER,
+                         require: bool = False) -> Any:
+        """The next message sent to ``channel`` during the test (a Message),
+        or None; with ``require`` a missing message fails the test."""
+        from ..layers import get_channel_layer
+
+        message = next_message(get_channel_layer(alias), channel)
+        if message is None and require:
+            self.fail(f"expected a message on channel {channel!r} (alias {alias!r}), got none")  # type: ignore[attr-defined]
+        return message
+
+    def run_until_idle(self, alias: str = DEFAULT_CHANNEL_LAYER, routing: Any = None,
+                       **options: Any) -> int:
+        """Run every pending message of ``alias`` through its routing; return the count."""
+        return run_until_idle(self.channel_layers[alias], routing, alias=alias, **options)
+
+
+class ChannelTestCase(ChannelTestCaseMixin, TestCase):
+    """A Django ``TestCase`` (one transaction per test) with test channel layers."""
+
+
+class TransactionChannelTestCase(ChannelTestCaseMixin, TransactionTestCase):
+    """A Django ``TransactionTestCase`` (tables flushed per test) with test channel layers."""

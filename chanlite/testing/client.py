@@ -1,0 +1,173 @@
+"""``Client``: play the interface server's part against consumers, in-thread.
+
+A client owns a reply channel, sends messages carrying it, runs the routed
+consumer for a message (``consume``) and reads what the consumers sent back
+(``receive``) — the whole life cycle of a message without a server, worker
+threads or sleeps. Names and behaviour follow Channels 1.x's
+``channels.test.Client``; differences:
+
+* the reply channel is process-specific (``test.reply.<n>!c<n>``) like a real
+  server's, and each client has its own prefix, so two clients in one test
+  never read each other's replies;
+* consumers run through :func:`chanlite.worker.dispatch`: deferred sends,
+  ``DenyConnection`` and ``ConsumeLater`` behave as in a worker, and a
+  consumer's exception reaches the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .. import DEFAULT_CHANNEL_LAYER
+from .idle import resolve_router, run_message, run_until_idle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..layers.base import BaseChannelLayer
+    from ..message import Message
+    from ..routing import Router
+
+__all__ = ["Client", "next_message"]
+
+_ids = itertools.count(1)
+
+
+def next_message(layer: BaseChannelLayer, channel: str) -> Message | None:
+    """The next message on ``channel`` (a Message), or None if there is none.
+
+    A process-specific name ``"a!x"`` is read through its prefix ``"a!"``
+    (the layer API's rule), so it returns the next message of *any*
+    ``a!...`` channel.
+    """
+    from ..message import Message
+
+    name = channel.split("!", 1)[0] + "!" if "!" in channel else channel
+    got, content = layer.receive([name], block=False)
+    if got is None:
+        return None
+    return Message(content, got, layer)
+
+
+class Client:
+    """A fake interface-server connection for one alias (default ``"default"``).
+
+    ``channel_layer`` and ``routing`` pin a layer / routing; by default the
+    alias's current ones are looked up on every call, so a client made in
+    ``setUp`` follows ``ChannelTestCase`` layer swaps and ``apply_routes``.
+    """
+
+    def __init__(
+        self,
+        alias: str = DEFAULT_CHANNEL_LAYER,
+        channel_layer: BaseChannelLayer | None = None,
+        routing: Any = None,
+    ) -> None:
+        self.alias = alias
+        self._layer = channel_layer
+        self._routing = routing
+        number = next(_ids)
+        self.reply_prefix = f"test.reply.{number}!"
+        self.reply_channel = f"{self.reply_prefix}c{number}"
+        self._inbox: deque[dict] = deque()
+
+    # ---------------------------------------------------------------- wiring
+
+    @property
+    def channel_layer(self) -> BaseChannelLayer:
+        """The layer messages go through (looked up per call unless pinned)."""
+        if self._layer is not None:
+            return self._layer
+        from ..layers import get_channel_layer
+
+        return get_channel_layer(self.alias)
+
+    @property
+    def router(self) -> Router:
+        """The routing consumers are found in (per call, so ``apply_routes`` applies)."""
+        return resolve_router(self._routing, self.alias)
+
+    # ----------------------------------------------------------------- the API
+
+    def get_next_message(self, channel: str) -> Message | None:
+        """The next message on ``channel`` as a Message, or None."""
+        if channel == self.reply_channel and self._inbox:
+            from ..message import Message
+
+            return Message(self._inbox.popleft(), channel, self.channel_layer)
+        return next_message(self.channel_layer, channel)
+
+    def send(self, to: str, content: dict | None = None) -> None:
+        """Send ``content`` (copied) to channel ``to`` with this client's
+        ``reply_channel`` added unless it has one."""
+        content = copy.deepcopy(content or {})
+        content.setdefault("reply_channel", self.reply_channel)
+        self.channel_layer.send(to, content)
+
+    def consume(self, channel: str, fail_on_none: bool = True) -> Message | None:
+        """Take the next message on ``channel`` and run its consumer here.
+
+        Returns the Message it ran (None when there was nothing and
+        ``fail_on_none`` is False). Raises AssertionError when there is no
+        message or no route for it (unless ``fail_on_none=False``); the
+        consumer's own exception propagates.
+        """
+        layer = self.channel_layer
+        message = next_message(layer, channel)
+        if message is None:
+            if fail_on_none:
+                raise AssertionError(f"no message on channel {channel!r} to consume")
+            return None
+        router = self.router
+        if router.match(message.channel.name, message.content) is None:
+            if fail_on_none:
+                raise AssertionError(
+                    f"no route matches the message on {message.channel.name!r} "
+                    f"({_describe(message.content)}); routing channels: "
+                    f"{sorted(router.channels)}. Apply routes with apply_routes([...])"
+                )
+            return None
+        run_message(layer, router, message.channel.name, message.content)
+        return message
+
+    def send_and_consume(self, channel: str, content: dict | None = None,
+                         fail_on_none: bool = True) -> Message | None:
+        """``send`` then ``consume`` on the same channel: one message's full cycle."""
+        self.send(channel, content)
+        return self.consume(channel, fail_on_none=fail_on_none)
+
+    def receive(self) -> dict | None:
+        """The content of the next message sent to this client's reply channel."""
+        if self._inbox:
+            return self._inbox.popleft()
+        channel, content = self.channel_layer.receive([self.reply_prefix], block=False)
+        return content if channel is not None else None
+
+    def receive_all(self) -> list[dict]:
+        """Every message waiting on the reply channel, oldest first."""
+        out = []
+        while (content := Client.receive(self)) is not None:
+            out.append(content)
+        return out
+
+    def unreceive(self, content: dict) -> None:
+        """Put ``content`` back at the front of this client's replies."""
+        self._inbox.appendleft(content)
+
+    def join_group(self, group_name: str) -> None:
+        """Add this client's reply channel to group ``group_name``."""
+        self.channel_layer.group_add(group_name, self.reply_channel)
+
+    def run_until_idle(self, **options: Any) -> int:
+        """:func:`~chanlite.testing.run_until_idle` on this client's layer and routing."""
+        return run_until_idle(self.channel_layer, self._routing, alias=self.alias, **options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.reply_channel} alias={self.alias!r}>"
+
+
+def _describe(content: dict) -> str:
+    keys = ", ".join(sorted(content))
+    path = f"path {content['path']!r}, " if "path" in content else ""
+    return f"{path}keys {keys}"

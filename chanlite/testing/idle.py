@@ -1,0 +1,151 @@
+"""Run consumers in the test's own thread until nothing is left to do.
+
+A test that starts a chain of messages (a connect that joins a group, a
+receive that fans out to the group, a background task queued by a consumer)
+wants "run everything that is pending, then let me look" — without worker
+threads, sleeps or timing. :func:`run_until_idle` does exactly that through
+:func:`chanlite.worker.dispatch`, so routing, deferred sends (flushed on
+success, discarded on error), ``DenyConnection`` and ``ConsumeLater`` behave
+as they do in a real worker; only the thread differs.
+
+Consumers run with Django's ``close_old_connections`` disconnected (as the
+Django test client does for requests): inside a test transaction it would
+close the connection and end the transaction.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .. import DEFAULT_CHANNEL_LAYER
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..layers.base import BaseChannelLayer
+    from ..routing import Router
+
+__all__ = ["run_until_idle", "run_message", "resolve_router", "EndlessLoop", "MAX_MESSAGES"]
+
+#: Default bound of :func:`run_until_idle`: far above any real test, low
+#: enough that a consumer re-sending to itself fails in well under a second.
+MAX_MESSAGES = 10_000
+
+
+class EndlessLoop(AssertionError):
+    """:func:`run_until_idle` ran ``max_messages`` and the layer is still busy.
+
+    An AssertionError so that a test runner reports it as a test failure
+    (the code under test loops), not as an error in the harness.
+    """
+
+
+_hygiene_lock = threading.Lock()
+_hygiene_depth = 0
+_hygiene_cm: Any = None
+
+
+@contextmanager
+def db_hygiene_off() -> Iterator[None]:
+    """Reentrant :func:`chanlite.signals.db_hygiene_disabled`.
+
+    Clients call ``run_until_idle`` inside ``consume`` and tests nest them;
+    the signals module's context manager would reconnect the handler at the
+    first inner exit, so only the outermost use here toggles it.
+    """
+    global _hygiene_depth, _hygiene_cm
+    from ..signals import db_hygiene_disabled
+
+    with _hygiene_lock:
+        if _hygiene_depth == 0:
+            _hygiene_cm = db_hygiene_disabled()
+            _hygiene_cm.__enter__()
+        _hygiene_depth += 1
+    try:
+        yield
+    finally:
+        with _hygiene_lock:
+            _hygiene_depth -= 1
+            if _hygiene_depth == 0:
+                cm, _hygiene_cm = _hygiene_cm, None
+                cm.__exit__(None, None, None)
+
+
+def resolve_router(routing: Any = None, alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
+    """A Router from ``routing`` (Router, list or dotted path), or the alias's
+    current one (``apply_routes`` and settings) when ``routing`` is None."""
+    from ..routing import Router, get_router
+
+    if routing is None:
+        return get_router(alias)
+    if isinstance(routing, Router):
+        return routing
+    return Router(routing)
+
+
+def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: dict) -> bool:
+    """Dispatch one message in this thread (True if a route matched).
+
+    The consumer's exception propagates, so the failing test shows it.
+    """
+    from ..worker import dispatch
+
+    with db_hygiene_off():
+        return dispatch(layer, router, channel, content)
+
+
+def run_until_idle(
+    layer: BaseChannelLayer | None = None,
+    routing: Any = None,
+    *,
+    alias: str | None = None,
+    channels: Sequence[str] | None = None,
+    max_messages: int = MAX_MESSAGES,
+) -> int:
+    """Deliver every pending message on the routed channels; return how many ran.
+
+    Messages that consumers send while this runs are delivered too, until
+    the routed channels are empty. ``layer`` defaults to the alias's layer
+    (the test layer inside ``ChannelTestCase`` or the ``channel_layer``
+    fixture); ``routing`` to the alias's routing; ``channels`` narrows the
+    channels taken (default: every channel the routing names). Messages with
+    no matching route are dropped with a warning, as a worker would.
+
+    The order is reproducible: the layer rotates fairly over the channels
+    with a per-layer counter, not at random, so two runs of the same test
+    deliver in the same order.
+
+    Raises :class:`EndlessLoop` after ``max_messages`` deliveries, naming the
+    busiest channels, instead of hanging the test run.
+    """
+    from ..layers import get_channel_layer
+
+    if alias is None:
+        alias = (layer.alias if layer is not None else None) or DEFAULT_CHANNEL_LAYER
+    if layer is None:
+        layer = get_channel_layer(alias)
+    router = resolve_router(routing, alias)
+    names = sorted(channels if channels is not None else router.channels)
+    if not names:
+        return 0
+    if type(max_messages) is not int or max_messages < 1:
+        raise ValueError(f"max_messages must be a positive int, not {max_messages!r}")
+    recent: collections.deque[str] = collections.deque(maxlen=200)
+    ran = 0
+    while True:
+        channel, content = layer.receive(names, block=False)
+        if channel is None:
+            return ran
+        if ran >= max_messages:
+            busiest = collections.Counter(recent).most_common(3)
+            raise EndlessLoop(
+                f"run_until_idle ran {ran} messages and the layer is still not idle; a "
+                f"consumer probably keeps sending to itself. Busiest channels of the last "
+                f"{len(recent)}: {', '.join(f'{n!r} x{c}' for n, c in busiest)}. Raise "
+                "max_messages if this much work is expected"
+            )
+        recent.append(channel)
+        ran += 1
+        run_message(layer, router, channel, content)

@@ -1,0 +1,1 @@
+"""A small chanlite app whose consumers the testing toolkit's tests drive."""
