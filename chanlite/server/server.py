@@ -150,7 +150,9 @@ class Server:
         self._access.info(
             '"%s %s HTTP/%s" %s %s', head.method, head.target.decode("latin-1"),
             head.http_version, status, size,
-            extra={"status_code": status, "client": client},
+            # server_time: the same "[25/Nov/2026 10:00:00]" stamp Django's runserver logs.
+            extra={"status_code": status, "client": client,
+                   "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
         )
 
     # ----------------------------------------------------------- replies
@@ -248,11 +250,12 @@ class Server:
     def _start_workers(self) -> None:
         from ..worker import WorkerPool
 
-        if self.router is None:
-            raise RuntimeError(
-                "embedded workers need a routing: set CHANNEL_LAYERS[alias]['ROUTING'] or "
-                "run with --workers 0 / --noworker and separate runworker processes"
-            )
+        if self.router is None or not self.router.channels:
+            # A plain Django project (no ROUTING yet) must still run: serve views only.
+            log.warning(
+                "no embedded workers: CHANNEL_LAYERS[%r] routes no channel, so no consumer "
+                "would run (WebSocket handshakes will time out with 403)", self.layer.alias)
+            return
         self.worker_pool = WorkerPool(self.layer, self.router, threads=self.workers)
         self.worker_pool.start()
 

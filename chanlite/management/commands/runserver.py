@@ -100,6 +100,8 @@ class Command(DjangoRunserver):
             self.stderr.write(f"Error: {messages.get(exc.errno, exc)}")
             os._exit(1)  # sys.exit does not work from the autoreloader's thread
         self.on_bind(server.address[1])
+        if server.router is None or not server.router.channels:
+            workers = 0  # nothing routed: the server logs why
         self.stdout.write(
             f"chanlite: layer {layer.alias!r} ({type(layer).__name__}), "
             + (f"{workers} embedded worker thread(s)" if workers else "no embedded workers")
