@@ -10,6 +10,7 @@ with ``self.clock.advance()``. The configured routing stays in force
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from django.test import TestCase, TransactionTestCase
@@ -22,6 +23,10 @@ from .layers import LayerSwap
 
 __all__ = ["ChannelTestCaseMixin", "ChannelTestCase", "TransactionChannelTestCase"]
 
+_PRE_SETUP_IS_CLASSMETHOD = isinstance(
+    inspect.getattr_static(TransactionTestCase, "_pre_setup"), classmethod
+)
+
 
 class ChannelTestCaseMixin:
     """The layer swap and helpers, for mixing into any Django test case."""
@@ -31,17 +36,35 @@ class ChannelTestCaseMixin:
 
     clock: FakeClock
     channel_layers: dict[str, Any]
+    _layer_swap: LayerSwap | None = None
 
-    def _pre_setup(self, *args: Any, **kwargs: Any) -> None:
-        super()._pre_setup(*args, **kwargs)  # type: ignore[misc]
-        self.clock = FakeClock()
-        self._layer_swap = LayerSwap(self.test_channel_aliases, self.clock)
-        self.channel_layers = self._layer_swap.install()
+    # Django 5.1 made ``_pre_setup`` a classmethod (TransactionTestCase runs
+    # it eagerly from setUpClass for the first test); 4.2 has a method. The
+    # per-test state lives on the class either way: tests run one at a time.
+    if _PRE_SETUP_IS_CLASSMETHOD:
+
+        @classmethod
+        def _pre_setup(cls) -> None:  # type: ignore[override]
+            super()._pre_setup()  # type: ignore[misc]
+            cls._install_test_layers()
+
+    else:  # pragma: no cover - Django < 5.1
+
+        def _pre_setup(self) -> None:  # type: ignore[override]
+            super()._pre_setup()  # type: ignore[misc]
+            type(self)._install_test_layers()
+
+    @classmethod
+    def _install_test_layers(cls) -> None:
+        cls.clock = FakeClock()
+        cls._layer_swap = LayerSwap(cls.test_channel_aliases, cls.clock)
+        cls.channel_layers = cls._layer_swap.install()
 
     def _post_teardown(self) -> None:
-        swap = getattr(self, "_layer_swap", None)
+        swap = type(self).__dict__.get("_layer_swap")
         if swap is not None:
             swap.restore()
+            type(self)._layer_swap = None
         super()._post_teardown()  # type: ignore[misc]
 
     @property
