@@ -124,6 +124,9 @@ class Worker:
     #: Seconds an idle receive waits before re-checking the stop flag (a
     #: safety net: ``stop()`` normally wakes the receive immediately).
     receive_timeout: float = 5.0
+    #: Seconds to wait before receiving again after the layer itself failed
+    #: (e.g. Redis down), so a broken layer is not hammered in a tight loop.
+    error_backoff: float = 1.0
 
     def __init__(
         self,
@@ -162,8 +165,8 @@ class Worker:
                     listen, block=True, timeout=self.receive_timeout
                 )
             except Exception:
-                logger.exception("channel layer receive failed; retrying in 1s")
-                self._stopping.wait(1.0)
+                logger.exception("channel layer receive failed; retrying in %ss", self.error_backoff)
+                self._stopping.wait(self.error_backoff)
                 continue
             if channel is None or channel == self._wake:
                 continue

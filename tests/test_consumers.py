@@ -218,6 +218,15 @@ def test_http_consumer_long_poll_and_disconnect(layer):
     assert layer.receive(["h!"]) == (None, None), "disconnected client still in the group"
 
 
+def test_http_consumer_wait_for_without_group_is_an_error(layer):
+    class Poll(HttpConsumer):
+        def handle(self, message, **kwargs):
+            self.wait_for()
+
+    with pytest.raises(ValueError, match="got no group"):
+        dispatch(layer, Router([route_class(Poll)]), *http())
+
+
 def test_http_consumer_streaming_and_error_mid_stream(layer):
     class Stream(HttpConsumer):
         def handle(self, message, **kwargs):

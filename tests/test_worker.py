@@ -247,3 +247,41 @@ def test_graceful_shutdown_signal_handler_drains(layer):
     with pytest.raises(SystemExit) as exc:
         shutdown(signal.SIGINT, None)  # a second signal gives up waiting
     assert exc.value.code == 1
+
+
+def test_worker_survives_a_failing_layer_receive(layer, caplog):
+    """A broken layer (say, Redis restarting) is logged and retried, not fatal."""
+    ran = threading.Event()
+    router = Router([route("a", lambda m: ran.set())])
+    worker = Worker(layer, router)
+    worker.error_backoff = 0.01
+    real_receive = layer.receive
+    failures = [ConnectionError("layer down")]
+
+    def flaky_receive(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real_receive(*args, **kwargs)
+
+    layer.receive = flaky_receive
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        layer.send("a", {})
+        assert ran.wait(WAIT), "worker did not recover from a failed receive"
+    finally:
+        worker.stop()
+        thread.join(WAIT)
+    assert "channel layer receive failed" in caplog.text and "layer down" in caplog.text
+
+
+def test_channel_layers_mapping_as_in_1x():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from chanlite import channel_layers
+    from chanlite.layers import get_channel_layer
+
+    assert "default" in list(channel_layers)
+    assert channel_layers["default"] is get_channel_layer("default")
+    with pytest.raises(ImproperlyConfigured, match="no channel layer 'nope'"):
+        channel_layers["nope"]

@@ -131,7 +131,13 @@ class HttpConsumer(BaseConsumer):
 
     def wait_for(self, *groups: str) -> None:
         """Long-poll: park this request in ``groups``; a later ``group_respond`` answers it."""
-        for group in groups or self.connection_groups(**self.kwargs):
+        names = groups or self.connection_groups(**self.kwargs)
+        if not names:
+            raise ValueError(
+                f"{type(self).__name__}.wait_for() got no group: pass group names or set "
+                "groups / connection_groups(), or the request would wait for nothing"
+            )
+        for group in names:
             Group(group, channel_layer=self.message.channel_layer).add(self.message.reply_channel)
 
     @classmethod
