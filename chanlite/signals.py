@@ -12,6 +12,7 @@ client does for ``request_started``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,6 +33,10 @@ consumer_started.connect(close_old_connections, dispatch_uid=_UID)
 consumer_finished.connect(close_old_connections, dispatch_uid=_UID)
 
 
+_disabled_depth = 0
+_disabled_lock = threading.Lock()
+
+
 @contextmanager
 def db_hygiene_disabled() -> Iterator[None]:
     """Run consumers without ``close_old_connections`` (for tests).
@@ -39,12 +44,20 @@ def db_hygiene_disabled() -> Iterator[None]:
     Inside a test transaction, closing "old" connections would end the
     transaction, and pytest-django forbids touching the database in tests
     not marked for it; Django's test client disconnects the same handler
-    from ``request_started`` for the same reason.
+    from ``request_started`` for the same reason. Reentrant: nested uses
+    reconnect the handler only when the outermost one exits.
     """
-    consumer_started.disconnect(dispatch_uid=_UID)
-    consumer_finished.disconnect(dispatch_uid=_UID)
+    global _disabled_depth
+    with _disabled_lock:
+        _disabled_depth += 1
+        if _disabled_depth == 1:
+            consumer_started.disconnect(dispatch_uid=_UID)
+            consumer_finished.disconnect(dispatch_uid=_UID)
     try:
         yield
     finally:
-        consumer_started.connect(close_old_connections, dispatch_uid=_UID)
-        consumer_finished.connect(close_old_connections, dispatch_uid=_UID)
+        with _disabled_lock:
+            _disabled_depth -= 1
+            if _disabled_depth == 0:
+                consumer_started.connect(close_old_connections, dispatch_uid=_UID)
+                consumer_finished.connect(close_old_connections, dispatch_uid=_UID)

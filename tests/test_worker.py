@@ -285,3 +285,20 @@ def test_channel_layers_mapping_as_in_1x():
     assert channel_layers["default"] is get_channel_layer("default")
     with pytest.raises(ImproperlyConfigured, match="no channel layer 'nope'"):
         channel_layers["nope"]
+
+
+@pytest.mark.django_db
+def test_db_hygiene_disabled_is_reentrant():
+    from django.db import close_old_connections
+
+    from chanlite.signals import db_hygiene_disabled
+
+    def connected():
+        return close_old_connections in consumer_finished._live_receivers(None)[0]
+
+    assert connected()
+    with db_hygiene_disabled():
+        with db_hygiene_disabled():
+            assert not connected()
+        assert not connected(), "inner exit reconnected the handler"
+    assert connected()
