@@ -1,0 +1,390 @@
+"""Interface-server benchmarks: HTTP req/s and latency, WebSocket echo and broadcast, idle RSS.
+
+Each workload starts a fresh ``chanlite serve bench.server_project:channel_layer``
+process (in-memory layer, embedded workers) and drives it from *other*
+processes so the load generator does not share the server's GIL. HTTP
+throughput uses ``wrk`` when it is installed (a compiled tool, so the client
+is not the bottleneck); otherwise a multi-process Python client. WebSocket
+clients are minimal raw-socket clients (pre-built frames, zero masking key)
+to keep client overhead low.
+
+Usage::
+
+    python bench/server.py                      # everything
+    python bench/server.py --only http,echo1 --duration 5
+    python bench/server.py --workers 2 --threads 8
+
+Figures are printed as a table; record them in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing as mp
+import os
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOAD = b"x" * 100  # 100-byte messages, as in the peer figures
+
+
+# ------------------------------------------------------------------ server
+
+
+class ServerProcess:
+    def __init__(self, workers: int, threads: int, extra: list[str] | None = None) -> None:
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.server_project",
+                   PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chanlite.server", "serve",
+             "bench.server_project:channel_layer", "--port", "0", "--workers", str(workers),
+             "--threads", str(threads), "--log-level", "WARNING", *(extra or [])],
+            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        )
+        # The server logs its address at INFO; WARNING hides it, so find the port in /proc.
+        self.port = self._find_port()
+
+    def _find_port(self) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + (self.proc.stderr.read() or ""))
+            out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if f"pid={self.proc.pid}," in line:
+                    return int(re.search(r":(\d+)\s", line).group(1))
+            time.sleep(0.1)
+        raise RuntimeError("server did not start listening within 30s")
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ------------------------------------------------------- tiny WS client
+
+
+def ws_open(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                 b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise RuntimeError("handshake: connection closed")
+        data += chunk
+    if not data.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError("handshake refused: " + data[:40].decode("latin-1"))
+    return sock
+
+
+def frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame with a zero key (valid, and no XOR work)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    else:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    return head + b"\0\0\0\0" + payload
+
+
+def parse_frames(buf: bytearray) -> int:
+    """Remove complete server frames from ``buf``; return how many."""
+    count = 0
+    while len(buf) >= 2:
+        n = buf[1] & 0x7F
+        start = 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n = struct.unpack_from("!H", buf, 2)[0]
+            start = 4
+        if len(buf) < start + n:
+            break
+        del buf[: start + n]
+        count += 1
+    return count
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# ------------------------------------------------------------- workloads
+
+
+def http_wrk(port: int, duration: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c50", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/hello/"],
+        capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
+    return {"http_50conn_req_s": rate, "http_50conn_p50": p50.group(1) + p50.group(2)}
+
+
+def _http_client(port: int, conns: int, duration: float, out: mp.Queue) -> None:
+    request = b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    for _ in range(conns):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, bytearray())
+        sock.send(request)
+    done = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        for key, _ in sel.select(0.5):
+            buf = key.data
+            buf += key.fileobj.recv(65536)
+            while True:
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    break
+                m = re.search(rb"(?i)content-length: (\d+)", bytes(buf[:head_end]))
+                total = head_end + 4 + int(m.group(1))
+                if len(buf) < total:
+                    break
+                del buf[:total]
+                done += 1
+                key.fileobj.send(request)
+    out.put(done)
+
+
+def http_python(port: int, duration: int) -> dict:
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_http_client, args=(port, 25, duration, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=duration + 60) for _ in procs)
+    for p in procs:
+        p.join()
+    return {"http_50conn_req_s": total / duration, "http_client": "python (no wrk)"}
+
+
+def http_one_conn(port: int, count: int = 2000) -> dict:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    latencies = []
+    for i in range(count + 200):
+        t0 = time.perf_counter()
+        conn.request("GET", "/hello/")
+        conn.getresponse().read()
+        if i >= 200:
+            latencies.append(time.perf_counter() - t0)
+    conn.close()
+    return {"http_1conn_p50_ms": statistics.median(latencies) * 1e3,
+            "http_1conn_p99_ms": percentile(latencies, 0.99) * 1e3}
+
+
+def echo_one(port: int, count: int = 3000) -> dict:
+    sock = ws_open(port, "/echo/")
+    message = frame(PAYLOAD)
+    latencies = []
+    buf = bytearray()
+    for i in range(count + 300):
+        t0 = time.perf_counter()
+        sock.sendall(message)
+        while not parse_frames(buf):
+            buf += sock.recv(65536)
+        if i >= 300:
+            latencies.append(time.perf_counter() - t0)
+    sock.close()
+    return {"echo_1client_p50_ms": statistics.median(latencies) * 1e3,
+            "echo_1client_p99_ms": percentile(latencies, 0.99) * 1e3,
+            "echo_1client_msgs_s": len(latencies) / sum(latencies)}
+
+
+def _echo_clients(port: int, clients: int, duration: float, ready, go, out: mp.Queue) -> None:
+    sel = selectors.DefaultSelector()
+    message = frame(PAYLOAD)
+    socks = [ws_open(port, "/echo/") for _ in range(clients)]
+    ready.wait()
+    go.wait()
+    sent_at = {}
+    latencies: list[float] = []
+    for sock in socks:
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, bytearray())
+        sent_at[sock] = time.perf_counter()
+        sock.send(message)
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        for key, _ in sel.select(0.5):
+            sock, buf = key.fileobj, key.data
+            buf += sock.recv(65536)
+            for _ in range(parse_frames(buf)):
+                now = time.perf_counter()
+                latencies.append(now - sent_at[sock])
+                sent_at[sock] = now
+                sock.send(message)
+    out.put(latencies)
+    for sock in socks:
+        sock.close()
+
+
+def echo_many(port: int, duration: int, clients: int = 100, procs: int = 2) -> dict:
+    out: mp.Queue = mp.Queue()
+    ready = mp.Barrier(procs + 1)
+    go = mp.Event()
+    workers = [mp.Process(target=_echo_clients,
+                          args=(port, clients // procs, duration, ready, go, out))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    ready.wait()
+    go.set()
+    latencies = [x for _ in workers for x in out.get(timeout=duration + 120)]
+    for w in workers:
+        w.join()
+    return {f"echo_{clients}clients_msgs_s": len(latencies) / duration,
+            f"echo_{clients}clients_p50_ms": statistics.median(latencies) * 1e3,
+            f"echo_{clients}clients_p99_ms": percentile(latencies, 0.99) * 1e3}
+
+
+def _bcast_clients(port: int, clients: int, expect: int, ready, out: mp.Queue) -> None:
+    socks = [ws_open(port, "/bcast/") for _ in range(clients)]
+    sel = selectors.DefaultSelector()
+    for sock in socks:
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, [bytearray(), 0])
+    ready.wait()
+    remaining = clients
+    last = 0.0
+    deadline = time.monotonic() + 120
+    while remaining and time.monotonic() < deadline:
+        for key, _ in sel.select(1):
+            state = key.data
+            state[0] += key.fileobj.recv(65536)
+            state[1] += parse_frames(state[0])
+            last = time.monotonic()
+            if state[1] >= expect:
+                sel.unregister(key.fileobj)
+                remaining -= 1
+    out.put((0, last, remaining))
+    for sock in socks:
+        sock.close()
+
+
+def broadcast(port: int, clients: int = 100, messages: int = 200, procs: int = 2) -> dict:
+    out: mp.Queue = mp.Queue()
+    ready = mp.Barrier(procs + 1)
+    workers = [mp.Process(target=_bcast_clients,
+                          args=(port, clients // procs, messages, ready, out))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    sender = ws_open(port, "/bcast-send/")
+    ready.wait()
+    t0 = time.monotonic()
+    for i in range(messages):
+        sender.sendall(frame(b"%d " % i + PAYLOAD[:90]))
+    results = [out.get(timeout=180) for _ in workers]
+    for w in workers:
+        w.join()
+    sender.close()
+    missing = sum(r[2] for r in results)
+    elapsed = max(r[1] for r in results) - t0
+    return {"broadcast_delivered_s": clients * messages / elapsed,
+            "broadcast_clients_incomplete": missing}
+
+
+def _idle_clients(port: int, count: int, out: mp.Queue, hold) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    socks = [ws_open(port, "/echo/") for _ in range(count)]
+    out.put(len(socks))
+    hold.wait()
+    for sock in socks:
+        sock.close()
+
+
+def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
+    warm = ws_open(server.port, "/echo/")
+    warm.close()
+    time.sleep(0.5)
+    before = server.rss_kb()
+    out: mp.Queue = mp.Queue()
+    hold = mp.Event()
+    t0 = time.monotonic()
+    workers = [mp.Process(target=_idle_clients, args=(server.port, total // procs, out, hold))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    opened = sum(out.get(timeout=300) for _ in workers)
+    open_s = time.monotonic() - t0
+    time.sleep(1.0)
+    after = server.rss_kb()
+    hold.set()
+    for w in workers:
+        w.join()
+    return {"idle_ws": opened, "idle_open_s": open_s, "idle_rss_before_mb": before / 1024,
+            "idle_rss_after_mb": after / 1024, "idle_kb_per_ws": (after - before) / opened}
+
+
+# ------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="http,http1,echo1,echo100,broadcast,idle")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="embedded worker threads")
+    parser.add_argument("--threads", type=int, default=8, help="WSGI threads")
+    parser.add_argument("--no-wrk", action="store_true", help="use the Python HTTP client")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    results: dict = {}
+    plan = [
+        ("http", lambda s: http_wrk(s.port, args.duration)
+         if shutil.which("wrk") and not args.no_wrk else http_python(s.port, args.duration)),
+        ("http1", lambda s: http_one_conn(s.port)),
+        ("echo1", lambda s: echo_one(s.port)),
+        ("echo100", lambda s: echo_many(s.port, args.duration)),
+        ("broadcast", lambda s: broadcast(s.port)),
+        ("idle", idle),
+    ]
+    for name, run in plan:
+        if name not in only:
+            continue
+        server = ServerProcess(args.workers, args.threads)
+        try:
+            figures = run(server)
+        finally:
+            server.stop()
+        results.update(figures)
+        for key, value in figures.items():
+            text = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"{key:32} {text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
