@@ -154,3 +154,17 @@ def test_get_router_from_settings_is_cached_and_resettable(settings):
         assert get_router() is not router
     finally:
         reset_routers()
+
+
+def test_set_router_swaps_and_restores(settings):
+    from chanlite.routing import set_router
+
+    reset_routers()
+    mine = Router([route("x", a)])
+    try:
+        previous = set_router("default", mine)
+        assert get_router() is mine
+        assert set_router("default", previous) is mine
+        assert get_router() is not mine
+    finally:
+        reset_routers()
