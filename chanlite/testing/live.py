@@ -177,7 +177,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
 
     ``live_server_url`` / ``live_server_ws_url`` point at it; consumers run
     on ``worker_threads`` embedded workers using the alias's routing (or
-    ``live_server_routing``). The layer is flushed before each test.
+    ``live_server_routing``). The layer is flushed between tests.
     """
 
     host = "127.0.0.1"
@@ -201,10 +201,13 @@ class ChannelLiveServerTestCase(TransactionTestCase):
         if live is not None and not live.stop():
             raise AssertionError(f"{cls.__name__}: the live server did not stop within 10s")
 
-    def _pre_setup(self) -> None:  # type: ignore[override]
-        super()._pre_setup()
+    def _post_teardown(self) -> None:
+        # Flush after (not before) each test: Django 5.1+ runs _pre_setup
+        # from setUpClass, before the server exists. The first test starts
+        # on a brand-new layer anyway.
         if self._live_server is not None:
             self._live_server.layer.flush()
+        super()._post_teardown()
 
     @classmethod
     def _live(cls) -> LiveServer:
