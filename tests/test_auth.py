@@ -100,3 +100,18 @@ def test_class_consumer_http_user(layer, logged_in_cookie):
     dispatch(layer, router, "websocket.connect", connect_msg(logged_in_cookie))
     dispatch(layer, router, "websocket.receive", recv_msg())
     assert texts(layer) == ["alice", "again alice"]
+
+
+@pytest.mark.django_db
+def test_class_consumer_http_user_and_session(layer, logged_in_cookie):
+    class C(WebsocketConsumer):
+        http_user_and_session = True
+
+        def receive(self, text=None, bytes=None, **kwargs):
+            session = self.message.http_session
+            self.send(text=f"{self.message.user.username}:{session is not None and '_auth_user_id' in session}")
+
+    router = Router([route_class(C)])
+    dispatch(layer, router, "websocket.connect", connect_msg(logged_in_cookie))
+    dispatch(layer, router, "websocket.receive", recv_msg())
+    assert [m for m in texts(layer) if m] == ["alice:True"]
