@@ -189,6 +189,13 @@ def run_baseline(
     return json.loads(done.stdout)
 
 
+def merge(into: dict[str, dict[str, list[float]]], more: dict[str, dict[str, list[float]]]) -> None:
+    """Append the rates of ``more`` to ``into`` (workload -> metric -> rates)."""
+    for key, metrics in more.items():
+        for metric, values in metrics.items():
+            into.setdefault(key, {}).setdefault(metric, []).extend(values)
+
+
 def _fmt(value: float, metric: str) -> str:
     return f"{value:,.1f}" if metric.endswith("_us") else f"{value:,.0f}"
 
@@ -255,11 +262,17 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = None
     if args.baseline_python:
-        # Baseline first, then ours, so neither always gets the quieter moment.
+        # Alternate rounds (baseline, then ours) so that on a shared, noisy
+        # machine both see the same background load; medians over rounds.
         base_kw = args.baseline_kw if args.baseline_kw is not None else ["capacity=100000"]
-        baseline = run_baseline(args.baseline_python, args.baseline_layer, base_kw,
-                                keys, args.repeat)
-    results = run_workloads(factory, keys, args.repeat, args.warmup)
+        results: dict[str, dict[str, list[float]]] = {}
+        baseline = {}
+        for round_ in range(args.repeat):
+            merge(baseline, run_baseline(args.baseline_python, args.baseline_layer, base_kw,
+                                         keys, 1))
+            merge(results, run_workloads(factory, keys, 1, args.warmup if round_ == 0 else 0))
+    else:
+        results = run_workloads(factory, keys, args.repeat, args.warmup)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     title = f"{args.layer} {' '.join(args.kw)}"
     if baseline is not None:
