@@ -59,6 +59,12 @@ def filter_channels(
     return names
 
 
+def as_router(routing: Router | Any) -> Router:
+    """``routing`` itself if it is a Router, else ``Router(routing)`` (a list
+    of routes or a dotted path), as the issue's ``Worker(layer, routing)``."""
+    return routing if isinstance(routing, Router) else Router(routing)
+
+
 def dispatch(
     channel_layer: BaseChannelLayer, router: Router, channel: str, content: dict
 ) -> bool:
@@ -136,7 +142,7 @@ class Worker:
         exclude_channels: Iterable[str] | None = None,
     ) -> None:
         self.channel_layer = channel_layer
-        self.router = router
+        self.router = router = as_router(router)
         self.channels = filter_channels(router.channels, only_channels, exclude_channels)
         if not self.channels:
             raise ValueError(
@@ -229,6 +235,7 @@ class WorkerPool:
     ) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive int, not {threads!r}")
+        router = as_router(router)
         self.workers = [
             Worker(channel_layer, router, only_channels, exclude_channels) for _ in range(threads)
         ]

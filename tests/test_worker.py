@@ -302,3 +302,9 @@ def test_db_hygiene_disabled_is_reentrant():
             assert not connected()
         assert not connected(), "inner exit reconnected the handler"
     assert connected()
+
+
+def test_worker_accepts_a_routing_list_or_dotted_path(layer):
+    assert Worker(layer, [route("a", reply)]).channels == ["a"]
+    pool = WorkerPool(layer, "tests.routing_fixtures.app_routing", threads=1)
+    assert pool.channels == ["websocket.connect"]
