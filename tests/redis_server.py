@@ -35,6 +35,21 @@ def redis_server_missing() -> str | None:
     return None
 
 
+def make_self_signed_cert(directory: str) -> str | None:
+    """Write cert.pem/key.pem for 127.0.0.1 with openssl; return why not, or None."""
+    if shutil.which("openssl") is None:
+        return "openssl is not on PATH (needed for a test certificate)"
+    done = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", f"{directory}/key.pem", "-out", f"{directory}/cert.pem",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, check=False,
+    )
+    if done.returncode != 0:
+        return f"openssl could not make a certificate: {done.stderr.decode()[-200:]}"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -44,24 +59,38 @@ def free_port() -> int:
 class RedisServer:
     """One private ``redis-server`` on a free port (``start``/``stop``/``restart``)."""
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, tls_dir: str | None = None) -> None:
+        """``tls_dir`` holding ``cert.pem``/``key.pem`` makes it TLS-only."""
         self.port = free_port()
         self.password = password
+        self.tls_dir = tls_dir
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls_dir else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_options(self) -> dict[str, str]:
+        """redis-py options trusting this server's self-signed certificate."""
+        return {"ssl_ca_certs": f"{self.tls_dir}/cert.pem"} if self.tls_dir else {}
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1, **self.tls_options)
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls_dir:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port),
+                         "--tls-cert-file", f"{self.tls_dir}/cert.pem",
+                         "--tls-key-file", f"{self.tls_dir}/key.pem",
+                         "--tls-ca-cert-file", f"{self.tls_dir}/cert.pem",
+                         "--tls-auth-clients", "no"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:

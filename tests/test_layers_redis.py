@@ -490,3 +490,33 @@ def test_settings_switch_to_redis_by_changing_channel_layers_only(settings):
     assert layer.receive(["s"]) == ("s", {"via": "settings"})
     layer.flush()
     layer.close()
+
+
+def test_tls_rediss_url_against_a_tls_server(tmp_path):
+    from .redis_server import make_self_signed_cert
+
+    missing = redis_server_missing() or make_self_signed_cert(str(tmp_path))
+    if missing:
+        pytest.skip(missing)
+    server = RedisServer(tls_dir=str(tmp_path))
+    try:
+        server.start()
+    except RuntimeError as exc:  # a redis-server built without TLS support
+        pytest.skip(f"redis-server cannot serve TLS here: {exc}")
+    try:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="tls",
+                                  connection_options=server.tls_options)
+        layer.send("a", {"secure": True})
+        assert layer.receive(["a"], block=True, timeout=2) == ("a", {"secure": True})
+        start = time.monotonic()  # the cancelled BLPOP works over TLS too
+        assert layer.receive(["a"], block=True, timeout=0.1) == (None, None)
+        assert time.monotonic() - start < 1
+        layer.send("a", {"again": 1})
+        assert layer.receive(["a"]) == ("a", {"again": 1})
+        layer.flush()
+        layer.close()
+        untrusted = RedisChannelLayer(hosts=[server.url], prefix="tls")
+        with pytest.raises(RedisUnavailable, match="rediss://127.0.0.1"):
+            untrusted.send("a", {})  # self-signed certificate not trusted
+    finally:
+        server.stop()

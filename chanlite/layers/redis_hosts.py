@@ -35,6 +35,9 @@ from .redis_scripts import Script
 
 __all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS"]
 
+#: Seconds of idleness after which a connection is checked for EOF before use.
+STALE_AFTER = 0.25
+
 #: What a dead, restarted or unreachable server raises.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -144,22 +147,28 @@ class Host:
 
         A server that restarted closed our idle socket; sending on it would
         "succeed" and the reply would be an EOF, leaving us unable to tell
-        whether the command ran. Checking for EOF first makes that case a
-        clean reconnect.
+        whether the command ran. So a connection idle for more than
+        :data:`STALE_AFTER` seconds is first checked for EOF (one
+        non-blocking ``recv``) and reopened cleanly. Busy connections skip
+        the check: a server cannot restart between two commands a few
+        milliseconds apart, and if it somehow did, the command fails with a
+        clear error — never runs twice.
         """
         local = self._local
         conn = getattr(local, "conn", None)
+        now = time.monotonic()
         if conn is None or local.pid != os.getpid():
             # After fork the child must not share the parent's socket.
             conn = local.conn = self._new_connection()
             local.pid = os.getpid()
-        elif conn._sock is not None:
+        elif conn._sock is not None and now - local.used > STALE_AFTER:
             try:
                 stale = conn.can_read()
             except NETWORK_ERRORS:
                 stale = True
             if stale:
                 conn.disconnect()
+        local.used = now
         return conn
 
     def unavailable(self, exc: BaseException) -> Exception:
