@@ -288,3 +288,33 @@ def test_force_login_and_logout(ws_client):
     ws_client.logout()
     assert ws_client.get_cookies() == {}
     assert [name for name, _ in ws_client.headers] == [b"host"]
+
+
+# ------------------------------------------------- order fields in practice
+
+
+@pytest.mark.django_db
+def test_out_of_order_frames_run_in_order_with_enforce_ordering(routes, ws_client):
+    """The client's order numbers are what enforce_ordering needs; frames
+    sent out of order are parked and run in order by run_until_idle."""
+    from chanlite.generic import WebsocketConsumer
+
+    class Strict(WebsocketConsumer):
+        strict_ordering = True
+
+        def receive(self, text=None, bytes=None, **kwargs):
+            self.send(text=f"{self.message['order']}:{text}")
+
+    routes([Strict.as_route()])
+    ws_client.connect("/")
+    ws_client.send("websocket.receive", {"order": 2}, text="second")
+    ws_client.send("websocket.receive", {"order": 1}, text="first")
+    run_until_idle()
+    assert [ws_client.receive(json=False) for _ in range(2)] == ["1:first", "2:second"]
+
+
+def test_group_membership_expires_with_the_fake_clock(channel_layer, clock, ws_client):
+    ws_client.join_group("short")
+    clock.advance(channel_layer.group_expiry + 1)
+    Group("short").send({"text": "{}"})
+    assert ws_client.receive() is None, "an expired member still got the group message"
