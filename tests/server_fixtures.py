@@ -24,16 +24,14 @@ from .server_consumers import channel_routing
 WAIT = 5.0  # every blocking wait in these tests is bounded by this
 
 
-@pytest.fixture
-def chanlite_server():
-    """``start(**options) -> Server``; every server started is stopped after the test."""
-    servers: list[Server] = []
-
-    def start(workers: int = 2, routing=channel_routing, layer=None, wsgi_app=None,
+def _starter(servers: list, make_layer, default_workers: int):
+    def start(workers: int | None = None, routing=channel_routing, layer=None, wsgi_app=None,
               **config) -> Server:
         from django.core.wsgi import get_wsgi_application
 
-        layer = layer if layer is not None else InMemoryChannelLayer()
+        if workers is None:
+            workers = default_workers
+        layer = layer if layer is not None else make_layer()
         config.setdefault("threads", 4)
         cfg = ServerConfig(host="127.0.0.1", port=0, **config)
         server = Server(layer, cfg, wsgi_app=wsgi_app or get_wsgi_application(),
@@ -42,9 +40,85 @@ def chanlite_server():
         servers.append(server)
         return server
 
+    return start
+
+
+@pytest.fixture
+def chanlite_server():
+    """``start(**options) -> Server`` on the in-memory layer with embedded workers;
+    every server started is stopped after the test."""
+    servers: list[Server] = []
+    yield _starter(servers, InMemoryChannelLayer, 2)
+    for server in servers:
+        assert server.shutdown(10), "server did not stop within 10s"
+
+
+IPC_MEMORY = {"memory": 8 << 20, "max_channels": 1024, "max_groups": 128}
+
+
+@pytest.fixture(scope="module")
+def ipc_runworker():
+    """A ``manage.py runworker`` process on a fresh IPC prefix, for a whole module.
+
+    Yields the prefix. At the end the worker gets SIGTERM (it must exit 0) and
+    the prefix is removed from /dev/shm.
+    """
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from chanlite.layers.ipc import IPCChannelLayer
+
+    prefix = "srv" + secrets.token_hex(4)
+    env = dict(os.environ, CHANLITE_TEST_IPC_PREFIX=prefix,
+               DJANGO_SETTINGS_MODULE="tests.server_ipc_settings")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--threads", "2"],
+                            cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        yield prefix
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            code = "killed"
+        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        IPCChannelLayer.remove_prefix(prefix)
+        assert code == 0, f"runworker exited {code}:\n{output}"
+
+
+@pytest.fixture(params=["memory", "ipc"])
+def layered_server(request):
+    """Like ``chanlite_server``, once on the in-memory layer with embedded workers
+    and once on the IPC layer with consumers in a separate runworker process."""
+    servers: list[Server] = []
+    layers: list = []
+    if request.param == "memory":
+        start = _starter(servers, InMemoryChannelLayer, 2)
+    else:
+        from chanlite.layers.ipc import IPCChannelLayer
+
+        prefix = request.getfixturevalue("ipc_runworker")
+
+        def make_layer():
+            layer = IPCChannelLayer(prefix=prefix, **IPC_MEMORY)
+            layers.append(layer)
+            return layer
+
+        make_layer().flush()  # nothing left over from the previous test
+        start = _starter(servers, make_layer, 0)
     yield start
     for server in servers:
         assert server.shutdown(10), "server did not stop within 10s"
+    for layer in layers:
+        layer.close()
 
 
 def ws_connect(server: Server, path: str, **options) -> websocket.WebSocket:

@@ -1,4 +1,9 @@
-"""The interface server over real sockets: HTTP (WSGI and consumers) and WebSocket."""
+"""The interface server over real sockets: HTTP (WSGI and consumers) and WebSocket.
+
+Every test runs twice (``layered_server``): on the in-memory layer with
+embedded workers, and on the IPC layer with consumers in a separate
+``runworker`` process.
+"""
 # ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from .server_fixtures import (
     WAIT,
     chanlite_server,  # noqa: F401 (fixture)
     http_request,
+    ipc_runworker,  # noqa: F401 (fixture)
     layer_wait,
+    layered_server,  # noqa: F401 (fixture)
     raw_socket,
     read_until_closed,
     recv_close_code,
@@ -25,8 +32,8 @@ from .server_fixtures import (
 # ----------------------------------------------------------------- WSGI
 
 
-def test_django_view_keep_alive(chanlite_server):
-    server = chanlite_server()
+def test_django_view_keep_alive(layered_server):
+    server = layered_server()
     host, port = server.address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=WAIT)
     for _ in range(3):
@@ -41,8 +48,8 @@ def test_django_view_keep_alive(chanlite_server):
     conn.close()
 
 
-def test_pipelined_requests_answer_in_order(chanlite_server):
-    server = chanlite_server()
+def test_pipelined_requests_answer_in_order(layered_server):
+    server = layered_server()
     sock = raw_socket(server)
     request = b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     sock.sendall(request * 3 + b"GET /chan/hello/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -56,8 +63,8 @@ def test_pipelined_requests_answer_in_order(chanlite_server):
 # ------------------------------------------------------------ WebSocket
 
 
-def test_websocket_echo_text_and_bytes(chanlite_server):
-    server = chanlite_server()
+def test_websocket_echo_text_and_bytes(layered_server):
+    server = layered_server()
     ws = ws_connect(server, "/echo/")
     ws.send("héllo")
     assert ws.recv() == "héllo"
@@ -70,23 +77,23 @@ def test_websocket_echo_text_and_bytes(chanlite_server):
     ws.close()
 
 
-def test_websocket_json(chanlite_server):
-    server = chanlite_server()
+def test_websocket_json(layered_server):
+    server = layered_server()
     ws = ws_connect(server, "/json/")
     ws.send(json.dumps({"numbers": [1, 2, 3.5]}))
     assert json.loads(ws.recv()) == {"sum": 6.5}
     ws.close()
 
 
-def test_first_text_accepts(chanlite_server):
-    server = chanlite_server()
+def test_first_text_accepts(layered_server):
+    server = layered_server()
     ws = ws_connect(server, "/greet/")
     assert ws.recv() == "hello"
     ws.close()
 
 
-def test_groups_across_two_connections_and_disconnect_codes(chanlite_server):
-    server = chanlite_server()
+def test_groups_across_two_connections_and_disconnect_codes(layered_server):
+    server = layered_server()
     alice = ws_connect(server, "/chat/lobby/")
     bob = ws_connect(server, "/chat/lobby/")
     other = ws_connect(server, "/chat/kitchen/")
@@ -106,30 +113,30 @@ def test_groups_across_two_connections_and_disconnect_codes(chanlite_server):
 
 
 @pytest.mark.parametrize("path", ["/reject/", "/refuse/"])
-def test_rejected_handshake_is_403(chanlite_server, path):
-    server = chanlite_server()
+def test_rejected_handshake_is_403(layered_server, path):
+    server = layered_server()
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         ws_connect(server, path)
     assert info.value.status_code == 403
 
 
-def test_unanswered_connect_times_out_with_403(chanlite_server):
-    server = chanlite_server(websocket_connect_timeout=0.3)
+def test_unanswered_connect_times_out_with_403(layered_server):
+    server = layered_server(websocket_connect_timeout=0.3)
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         ws_connect(server, "/silent/")
     assert info.value.status_code == 403
 
 
-def test_server_close_code_reaches_client(chanlite_server):
-    server = chanlite_server()
+def test_server_close_code_reaches_client(layered_server):
+    server = layered_server()
     ws = ws_connect(server, "/echo/")
     ws.send("close:4001")
     assert recv_close_code(ws) == 4001
     ws.close()
 
 
-def test_origin_check(chanlite_server):
-    server = chanlite_server()
+def test_origin_check(layered_server):
+    server = layered_server()
     port = server.address[1]
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         ws_connect(server, "/echo/", origin="http://evil.example")
@@ -140,17 +147,17 @@ def test_origin_check(chanlite_server):
     ws.close()
 
 
-def test_origin_check_can_be_configured(chanlite_server):
-    server = chanlite_server(allowed_origins=["evil.example"])
+def test_origin_check_can_be_configured(layered_server):
+    server = layered_server(allowed_origins=["evil.example"])
     ws = ws_connect(server, "/echo/", origin="http://evil.example")
     ws.close()
-    off = chanlite_server(check_origin=False)
+    off = layered_server(check_origin=False)
     ws = ws_connect(off, "/echo/", origin="http://anything.example")
     ws.close()
 
 
-def test_oversized_message_closes_1009(chanlite_server):
-    server = chanlite_server(websocket_max_message_size=1000)
+def test_oversized_message_closes_1009(layered_server):
+    server = layered_server(websocket_max_message_size=1000)
     ws = ws_connect(server, "/echo/")
     ws.send("x" * 1001)
     assert recv_close_code(ws) == 1009
@@ -160,24 +167,24 @@ def test_oversized_message_closes_1009(chanlite_server):
 # --------------------------------------------------- HTTP via consumers
 
 
-def test_http_request_consumer(chanlite_server):
-    server = chanlite_server()
+def test_http_request_consumer(layered_server):
+    server = layered_server()
     status, headers, body = http_request(server, "GET", "/chan/hello/abc?x=1")
     assert status == 200
     assert body == b"hello from a consumer /chan/hello/abc"
     assert headers["content-type"] == "text/plain"
 
 
-def test_streamed_response_is_chunked(chanlite_server):
-    server = chanlite_server()
+def test_streamed_response_is_chunked(layered_server):
+    server = layered_server()
     status, headers, body = http_request(server, "GET", "/chan/stream/")
     assert status == 200
     assert headers.get("transfer-encoding") == "chunked"
     assert body == b"one,two,three"
 
 
-def test_long_poll_answered_by_group_message(chanlite_server):
-    server = chanlite_server()
+def test_long_poll_answered_by_group_message(layered_server):
+    server = layered_server()
     result = {}
 
     def client():
@@ -192,14 +199,14 @@ def test_long_poll_answered_by_group_message(chanlite_server):
     assert result["response"][0] == 200 and result["response"][2] == b"news"
 
 
-def test_long_poll_times_out_with_504(chanlite_server):
-    server = chanlite_server(http_response_timeout=0.3)
+def test_long_poll_times_out_with_504(layered_server):
+    server = layered_server(http_response_timeout=0.3)
     status, _, _ = http_request(server, "GET", "/chan/poll/")
     assert status == 504
 
 
-def test_client_leaving_a_long_poll_sends_http_disconnect(chanlite_server):
-    server = chanlite_server()
+def test_client_leaving_a_long_poll_sends_http_disconnect(layered_server):
+    server = layered_server()
     sock = raw_socket(server)
     sock.sendall(b"GET /chan/poll/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     layer_wait(server.layer, "test.parked")
@@ -208,8 +215,8 @@ def test_client_leaving_a_long_poll_sends_http_disconnect(chanlite_server):
 
 
 @pytest.mark.parametrize("size, chunked", [(1000, False), (600_000, True)])
-def test_request_body_small_and_via_body_channel(chanlite_server, size, chunked):
-    server = chanlite_server(body_chunk_size=64 * 1024)
+def test_request_body_small_and_via_body_channel(layered_server, size, chunked):
+    server = layered_server(body_chunk_size=64 * 1024)
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     status, headers, reply = http_request(server, "POST", "/chan/body/", body=body)
     assert status == 200
@@ -230,8 +237,8 @@ def test_channel_full_answers_503(chanlite_server):
 # ------------------------------------------------------------ shutdown
 
 
-def test_graceful_shutdown(chanlite_server):
-    server = chanlite_server()
+def test_graceful_shutdown(layered_server):
+    server = layered_server()
     ws = ws_connect(server, "/echo/")
     result = {}
 
