@@ -128,3 +128,18 @@ def test_bad_websocket_handshake_is_400(chanlite_server):
         b"Sec-WebSocket-Version: 13\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(chanlite_server):
+    server = chanlite_server(keepalive_timeout=0.4, header_timeout=5)
+    sock = raw_socket(server)
+    for _ in range(3):  # requests inside the keep-alive window keep the connection
+        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"Hello, world"):
+            data += sock.recv(4096)
+        time.sleep(0.2)
+    start = time.monotonic()
+    assert read_until_closed(sock) == b""  # then silence closes it
+    assert 0.1 < time.monotonic() - start < 0.4 + 2
+    sock.close()

@@ -47,7 +47,7 @@ class HTTPSession:
     __slots__ = (
         "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "streaming", "_wsgi_drained",
+        "streaming", "_wsgi_drained", "deadline", "on_deadline",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -56,6 +56,8 @@ class HTTPSession:
         config = self.server.config
         self.core = HTTPCore(config.max_header_size, config.max_request_body)
         self.timer: Timer | None = None
+        self.deadline = 0.0
+        self.on_deadline = None
         self.gone = False
         self._wsgi_drained = None
         self._reset()
@@ -76,18 +78,38 @@ class HTTPSession:
 
     # ------------------------------------------------------------- timers
 
+    # One re-armable timer per connection: a keep-alive connection moves its
+    # deadline on every request, and cancelling + pushing a fresh heap entry
+    # each time would leave ~2 dead entries per request in the loop's heap.
+
     def _set_timer(self, delay: float, callback) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.server.loop.call_later(delay, callback) if delay else None
+        if not delay:
+            self._cancel_timer()
+            return
+        self.deadline = time.monotonic() + delay
+        self.on_deadline = callback
+        timer = self.timer
+        if timer is None or timer.when > self.deadline:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.server.loop.call_later(delay, self._timer_fired)
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.on_deadline = None  # the pending timer, if any, will find nothing to do
+
+    def _timer_fired(self) -> None:
+        self.timer = None
+        callback = self.on_deadline
+        if callback is None or self.conn.closed:
+            return
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0.001:
+            self.timer = self.server.loop.call_later(remaining, self._timer_fired)
+            return
+        self.on_deadline = None
+        callback()
 
     def _header_timeout(self) -> None:
-        self.timer = None
         if self.head is not None or self.conn.closed:
             return
         if self.saw_bytes:
@@ -97,7 +119,6 @@ class HTTPSession:
         self.conn.close()
 
     def _response_timeout(self) -> None:
-        self.timer = None
         if self.head is None or self.conn.closed:
             return
         log.warning("no http.response on %s for %s %s within %ss: answering 504",
@@ -261,6 +282,9 @@ class HTTPSession:
     def connection_lost(self) -> None:
         self.gone = True
         self._cancel_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.head is not None and not self.core.response_done:
             self._client_gone()
         self.drained()  # never leave a WSGI thread waiting on a dead socket
