@@ -244,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-layer", default="asgiref.inmemory.ChannelLayer")
     parser.add_argument("--baseline-kw", action="append", default=None, metavar="KEY=VALUE",
                         help="baseline layer kwargs (default: capacity=100000)")
+    parser.add_argument("--baseline", choices=["redis", "redis-raw"],
+                        help="compare with bare redis-py LPUSH/BLPOP loops (bench/redis_baseline.py) "
+                        "on --baseline-url, in alternating rounds; 'redis-raw' uses redis-py's "
+                        "bare Connection instead of redis.Redis")
+    parser.add_argument("--baseline-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", action="store_true",
                         help="print raw results as JSON (used for the baseline run)")
     args = parser.parse_args(argv)
@@ -261,22 +266,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     baseline = None
+    base_run: Callable[[int], dict[str, dict[str, list[float]]]] | None = None
+    base_name = f"{args.baseline_layer} under {args.baseline_python}"
     if args.baseline_python:
+        base_kw = args.baseline_kw if args.baseline_kw is not None else ["capacity=100000"]
+        base_run = lambda warmup: run_baseline(  # noqa: E731
+            args.baseline_python, args.baseline_layer, base_kw, keys, 1)
+    elif args.baseline:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import redis_baseline
+
+        base_name = f"bare redis-py {args.baseline} loops on {args.baseline_url}"
+        base_run = lambda warmup: redis_baseline.run(  # noqa: E731
+            keys, 1, warmup, args.baseline_url, raw=args.baseline == "redis-raw")
+    if base_run is not None:
         # Alternate rounds (baseline, then ours) so that on a shared, noisy
         # machine both see the same background load; medians over rounds.
-        base_kw = args.baseline_kw if args.baseline_kw is not None else ["capacity=100000"]
         results: dict[str, dict[str, list[float]]] = {}
         baseline = {}
         for round_ in range(args.repeat):
-            merge(baseline, run_baseline(args.baseline_python, args.baseline_layer, base_kw,
-                                         keys, 1))
+            merge(baseline, base_run(args.warmup if round_ == 0 else 0))
             merge(results, run_workloads(factory, keys, 1, args.warmup if round_ == 0 else 0))
     else:
         results = run_workloads(factory, keys, args.repeat, args.warmup)
+    # Layers backed by a server (Redis) must leave nothing behind.
+    leftover = factory()
+    for method in ("flush", "close"):
+        if hasattr(leftover, method):
+            getattr(leftover, method)()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     title = f"{args.layer} {' '.join(args.kw)}"
     if baseline is not None:
-        title += f"   (baseline: {args.baseline_layer} under {args.baseline_python})"
+        title += f"   (baseline: {base_name})"
     print_table(title, results, baseline)
     return 0
 
