@@ -99,6 +99,11 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
 LOGOUT_REDIRECT_URL = "login"
 
+if os.environ.get("CHAT_FAST_PASSWORD_HASHER") == "1":
+    # Tests only: the default hasher is deliberately slow (seconds per login
+    # on a busy CI machine). Never set this for real users.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 # Sessions live in the database, so every process (server, runworker) sees
 # the same ones: the WebSocket handshake's cookie finds the user that logged
 # in through a view, and channel sessions survive a worker restart.
@@ -135,7 +140,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "chanlite": {"handlers": ["console"], "level": "INFO"},
-        "chat": {"handlers": ["console"], "level": "INFO"},
+        # propagate=False: `chanlite serve` also logs through the root logger.
+        "chanlite": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "chat": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
