@@ -134,10 +134,12 @@ def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(chanlite_s
     server = chanlite_server(keepalive_timeout=0.4, header_timeout=5)
     sock = raw_socket(server)
     for _ in range(3):  # requests inside the keep-alive window keep the connection
-        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         data = b""
         while not data.endswith(b"Hello, world"):
-            data += sock.recv(4096)
+            chunk = sock.recv(4096)
+            assert chunk, f"closed inside the keep-alive window after {data!r}"
+            data += chunk
         time.sleep(0.2)
     start = time.monotonic()
     assert read_until_closed(sock) == b""  # then silence closes it
