@@ -1,0 +1,168 @@
+"""Generate docs/api.md from the docstrings of chanlite's public API.
+
+    .venv/bin/python scripts/api_docs.py            # rewrite docs/api.md
+    .venv/bin/python scripts/api_docs.py --check    # exit 1 if it is stale
+
+Generated rather than hand-written so the reference cannot drift from the
+code: the signatures are read with ``inspect`` and the text is each
+object's own docstring. Only names in a module's ``__all__`` are public.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "api.md"
+
+#: (module, one-line role) in reading order; names come from __all__.
+MODULES = [
+    ("chanlite.channel", "Sending to channels and groups; sends deferred while a consumer runs."),
+    ("chanlite.message", "What a consumer receives."),
+    ("chanlite.routing", "Which consumer handles which message."),
+    ("chanlite.generic", "Class consumers."),
+    ("chanlite.sessions", "Channel and HTTP sessions for consumers."),
+    ("chanlite.auth", "message.user from the sessions."),
+    ("chanlite.ordering", "Running a connection's frames in order."),
+    ("chanlite.exceptions", "Exceptions consumers raise or see."),
+    ("chanlite.signals", "Signals around each consumer run."),
+    ("chanlite.worker", "Workers that run consumers."),
+    ("chanlite.asgi", "What a project's asgi.py imports."),
+    ("chanlite.layers", "The channel layer registry and settings."),
+    ("chanlite.layers.base", "The API and rules every channel layer shares."),
+    ("chanlite.layers.memory", "The in-process layer."),
+    ("chanlite.layers.ipc", "The shared-memory layer (one host, many processes)."),
+    ("chanlite.layers.redis", "The Redis layer (many hosts)."),
+    ("chanlite.server.server", "The interface server, for embedding."),
+    ("chanlite.server.config", "Server limits and timeouts."),
+    ("chanlite.testing", "Test cases, clients, fake clock, live server."),
+]
+
+SKIP_ROOT = {"DEFAULT_CHANNEL_LAYER", "__version__"}
+
+
+def _setup_django() -> None:
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
+                            "django.contrib.sessions", "chanlite"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        )
+    import django
+
+    django.setup()
+
+
+def _signature(obj: object) -> str:
+    try:  # resolve string annotations (``from __future__ import annotations``)
+        return str(inspect.signature(obj, eval_str=True))  # type: ignore[arg-type]
+    except Exception:  # a name only imported under TYPE_CHECKING
+        pass
+    try:
+        return str(inspect.signature(obj))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def _doc(obj: object) -> str:
+    return inspect.getdoc(obj) or "*(no docstring)*"
+
+
+def _members(cls: type) -> list[tuple[str, object]]:
+    """Public methods and properties defined on ``cls`` itself (not inherited)."""
+    found = []
+    # Private bases (``_Sendable``) hold public methods such as ``send``.
+    namespace: dict[str, object] = {}
+    for base in reversed(cls.__mro__):
+        if base is cls or (base is not object and base.__name__.startswith("_")):
+            namespace.update(vars(base))
+    for name, value in namespace.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if inspect.isfunction(value) or isinstance(value, property):
+            found.append((name, value))
+    return found
+
+
+def _render_class(qual: str, cls: type) -> list[str]:
+    bases = [b.__name__ for b in cls.__bases__ if b is not object]
+    head = f"### class `{qual}{_signature(cls)}`"
+    lines = [head, ""]
+    if bases:
+        lines += [f"Bases: {', '.join(f'`{b}`' for b in bases)}", ""]
+    lines += [_doc(cls), ""]
+    for name, value in _members(cls):
+        if isinstance(value, property):
+            lines += [f"- **`{name}`** (property) — {_doc(value)}".replace("\n", "\n  "), ""]
+        else:
+            text = (inspect.getdoc(value) or "").replace("\n", "\n  ")
+            lines += [f"- **`{name}{_signature(value)}`**" + (f" — {text}" if text else ""), ""]
+    return lines
+
+
+def render() -> str:
+    _setup_django()
+    out = [
+        "# API reference",
+        "",
+        "Generated from the docstrings by `scripts/api_docs.py` (run it after changing a",
+        "public docstring or signature; `--check` tells whether this file is stale).",
+        "`Channel`, `Group` and `Message` are also importable from `chanlite` itself, as",
+        "`from channels import Channel, Group` was in Channels 1.x.",
+        "Guides: [concepts](concepts.md), [consumers](consumers.md), [routing](routing.md),",
+        "[layers](layers.md), [server](server.md), [testing](testing.md).",
+        "",
+    ]
+    toc, body = [], []
+    documented = {name for name, _ in MODULES}
+    for module_name, role in MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # an optional dependency is missing
+            body += [f"## `{module_name}`", "", f"*(not importable here: {exc})*", ""]
+            continue
+        names = [n for n in getattr(module, "__all__", []) if n not in SKIP_ROOT]
+        if not names:
+            continue
+        anchor = module_name.replace(".", "")
+        toc.append(f"- [`{module_name}`](#{anchor}) — {role}")
+        body += [f"## `{module_name}`", "", role, ""]
+        for name in names:
+            try:
+                obj = getattr(module, name)
+            except AttributeError:
+                continue
+            home = getattr(obj, "__module__", module_name)
+            if home != module_name and home in documented:
+                continue  # re-exported: documented where it is defined
+            qual = f"{module_name}.{name}"
+            if inspect.isclass(obj):
+                body += _render_class(qual, obj)
+            elif callable(obj):
+                body += [f"### `{qual}{_signature(obj)}`", "", _doc(obj), ""]
+            else:
+                body += [f"### `{qual}`", "", f"`{obj!r}`", ""]
+    return "\n".join(out + toc + [""] + body).rstrip() + "\n"
+
+
+def main() -> int:
+    text = render()
+    if "--check" in sys.argv:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT.relative_to(ROOT)} is stale: run python scripts/api_docs.py")
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
