@@ -250,6 +250,33 @@ def test_blocking_receive_wakes_up_on_send_without_polling(private_server):
     admin.close()
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def test_interrupted_blocking_receive_leaves_the_connection_usable(layer):
+    """A signal handler raising inside a blocked receive must not leave a
+    BLPOP reply pending on the thread's connection (the next command would
+    read it as its own reply: a push "refused", a message lost)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Interrupted):
+            layer.receive(["quiet"], block=True, timeout=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    layer.send("quiet", {"after": "interrupt"})  # would raise ChannelFull if desynced
+    layer.send("other", {"n": 2})
+    assert layer.receive(["quiet"], block=True, timeout=1) == ("quiet", {"after": "interrupt"})
+    assert layer.receive(["other"]) == ("other", {"n": 2})
+
+
 def test_many_thread_receivers_get_each_message_once(make_layer):
     layer = make_layer(capacity=10000)
     received: list[int] = []

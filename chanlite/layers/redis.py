@@ -345,31 +345,38 @@ class RedisChannelLayer(BaseChannelLayer):
             except RedisUnavailable as exc:
                 self._failed(host, exc)
         replies: list[tuple[Any, Any]] = []
-        pending = started
-        if len(started) == 1:
-            host, conn = started[0]
-            try:
-                replies.append((host, conn.read_response(timeout=wait, disconnect_on_error=False)))
-                pending = []
-            except self._read_timeout:
-                pass
-            except RedisUnavailable as exc:
-                self._failed(host, exc)
-                pending = []
-            except self._network_errors as exc:
+        try:
+            pending = self._gather(started, wait, replies)
+            for host, conn in pending:
+                try:
+                    replies.append((host, host.cancel_blpop(conn, self.grace)))
+                except RedisUnavailable as exc:
+                    self._failed(host, exc)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception,
+            # an unexpected reply): a connection with a BLPOP still pending
+            # would read that reply as the answer to its next command, so
+            # drop them all. A message popped meanwhile is lost: at most once.
+            for _host, conn in started:
                 conn.disconnect()
-                self._failed(host, host.unavailable(exc))
-                pending = []
-        elif started:
-            pending = self._poll(started, time.monotonic() + wait, replies)
-        for host, conn in pending:
-            try:
-                replies.append((host, host.cancel_blpop(conn, self.grace)))
-            except RedisUnavailable as exc:
-                self._failed(host, exc)
+            raise
         for host, _reply in replies:
             self._recovered(host)
         return replies
+
+    def _gather(self, started: list[tuple[Any, Any]], wait: float, replies: list) -> list:
+        """Collect BLPOP replies for up to ``wait`` seconds; return the pending ones."""
+        if len(started) != 1:
+            return self._poll(started, time.monotonic() + wait, replies) if started else []
+        host, conn = started[0]
+        try:
+            replies.append((host, conn.read_response(timeout=wait, disconnect_on_error=False)))
+        except self._read_timeout:
+            return started
+        except self._network_errors as exc:
+            conn.disconnect()
+            self._failed(host, host.unavailable(exc))
+        return []
 
     def _poll(self, started: list[tuple[Any, Any]], end: float, replies: list) -> list:
         """Wait on several BLPOP sockets (poll(): no FD_SETSIZE limit) until

@@ -138,6 +138,7 @@ class Host:
         self._local = threading.local()
         self._side_lock = threading.Lock()
         self._side: Any = None
+        self._side_pid = 0
         self._all: weakref.WeakSet = weakref.WeakSet()  # for close()
         #: Reconnect bookkeeping for blocking receivers (see the layer).
         self.failures = 0
@@ -259,8 +260,10 @@ class Host:
         """
         try:
             with self._side_lock:
-                if self._side is None:
+                if self._side is None or self._side_pid != os.getpid():
+                    # (after fork the child must not share the parent's socket)
                     self._side = self._connection_class(**self._kwargs)
+                    self._side_pid = os.getpid()
                 side = self._side
                 try:
                     side.send_command("CLIENT", "UNBLOCK", conn.chanlite_id)
