@@ -10,6 +10,8 @@ sender's stack frame with the path of the offending key.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import msgpack
@@ -93,14 +95,11 @@ def check_message(message: Any) -> None:
     _find_big_int(message, "")
 
 
-def _packer() -> msgpack.Packer:
+def _pack_function() -> Callable[[Any], bytes]:
     # A Packer is reusable (much cheaper than msgpack.packb, which builds
     # one per call) but not shareable between threads: one per thread.
-    try:
-        return _local.packer
-    except AttributeError:
-        _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-        return _local.packer
+    _local.pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    return _local.pack
 
 
 def encode(message: dict) -> bytes:
@@ -109,15 +108,16 @@ def encode(message: dict) -> bytes:
         check_message(message)  # raises
     _check_dict(message, "")
     try:
-        return _packer().pack(message)
+        pack = _local.pack
+    except AttributeError:
+        pack = _pack_function()
+    try:
+        return pack(message)
     except OverflowError:
         _find_big_int(message, "")  # raises TypeError with the key path
         raise
 
 
-def decode(data: bytes) -> dict:
-    """Turn bytes made by :func:`encode` back into a fresh dict."""
-    return _unpackb(data, raw=False)
-
-
-_unpackb = msgpack.unpackb
+#: ``decode(data) -> dict``: turn bytes made by :func:`encode` back into a
+#: fresh dict (a partial, not a wrapper function: it runs on every receive).
+decode = partial(msgpack.unpackb, raw=False)

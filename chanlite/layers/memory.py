@@ -62,7 +62,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if items is None:
                     items = self._queues[queue] = deque()
                 else:
-                    capacity = self.capacity_for(queue)
+                    capacity = self._capacity_cache.get(queue) or self.capacity_for(queue)
                     if len(items) >= capacity:
                         self._drop_expired(items, now)
                         if len(items) >= capacity:
