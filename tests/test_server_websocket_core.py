@@ -168,3 +168,14 @@ def test_reserved_bits_are_protocol_error():
     core = WebSocketCore()
     events = core.receive(b"\xc1\x81abcd" + b"x")  # RSV1 set, no extension negotiated
     assert events[0].code == 1002
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_sent_frames_parse_with_wsproto(size):
+    core, cli = WebSocketCore(), client()
+    core.send({"text": "é" * (size // 2)})
+    core.send({"bytes": b"b" * size})
+    events = client_events(cli, core.data_to_send())
+    assert [(type(e), e.message_finished) for e in events] == [
+        (TextMessage, True), (BytesMessage, True)]
+    assert events[0].data == "é" * (size // 2) and events[1].data == b"b" * size
