@@ -318,3 +318,19 @@ def test_group_membership_expires_with_the_fake_clock(channel_layer, clock, ws_c
     clock.advance(channel_layer.group_expiry + 1)
     Group("short").send({"text": "{}"})
     assert ws_client.receive() is None, "an expired member still got the group message"
+
+
+def test_http_long_poll_answered_later(routes, http_client):
+    """The docs' long-poll example: parked request, answered by group_respond."""
+    from chanlite.generic import HttpConsumer
+
+    class Updates(HttpConsumer):
+        def handle(self, message, **kwargs):
+            self.wait_for("updates")
+
+    routes([Updates.as_route(path=r"^/updates/$")])
+    assert http_client.get("/updates/", require=False) is None
+    Updates.group_respond("updates", b'{"new": 1}', content_type="application/json")
+    response = http_client.receive_response()
+    assert response.json() == {"new": 1}
+    assert response.header("content-type") == b"application/json"
