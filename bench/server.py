@@ -73,6 +73,12 @@ class ServerProcess:
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process used so far: unlike rates, this
+        barely moves when other jobs share the machine."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -145,7 +151,9 @@ def http_wrk(port: int, duration: int) -> dict:
         capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
-    return {"http_50conn_req_s": rate, "http_50conn_p50": p50.group(1) + p50.group(2)}
+    ops = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"http_50conn_req_s": rate, "http_50conn_p50": p50.group(1) + p50.group(2),
+            "_ops": ops}
 
 
 def _http_client(port: int, conns: int, duration: float, out: mp.Queue) -> None:
@@ -184,7 +192,8 @@ def http_python(port: int, duration: int) -> dict:
     total = sum(out.get(timeout=duration + 60) for _ in procs)
     for p in procs:
         p.join()
-    return {"http_50conn_req_s": total / duration, "http_client": "python (no wrk)"}
+    return {"http_50conn_req_s": total / duration, "http_client": "python (no wrk)",
+            "_ops": total}
 
 
 def http_one_conn(port: int, count: int = 2000) -> dict:
@@ -200,7 +209,7 @@ def http_one_conn(port: int, count: int = 2000) -> dict:
             latencies.append(time.perf_counter() - t0)
     conn.close()
     return {"http_1conn_p50_ms": statistics.median(latencies) * 1e3,
-            "http_1conn_p99_ms": percentile(latencies, 0.99) * 1e3}
+            "http_1conn_p99_ms": percentile(latencies, 0.99) * 1e3, "_ops": count + 200}
 
 
 def echo_one(port: int, count: int = 3000) -> dict:
@@ -218,7 +227,7 @@ def echo_one(port: int, count: int = 3000) -> dict:
     sock.close()
     return {"echo_1client_p50_ms": statistics.median(latencies) * 1e3,
             "echo_1client_p99_ms": percentile(latencies, 0.99) * 1e3,
-            "echo_1client_msgs_s": len(latencies) / sum(latencies)}
+            "echo_1client_msgs_s": len(latencies) / sum(latencies), "_ops": count + 300}
 
 
 def _echo_clients(port: int, clients: int, duration: float, ready, go, out: mp.Queue) -> None:
@@ -265,7 +274,8 @@ def echo_many(port: int, duration: int, clients: int = 100, procs: int = 2) -> d
         w.join()
     return {f"echo_{clients}clients_msgs_s": len(latencies) / duration,
             f"echo_{clients}clients_p50_ms": statistics.median(latencies) * 1e3,
-            f"echo_{clients}clients_p99_ms": percentile(latencies, 0.99) * 1e3}
+            f"echo_{clients}clients_p99_ms": percentile(latencies, 0.99) * 1e3,
+            "_ops": len(latencies)}
 
 
 def _bcast_clients(port: int, clients: int, expect: int, ready, out: mp.Queue) -> None:
@@ -312,7 +322,7 @@ def broadcast(port: int, clients: int = 100, messages: int = 200, procs: int = 2
     missing = sum(r[2] for r in results)
     elapsed = max(r[1] for r in results) - t0
     return {"broadcast_delivered_s": clients * messages / elapsed,
-            "broadcast_clients_incomplete": missing}
+            "broadcast_clients_incomplete": missing, "_ops": clients * messages}
 
 
 def _idle_clients(port: int, count: int, out: mp.Queue, hold) -> None:
@@ -377,7 +387,11 @@ def main() -> None:
             continue
         server = ServerProcess(args.workers, args.threads)
         try:
+            cpu = server.cpu_seconds()
             figures = run(server)
+            ops = figures.pop("_ops", None)
+            if ops:
+                figures[f"{name}_server_cpu_us_per_op"] = (server.cpu_seconds() - cpu) / ops * 1e6
         finally:
             server.stop()
         results.update(figures)
