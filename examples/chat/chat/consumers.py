@@ -197,6 +197,11 @@ class LongPoll(HttpConsumer):
     otherwise parks the request in the room's poll group (no thread is held
     while it waits) until :func:`moderate` wakes it, or the server answers
     504 after ``http_response_timeout`` and the page polls again.
+
+    A woken request's reply channel stays in the group until the layer's
+    ``group_expiry`` (there is no "discard every member" call); later wake-ups
+    sent to it are dropped by the server, which has already answered it, so
+    this costs a little layer traffic and nothing else.
     """
 
     def connection_groups(self, room: str = "", **kwargs: Any) -> list[str]:

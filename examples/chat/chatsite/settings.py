@@ -10,6 +10,7 @@ several hosts (``CHAT_LAYER=redis``) - see docs/deployment.md.
 ``CHAT_REDIS_URL``  Redis host(s) for CHAT_LAYER=redis, comma-separated
 ``CHAT_DEBUG``      1 (default) or 0
 ``CHAT_ALLOWED_HOSTS`` extra host names, comma-separated
+``CHAT_CSRF_TRUSTED_ORIGINS``, ``CHAT_BEHIND_TLS_PROXY`` behind an https proxy
 ``CHAT_SECRET_KEY`` set it in production; the default is only for the demo
 """
 
@@ -27,6 +28,15 @@ DEBUG = os.environ.get("CHAT_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"] + [
     h.strip() for h in os.environ.get("CHAT_ALLOWED_HOSTS", "").split(",") if h.strip()
 ]
+# Behind a TLS-terminating proxy (docs/deployment.md): the public origin,
+# e.g. CHAT_CSRF_TRUSTED_ORIGINS=https://chat.example.com, and trust the
+# proxy's X-Forwarded-Proto so Django knows the request was https.
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CHAT_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+if os.environ.get("CHAT_BEHIND_TLS_PROXY") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     # chanlite before staticfiles: its runserver (HTTP + WebSocket + workers)
