@@ -47,7 +47,7 @@ class HTTPSession:
     __slots__ = (
         "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "streaming", "_wsgi_drained", "deadline", "on_deadline",
+        "_wsgi_drained", "deadline", "on_deadline",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -74,7 +74,6 @@ class HTTPSession:
         self.sent = 0
         self.started_at = 0.0
         self.saw_bytes = False
-        self.streaming = False
 
     # ------------------------------------------------------------- timers
 
