@@ -18,7 +18,7 @@ Usage::
 
 Adding a workload: write ``def wN_name(layer_factory) -> dict[str, float]``
 that builds a fresh layer with ``layer_factory()``, times the work with
-``time.perf_counter`` and returns ``{metric: rate}`` (rates per second, higher
+``timer()`` (this module's clock) and returns ``{metric: rate}`` (rates per second, higher
 is better; for latencies return the value and name the metric ``..._us`` —
 the ratio column then reads "lower is better"). Register it in
 :data:`WORKLOADS` with its key (W3, W4, W6 ...); ``--workloads`` selects by key.
@@ -44,6 +44,13 @@ from typing import Any
 
 LayerFactory = Callable[[], Any]
 
+#: The clock the workloads time themselves with. ``--timer cpu`` switches to
+#: this process's CPU time: on a shared machine, wall time mostly measures the
+#: neighbours; CPU time of a single-threaded workload does not (cross-process
+#: or blocking workloads must keep wall time).
+TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+timer: Callable[[], float] = time.perf_counter
+
 #: A small message, like an ``http.request`` header-only body, reused by every
 #: send: layers copy (msgpack or deepcopy) so reuse does not help them.
 MESSAGE: dict[str, Any] = {
@@ -58,15 +65,15 @@ def w1_backlog(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, fl
     """Send ``count`` messages to one channel, then receive them all."""
     layer = layer_factory()
     send, receive, message, channels = layer.send, layer.receive, MESSAGE, ["bench.w1"]
-    start = time.perf_counter()
+    start = timer()
     for _ in range(count):
         send("bench.w1", message)
-    middle = time.perf_counter()
+    middle = timer()
     got = 0
     for _ in range(count):
         if receive(channels)[0] is not None:
             got += 1
-    end = time.perf_counter()
+    end = timer()
     _expect(got, count, "W1")
     return {"sends/s": count / (middle - start), "receives/s": count / (end - middle)}
 
@@ -76,12 +83,12 @@ def w2_pairs(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, floa
     layer = layer_factory()
     send, receive, message, channels = layer.send, layer.receive, MESSAGE, ["bench.w2"]
     got = 0
-    start = time.perf_counter()
+    start = timer()
     for _ in range(count):
         send("bench.w2", message)
         if receive(channels)[0] is not None:
             got += 1
-    end = time.perf_counter()
+    end = timer()
     _expect(got, count, "W2")
     return {"pairs/s": count / (end - start)}
 
@@ -96,7 +103,7 @@ def w5_fanout(
     for name in names:
         layer.group_add("bench-w5", name)
     send_group, receive, message = layer.send_group, layer.receive, MESSAGE
-    start = time.perf_counter()
+    start = timer()
     for _ in range(sends):
         send_group("bench-w5", message)
     got = 0
@@ -105,7 +112,7 @@ def w5_fanout(
         for _ in range(sends):
             if receive(channels)[0] is not None:
                 got += 1
-    end = time.perf_counter()
+    end = timer()
     _expect(got, members * sends, "W5")
     return {"delivered/s": got / (end - start)}
 
@@ -176,10 +183,11 @@ def run_workloads(
 
 
 def run_baseline(
-    python: str, layer: str, kw: list[str], keys: list[str], repeat: int
+    python: str, layer: str, kw: list[str], keys: list[str], repeat: int, timer_name: str = "wall"
 ) -> dict[str, dict[str, list[float]]]:
     """Run this script under another interpreter and return its JSON results."""
     command = [python, os.path.abspath(__file__), layer, "--json", "--repeat", str(repeat)]
+    command += ["--timer", timer_name]
     command += ["--workloads", ",".join(keys)]
     for item in kw:
         command += ["--kw", item]
@@ -249,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                         "on --baseline-url, in alternating rounds; 'redis-raw' uses redis-py's "
                         "bare Connection instead of redis.Redis")
     parser.add_argument("--baseline-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--timer", choices=sorted(TIMERS), default="wall",
+                        help="wall: elapsed time (default); cpu: this process's CPU time, "
+                        "steadier on a shared machine for these single-threaded workloads")
     parser.add_argument("--json", action="store_true",
                         help="print raw results as JSON (used for the baseline run)")
     args = parser.parse_args(argv)
@@ -260,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
+    global timer
+    timer = TIMERS[args.timer]
     factory = load_factory(args.layer, parse_kw(args.kw))
     if args.json:
         print(json.dumps(run_workloads(factory, keys, args.repeat, args.warmup)))
@@ -294,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("flush", "close"):
         if hasattr(leftover, method):
             getattr(leftover, method)()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.timer} time, "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     title = f"{args.layer} {' '.join(args.kw)}"
     if baseline is not None:
         title += f"   (baseline: {base_name})"
