@@ -25,7 +25,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -225,8 +224,3 @@ def test_long_poll_fallback_delivers_both_ways(chat: ChatServer, browser) -> Non
              chat)
     wait_for(bob, sees(bob, "bob", reply), "bob's polling page to receive his own post", chat)
 
-
-def test_example_files_exist() -> None:
-    """Guards the paths the browser test and scripts/chat rely on."""
-    root = Path(__file__).resolve().parent.parent / "examples" / "chat"
-    assert (root / "manage.py").is_file() and (root / "chat" / "routing.py").is_file()
