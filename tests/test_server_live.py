@@ -267,3 +267,23 @@ def test_graceful_shutdown(layered_server):
     stopper.join(WAIT + 10)
     assert result["response"][2] == b"bye"
     assert result["stopped"] is True
+
+
+def test_unix_socket(chanlite_server, tmp_path):
+    path = str(tmp_path / "chanlite.sock")
+    server = chanlite_server(unix_socket=path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(WAIT)
+    sock.connect(path)
+    sock.sendall(b"GET /chan/hello/unix HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    data = b""
+    while b"/chan/hello/unix" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed early: {data!r}"
+        data += chunk
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert server.shutdown(10)
+    import os
+
+    assert not os.path.exists(path), "the socket file is removed on shutdown"
