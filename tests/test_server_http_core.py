@@ -259,3 +259,18 @@ def test_invalid_response_header_raises_before_bytes():
     drain(core)
     with pytest.raises(h11.LocalProtocolError):
         core.response_start(200, [(b"x-bad", b"a\r\nb")], b"")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodyless_statuses_drop_a_body(status):
+    core = HTTPCore()
+    core.receive(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    drain(core)
+    wire = core.response_start(status, [], b"ignored", more=True) + core.response_body(b"more")
+    assert b"ignored" not in wire and b"more" not in wire
+    assert core.finish()
+    core.receive(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    drain(core)
+    wire = core.response_start(status, [], b"ignored")
+    assert b"ignored" not in wire and b"content-length" not in wire.lower()
+    assert core.finish()

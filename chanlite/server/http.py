@@ -153,6 +153,7 @@ class HTTPCore:
         self.response_done = False
         self.must_close = False
         self._head_method = b"GET"
+        self._no_body = False  # HEAD, 204 and 304 responses carry no body
 
     # -------------------------------------------------------------- input
 
@@ -290,7 +291,7 @@ class HTTPCore:
             elif lname == b"date":
                 has_date = True
         headers = list(headers)
-        if not more and not has_length:
+        if not more and not has_length and status not in (204, 304):
             headers.append((b"content-length", str(len(body)).encode()))
         if not has_date:
             headers.append((b"date", http_date()))
@@ -303,12 +304,13 @@ class HTTPCore:
             reason = _REASONS.get(status, b"")
         out = self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
         self.response_started = True
+        self._no_body = self._head_method == b"HEAD" or status in (204, 304)
         return out + self.response_body(body, more)
 
     def response_body(self, body: bytes, more: bool = False) -> bytes:
         """Serialize more body; ``more=False`` ends the response."""
         out = b""
-        if body and self._head_method != b"HEAD" and self.conn.our_state is h11.SEND_BODY:
+        if body and not self._no_body and self.conn.our_state is h11.SEND_BODY:
             out = self.conn.send(h11.Data(data=body))
         if not more:
             out += self.conn.send(h11.EndOfMessage())
