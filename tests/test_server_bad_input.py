@@ -145,3 +145,14 @@ def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(chanlite_s
     assert read_until_closed(sock) == b""  # then silence closes it
     assert 0.1 < time.monotonic() - start < 0.4 + 2
     sock.close()
+
+
+def test_half_closed_client_still_gets_its_view_response(chanlite_server):
+    server = chanlite_server()
+    sock = raw_socket(server)
+    sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    sock.shutdown(socket.SHUT_WR)
+    reply = read_until_closed(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"Hello, world")
+    wait_no_connections(server)

@@ -256,6 +256,12 @@ class HTTPSession:
 
     def _on_disconnect(self) -> None:
         if self.head is not None and not self.core.response_done:
+            if self.route == "wsgi" and self.core.body_complete:
+                # Possibly only a half-close (``printf ... | nc``): a view is
+                # running anyway, so write its answer, then close. A socket that
+                # is really gone fails the write and is dropped then.
+                self.core.must_close = True
+                return
             self._client_gone()
         self.conn.close()
 
