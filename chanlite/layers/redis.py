@@ -20,7 +20,7 @@ Storage, per ``prefix`` (all keys are ``<prefix>:<kind>:<name>``):
   and the layer's clock (a fake clock in tests), the TTL only guarantees
   that an idle deployment keeps nothing.
 - ``<prefix>:g:<group>`` / ``<prefix>:t:<group>`` — members in join order
-  (a sorted set) and their add times (a hash), TTL ``group_expiry +
+  (a sorted set) and their add times (another), TTL ``group_expiry +
   ttl_margin``, on the host chosen by the group name so every sender finds
   them.
 - ``<prefix>:f:`` — per-host hash of "refused as full" counters.
@@ -212,25 +212,24 @@ class RedisChannelLayer(BaseChannelLayer):
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
         # One script per host: every member on that host in one round trip.
         per_host: dict[int, tuple[list[str], list[Any]]] = {}
-        head = f"{expires!r}|"
+        qprefix, capacities, ring = self._qprefix, self._capacity_cache, self._ring
         for channel in channels:
             queue = queue_for_send(channel)
-            index = self._ring.index_for(queue)
+            index = ring.index_for(queue)
             entry = per_host.get(index)
             if entry is None:
                 entry = per_host[index] = ([self._full_key], [])
-            entry[0].append(self._qprefix + queue)
-            entry[1].extend((
-                f"{head}{'' if channel == queue else channel}|",
-                self._capacity_cache.get(queue) or self.capacity_for(queue),
-                queue,
-            ))
-        now = repr(expires - self.expiry)
+            entry[0].append(qprefix + queue)
+            entry[1].append(capacities.get(queue) or self.capacity_for(queue))
+            entry[1].append("" if channel == queue else channel)
+        head, now = repr(expires), repr(expires - self.expiry)
         failed: list[Exception] = []
         for index, (keys, args) in per_host.items():
             try:
                 self._hosts[index].run(
-                    _scripts.PUSH_MANY, keys, [data, now, self._queue_ttl, self._full_ttl, *args]
+                    _scripts.PUSH_MANY,
+                    keys,
+                    [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix), *args],
                 )
             except RedisUnavailable as exc:  # deliver to the other hosts first
                 failed.append(exc)

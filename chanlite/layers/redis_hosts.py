@@ -64,12 +64,16 @@ def pack(args: Sequence[Any]) -> bytes:
     handful of small arguments per message, so this is measurable.
     """
     out = [b"*%d\r\n" % len(args)]
+    append = out.append
     for arg in args:
         if type(arg) is not bytes:
             arg = (arg if type(arg) is str else repr(arg)).encode()
-        out.append(b"$%d\r\n" % len(arg))
-        out.append(arg)
-        out.append(b"\r\n")
+        if len(arg) < 4096:
+            append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+        else:  # large messages: avoid one extra copy
+            append(b"$%d\r\n" % len(arg))
+            append(arg)
+            append(b"\r\n")
     return b"".join(out)
 
 

@@ -53,43 +53,53 @@ end
 
 #: KEYS: queue list, full-count hash. ARGV: item, now, capacity, key ttl,
 #: queue name, full-hash ttl. Returns 1 if queued, 0 if refused as full.
+#: Pushing first and undoing when over capacity makes the common case two
+#: calls (RPUSH, EXPIRE) instead of three.
 PUSH = Script("push", _DROP_EXPIRED + """
-local key = KEYS[1]
-local n = redis.call('LLEN', key)
-local capacity = tonumber(ARGV[3])
-if n >= capacity then
-  n = drop_expired(key, n, tonumber(ARGV[2]))
+local key, capacity = KEYS[1], tonumber(ARGV[3])
+local n = redis.call('RPUSH', key, ARGV[1])
+if n > capacity then
+  redis.call('RPOP', key)
+  n = drop_expired(key, n - 1, tonumber(ARGV[2]))
   if n >= capacity then
     redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
     redis.call('EXPIRE', KEYS[2], ARGV[6])
     return 0
   end
+  redis.call('RPUSH', key, ARGV[1])
 end
-redis.call('RPUSH', key, ARGV[1])
 redis.call('EXPIRE', key, ARGV[4])
 return 1
 """)
 
 #: KEYS: full-count hash, then one queue list per member on this host.
-#: ARGV: data, now, key ttl, full-hash ttl, then per member: item header
-#: ("<expires>|<channel>|"), capacity, queue name. Full members are skipped
-#: and counted. Returns the number of refusals.
+#: ARGV: data, now, key ttl, full-hash ttl, expires, length of the key
+#: prefix, then per member: capacity, channel name (empty when it is the
+#: queue name). Full members are skipped and counted (by queue name, the
+#: key without its prefix). Returns the number of refusals.
 PUSH_MANY = Script("push_many", _DROP_EXPIRED + """
 local data, now, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local head, skip = ARGV[5] .. '|', tonumber(ARGV[6]) + 1
 local refused = 0
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local a = 5 + (i - 2) * 3
-  local capacity = tonumber(ARGV[a + 1])
-  local n = redis.call('LLEN', key)
-  if n >= capacity then n = drop_expired(key, n, now) end
-  if n >= capacity then
-    redis.call('HINCRBY', KEYS[1], ARGV[a + 2], 1)
-    refused = refused + 1
-  else
-    redis.call('RPUSH', key, ARGV[a] .. data)
-    redis.call('EXPIRE', key, ttl)
+  local a = 7 + (i - 2) * 2
+  local capacity = tonumber(ARGV[a])
+  local item = head .. ARGV[a + 1] .. '|' .. data
+  local queued = true
+  local n = redis.call('RPUSH', key, item)
+  if n > capacity then
+    redis.call('RPOP', key)
+    n = drop_expired(key, n - 1, now)
+    if n >= capacity then
+      redis.call('HINCRBY', KEYS[1], string.sub(key, skip), 1)
+      refused = refused + 1
+      queued = false
+    else
+      redis.call('RPUSH', key, item)
+    end
   end
+  if queued then redis.call('EXPIRE', key, ttl) end
 end
 if refused > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return refused
@@ -128,44 +138,45 @@ end
 return total
 """)
 
-# Groups: a sorted set scored by a per-group sequence number keeps members
-# in the order they (last) joined even when the clock does not move (a fake
-# clock in tests); a hash beside it keeps each member's add time for expiry
-# and the sequence counter under the field "#" (never a channel name).
+# Groups: two sorted sets with the same members. ``g`` is scored by a
+# sequence number (the previous maximum + 1), which keeps members in the
+# order they (last) joined even when the clock does not move (a fake clock
+# in tests); ``t`` is scored by add time, so expired members are found with
+# one range query instead of a walk over all members on every group send.
 
-#: KEYS: members zset, add-time hash. ARGV: channel, now, ttl.
+#: KEYS: order zset, time zset. ARGV: channel, now, ttl.
 GROUP_ADD = Script("group_add", """
-local seq = redis.call('HINCRBY', KEYS[2], '#', 1)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local seq = 1
+if last[2] then seq = tonumber(last[2]) + 1 end
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
 """)
 
-#: KEYS: members zset, add-time hash. ARGV: channel.
+#: KEYS: order zset, time zset. ARGV: channel.
 GROUP_DISCARD = Script("group_discard", """
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
 return 1
 """)
 
-#: KEYS: members zset, add-time hash. ARGV: added_after. Removes members
-#: added at or before ``added_after``; returns the others in join order.
+#: KEYS: order zset, time zset. ARGV: added_after. Removes members added at
+#: or before ``added_after``; returns the others in join order.
 GROUP_MEMBERS = Script("group_members", """
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-if #members == 0 then return {} end
-local cutoff, live = tonumber(ARGV[1]), {}
-for _, member in ipairs(members) do
-  local added = tonumber(redis.call('HGET', KEYS[2], member))
-  if added == nil or added <= cutoff then
-    redis.call('ZREM', KEYS[1], member)
-    redis.call('HDEL', KEYS[2], member)
-  else
-    live[#live + 1] = member
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if #old > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+  for i = 1, #old, 1000 do
+    redis.call('ZREM', KEYS[1], unpack(old, i, math.min(i + 999, #old)))
+  end
+  if redis.call('ZCARD', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    return {}
   end
 end
-if #live == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
-return live
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
