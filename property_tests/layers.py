@@ -92,3 +92,24 @@ def _redis_close(layer: BaseChannelLayer) -> None:
 
 _REDIS_URL = "redis://127.0.0.1:6379/0"
 LAYERS["redis"] = LayerEntry(make=_redis_make, close=_redis_close, unavailable=_redis_unavailable)
+
+
+def _ipc_make(clock: FakeClock, **config: Any) -> BaseChannelLayer:
+    """An IPC layer on a fresh prefix (its own /dev/shm segment), small tables."""
+    import os
+    import uuid
+
+    from chanlite.layers.ipc import IPCChannelLayer
+
+    return IPCChannelLayer(
+        prefix=f"prop{os.getpid()}-{uuid.uuid4().hex[:10]}", clock=clock,
+        memory=4 << 20, max_channels=512, max_groups=64, **config,
+    )
+
+
+def _ipc_close(layer: BaseChannelLayer) -> None:
+    layer.check()  # type: ignore[attr-defined]  # every shared-memory invariant holds
+    layer.remove()  # type: ignore[attr-defined]  # nothing left in /dev/shm
+
+
+LAYERS["ipc"] = LayerEntry(make=_ipc_make, close=_ipc_close)

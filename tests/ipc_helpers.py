@@ -77,10 +77,10 @@ def read_records(path: str) -> list[tuple[int, int, int]]:
 
 
 def sender_main(prefix: str, sender_id: int, start: int, count: int, log_path: str,
-                channels: list[str]) -> None:
+                channels: list[str], capacity: int = 10**6) -> None:
     """Send ``(sender_id, seq)`` for seq in [start, start+count), round robin over
     ``channels``; log each seq after ``send`` returned (so a seq logged is sent)."""
-    layer = IPCChannelLayer(prefix=prefix, **SMALL, capacity=10**6)
+    layer = IPCChannelLayer(prefix=prefix, **SMALL, capacity=capacity)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     for seq in range(start, start + count):
         channel = channels[seq % len(channels)]
@@ -94,17 +94,56 @@ def sender_main(prefix: str, sender_id: int, start: int, count: int, log_path: s
     os._exit(0)
 
 
-def receiver_main(prefix: str, log_path: str, channels: list[str], idle: float) -> None:
-    """Receive until nothing came for ``idle`` seconds; log what was taken."""
+def receiver_main(prefix: str, log_path: str, channels: list[str]) -> None:
+    """Receive from ``channels`` (blocking) and log ``(sender, seq, channel
+    index)`` after each message; exit on a message on ``ctl`` (or 30 s idle,
+    so a broken test cannot leave it running)."""
     layer = IPCChannelLayer(prefix=prefix, **SMALL, capacity=10**6)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    index = {name: i for i, name in enumerate(channels)}
     while True:
-        channel, message = layer.receive(channels, block=True, timeout=idle)
-        if channel is None:
-            break
-        record(fd, message["s"], message["q"], channels.index(channel.split("!")[0] + "!"
-                                                              if "!" in channel else channel))
-    os._exit(0)
+        channel, message = layer.receive(channels + ["ctl"], block=True, timeout=30)
+        if channel is None or channel == "ctl":
+            os._exit(0)
+        queue = channel.split("!")[0] + "!" if "!" in channel else channel
+        record(fd, message["s"], message["q"], index[queue])
+
+
+def fork(fn, *args) -> int:
+    """Run ``fn(*args)`` in a forked child (cheap, so chaos can fork hundreds)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            fn(*args)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    return pid
+
+
+def wait_exit(pid: int, timeout: float) -> int:
+    """Wait up to ``timeout`` s for ``pid``; return its status or fail clearly."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    kill(pid)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"process {pid} did not finish within {timeout} s")
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Bounded wait for a condition another process brings about."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
 
 
 def kill(pid: int) -> None:
@@ -116,7 +155,11 @@ def kill(pid: int) -> None:
 
 __all__ = [
     "SMALL",
+    "fork",
     "ipc_prefix",
+    "kill",
+    "wait_exit",
+    "wait_for",
     "leftovers",
     "make_ipc",
     "read_records",

@@ -34,6 +34,7 @@ from .base import ChannelFull
 
 __all__ = [
     "FORMAT_VERSION",
+    "WORD",
     "MAGIC",
     "IPCError",
     "IPCFormatError",
@@ -77,6 +78,11 @@ ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
 
 _Q = struct.Struct("<Q")
 _QQ = struct.Struct("<QQ")
+#: The journal length and the flush flag are the commit points, so each must
+#: change in ONE store: "<Q" packs byte by byte (a process killed half-way
+#: would leave a torn length), the native "Q" is a single aligned memcpy.
+WORD = struct.Struct("Q")
+_WORD2 = struct.Struct("QQ")
 _QI = struct.Struct("<QI")
 _JENTRY = 12
 
@@ -259,7 +265,7 @@ class Segment:
         except BaseException:
             self._tlock.release()
             raise
-        flushing, jlen = _QQ.unpack_from(self.mm, H_FLUSHING)
+        flushing, jlen = _WORD2.unpack_from(self.mm, H_FLUSHING)
         if flushing or jlen:
             self._recover(flushing, jlen)
 
@@ -278,13 +284,13 @@ class Segment:
         _QI.pack_into(mm, j, off, n)
         j += _JENTRY
         mm[j : j + n] = mm[off : off + n]
-        _Q.pack_into(mm, H_JLEN, end)  # the entry exists from this store on
+        WORD.pack_into(mm, H_JLEN, end)  # the entry exists from this store on
         self._jlen = end
 
     def commit(self) -> None:
         """The shared state is consistent: forget the journal (one store)."""
         if self._jlen:
-            _Q.pack_into(self.mm, H_JLEN, 0)
+            WORD.pack_into(self.mm, H_JLEN, 0)
             self._jlen = 0
 
     def abort(self) -> None:
@@ -302,7 +308,7 @@ class Segment:
             pos += _JENTRY + n
         for off, src, n in reversed(entries):  # oldest copy of a range wins
             mm[off : off + n] = mm[src : src + n]
-        _Q.pack_into(mm, H_JLEN, 0)  # idempotent up to here: a crash just redoes it
+        WORD.pack_into(mm, H_JLEN, 0)  # idempotent up to here: a crash just redoes it
         self._jlen = 0
 
     def _recover(self, flushing: int, jlen: int) -> None:

@@ -34,6 +34,7 @@ from ._ipc_segment import (
     H_QUSED,
     H_WAITERS,
     MAX_WAITERS,
+    WORD,
     IPCMemoryFull,
     semaphore_name,
 )
@@ -175,7 +176,7 @@ class Store(Allocator):
                     mm[j + 12 : j + 20] = mm[tail + 8 : tail + 16]
                     j += 20
                 self._jlen = j - jb
-                _Q.pack_into(mm, H_JLEN, j - jb)
+                WORD.pack_into(mm, H_JLEN, j - jb)
                 _Q.pack_into(mm, qhoff, _Q.unpack_from(mm, blk + 8)[0])
                 _BMSG.pack_into(mm, blk, k, USED, n, dlen, 0, expires)
                 start = blk + 24
@@ -190,7 +191,7 @@ class Store(Allocator):
                 _ENT.pack_into(mm, e + 8, head, blk, count + 1, full, 0, 0)
                 if m0 or m1:
                     self._ring_mask(m0 | (m1 << 64))  # before the commit: see docs
-                _Q.pack_into(mm, H_JLEN, 0)
+                WORD.pack_into(mm, H_JLEN, 0)
                 self._jlen = 0
                 return True
         if e > 0:
@@ -285,11 +286,11 @@ class Store(Allocator):
                     _QI.pack_into(mm, j + 52, head, 16)
                     mm[j + 64 : j + 80] = mm[head : head + 16]
                     self._jlen = j + 80 - jb
-                    _Q.pack_into(mm, H_JLEN, j + 80 - jb)
+                    WORD.pack_into(mm, H_JLEN, j + 80 - jb)
                     _QQI.pack_into(mm, e + 8, nxt, tail if nxt else 0, count - 1)
                     _BBQ.pack_into(mm, head, k, QUICK_FREE, _Q.unpack_from(mm, qhoff)[0])
                     _Q.pack_into(mm, qhoff, head)
-                    _Q.pack_into(mm, H_JLEN, 0)
+                    WORD.pack_into(mm, H_JLEN, 0)
                     self._jlen = 0
                     return got
             got = None
@@ -497,13 +498,13 @@ class Store(Allocator):
 
     def flush_locked(self) -> None:
         mm = self.mm
-        _Q.pack_into(mm, H_FLUSHING, 1)  # a crash from here on: the next holder redoes it
+        WORD.pack_into(mm, H_FLUSHING, 1)  # a crash from here on: the next holder redoes it
         self.reset_heap()
         for slot in range(MAX_WAITERS):  # their registrations are gone: wake them
             if _II.unpack_from(mm, H_WAITERS + 8 * slot)[1]:
                 self.ring(slot)
         self.commit()
-        _Q.pack_into(mm, H_FLUSHING, 0)
+        WORD.pack_into(mm, H_FLUSHING, 0)
 
     # ------------------------------------------------------- diagnostics
 
