@@ -36,7 +36,7 @@ from .redis_scripts import Script
 __all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS"]
 
 #: Seconds of idleness after which a connection is checked for EOF before use.
-STALE_AFTER = 0.25
+STALE_AFTER = 0.002
 
 #: What a dead, restarted or unreachable server raises.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -170,10 +170,10 @@ class Host:
         "succeed" and the reply would be an EOF, leaving us unable to tell
         whether the command ran. So a connection idle for more than
         :data:`STALE_AFTER` seconds is first checked for EOF (one
-        non-blocking ``recv``) and reopened cleanly. Busy connections skip
-        the check: a server cannot restart between two commands a few
-        milliseconds apart, and if it somehow did, the command fails with a
-        clear error — never runs twice.
+        non-blocking ``recv``, a few microseconds) and reopened cleanly. Only
+        back-to-back commands (tight loops, benchmarks) skip the check: a
+        server cannot restart within 2 ms, and if it somehow did, the
+        command fails with a clear error — never runs twice.
         """
         local = self._local
         conn = getattr(local, "conn", None)
