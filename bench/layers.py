@@ -20,7 +20,8 @@ Adding a workload: write ``def wN_name(layer_factory) -> dict[str, float]``
 that builds a fresh layer with ``layer_factory()``, times the work with
 ``timer()`` (this module's clock) and returns ``{metric: rate}`` (rates per second, higher
 is better; for latencies return the value and name the metric ``..._us`` —
-the ratio column then reads "lower is better"). Register it in
+the ratio column then reads "lower is better"; ``{}`` if the workload does not
+apply to the layer, e.g. a cross-process workload on the in-memory layer). Register it in
 :data:`WORKLOADS` with its key (W3, W4, W6 ...); ``--workloads`` selects by key.
 Only the layer's public ASGI 1.0 API may be used (``send``, ``receive`` with
 ``block=False``, ``group_add``, ``send_group``), so the baseline can run it too.

@@ -24,7 +24,10 @@ _spec.loader.exec_module(bench)  # type: ignore[union-attr]
 @pytest.mark.parametrize("key", sorted(bench.WORKLOADS))
 def test_each_workload_runs_and_reports_positive_rates(key: str) -> None:
     rates = bench.WORKLOADS[key].run(lambda: InMemoryChannelLayer(capacity=100_000))
-    assert rates and all(value > 0 for value in rates.values()), rates
+    # {} means "does not apply to this layer" (e.g. a cross-process workload)
+    assert all(value > 0 for value in rates.values()), rates
+    if key in ("W1", "W2", "W5"):
+        assert rates, f"{key} must apply to the in-memory layer"
 
 
 def test_a_lossy_layer_is_reported() -> None:
