@@ -217,13 +217,24 @@ def test_prefix_with_glob_characters_is_matched_literally(make_layer, raw):
 # ---------------------------------------------------------- blocking
 
 
-def test_blocking_receive_honours_short_timeouts(layer):
-    # Redis's own BLPOP timeouts are 100 ms coarse; the layer cancels early.
-    for timeout in (0.02, 0.15):
-        start = time.monotonic()
-        assert layer.receive(["nothing", "neither"], block=True, timeout=timeout) == (None, None)
-        elapsed = time.monotonic() - start
-        assert timeout <= elapsed < timeout + 0.08, (timeout, elapsed)
+def test_blocking_receive_honours_short_timeouts(private_server):
+    # Redis's own BLPOP timeouts are 100 ms coarse on an idle server (a
+    # private one here: traffic from others makes the shared one precise by
+    # accident); the layer cancels early.
+    layer = RedisChannelLayer(hosts=[private_server.url], prefix="timeouts")
+    # Best of three attempts, so a loaded machine's scheduling hiccup does not
+    # fail the test, while a 100 ms overshoot on every attempt still does.
+    for timeout in (0.02, 0.12):
+        overshoots = []
+        for _ in range(3):
+            start = time.monotonic()
+            got = layer.receive(["nothing", "neither"], block=True, timeout=timeout)
+            elapsed = time.monotonic() - start
+            assert got == (None, None)
+            assert elapsed >= timeout, (timeout, elapsed)
+            overshoots.append(elapsed - timeout)
+        assert min(overshoots) < 0.04, (timeout, overshoots)
+    layer.close()
 
 
 def test_blocking_receive_wakes_up_on_send_without_polling(private_server):
