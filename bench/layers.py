@@ -137,6 +137,13 @@ WORKLOADS: dict[str, Workload] = {
     "W5": Workload("group fan-out: 100 members x 200 group sends, then drain", w5_fanout),
 }
 
+# Cross-process workloads (W3, W4 with a multiprocessing.Queue baseline), W6
+# and W1 at several backlogs live in bench/ipc_workloads.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ipc_workloads  # noqa: E402
+
+ipc_workloads.register(WORKLOADS, Workload, w1_backlog, w2_pairs, MESSAGE)
+
 
 # ----------------------------------------------------------------- running
 

@@ -21,6 +21,8 @@ Why this shape (see docs/architecture.md, "IPC layer"):
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import mmap
 import os
@@ -69,10 +71,13 @@ H_FLUSHING = 96  # u64 1 while a flush runs (redone by the next holder)
 H_JLEN = 104  # u64 bytes of journal in use; 0 = no operation in progress
 H_QUSED = 112  # u32 queue entries in use
 H_GUSED = 116  # u32 group entries in use
+H_PUSHES = 120  # u64 pushes so far (a hint for spinning receivers; not journaled)
 H_BITMAP = 256  # u64 buddy free lists that are non-empty
 H_HEADS = 264  # u64[64] buddy free list heads
 H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
 H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
+H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= 64 bytes)
+MUTEX_SIZE = 64
 HEADER_SIZE = 4096
 ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
 
@@ -85,6 +90,37 @@ WORD = struct.Struct("Q")
 _WORD2 = struct.Struct("QQ")
 _QI = struct.Struct("<QI")
 _JENTRY = 12
+
+
+# The mutex: a process-shared *robust* pthread mutex inside the segment,
+# called through ctypes (no compiled code of ours). Uncontended it never
+# enters the kernel; when its owner dies the kernel hands it to the next
+# locker with EOWNERDEAD, which rolls the journal back and goes on.
+_libc = ctypes.CDLL(None, use_errno=True)
+_mutex_lock = _libc.pthread_mutex_lock
+_mutex_unlock = _libc.pthread_mutex_unlock
+for _fn in (_mutex_lock, _mutex_unlock, _libc.pthread_mutex_consistent):
+    _fn.argtypes = [ctypes.c_void_p]
+    _fn.restype = ctypes.c_int
+_libc.pthread_mutex_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_libc.pthread_mutexattr_setpshared.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_libc.pthread_mutexattr_setrobust.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_libc.pthread_mutexattr_init.argtypes = [ctypes.c_void_p]
+
+
+def _init_mutex(mm: mmap.mmap) -> None:
+    attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4-8 bytes
+    view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
+    errors = [
+        _libc.pthread_mutexattr_init(attr),
+        _libc.pthread_mutexattr_setpshared(attr, 1),  # PTHREAD_PROCESS_SHARED
+        _libc.pthread_mutexattr_setrobust(attr, 1),  # PTHREAD_MUTEX_ROBUST
+    ]
+    errors.append(_libc.pthread_mutex_init(ctypes.addressof(view), attr))
+    view = None  # release the export so the mapping can be closed
+    failed = [err for err in errors if err]
+    if failed:
+        raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(failed[0])}")
 
 
 class IPCError(Exception):
@@ -188,6 +224,8 @@ class Segment:
         fcntl.lockf(self._fd, fcntl.LOCK_UN)
         self._load_layout()
         self._jlen = 0
+        self._mbuf = (ctypes.c_char * MUTEX_SIZE).from_buffer(self.mm, H_MUTEX)
+        self._maddr = ctypes.addressof(self._mbuf)
 
     # ---------------------------------------------------------- creation
 
@@ -230,6 +268,7 @@ class Segment:
         self._load_layout()
         self._jlen = 0
         self.reset_heap()
+        _init_mutex(mm)
         mm[H_MAGIC : H_MAGIC + 8] = MAGIC  # last: the segment is now valid
 
     def _check_version(self) -> None:
@@ -258,20 +297,19 @@ class Segment:
     # ----------------------------------------------------- lock + journal
 
     def lock(self) -> None:
-        """Take the thread lock, then the fcntl lock; repair a dead holder's work."""
-        self._tlock.acquire()
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._tlock.release()
-            raise
+        """Take the robust mutex; repair a dead holder's half-done work."""
+        err = _mutex_lock(self._maddr)
+        if err:
+            if err != errno.EOWNERDEAD:
+                raise IPCError(f"cannot lock the IPC segment of {self.prefix!r}: "
+                               f"{os.strerror(err)}")
+            _libc.pthread_mutex_consistent(self._maddr)  # the journal says what to undo
         flushing, jlen = _WORD2.unpack_from(self.mm, H_FLUSHING)
         if flushing or jlen:
             self._recover(flushing, jlen)
 
     def unlock(self) -> None:
-        fcntl.lockf(self._fd, fcntl.LOCK_UN)
-        self._tlock.release()
+        _mutex_unlock(self._maddr)
 
     def save(self, off: int, n: int) -> None:
         """Journal ``n`` bytes at ``off`` before they are changed."""
@@ -323,12 +361,17 @@ class Segment:
         """Empty everything; idempotent, so a dead flusher's work is redone."""
         raise NotImplementedError
 
+    def pushes(self) -> int:
+        """The push counter, read without the lock (a hint only)."""
+        return WORD.unpack_from(self.mm, H_PUSHES)[0]
+
     @property
     def recoveries(self) -> int:
         """How many times a holder repaired a dead holder's half-done work."""
         return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
 
     def close(self) -> None:
+        self._mbuf = None  # the ctypes view pins the mapping
         mm = getattr(self, "mm", None)
         if mm is not None:
             try:

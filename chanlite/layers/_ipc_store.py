@@ -30,6 +30,7 @@ from ._ipc_segment import (
     H_GUSED,
     H_HEADS,
     H_JLEN,
+    H_PUSHES,
     H_QHEADS,
     H_QUSED,
     H_WAITERS,
@@ -70,6 +71,8 @@ class Store(Allocator):
     """The layer's shared data structures; every method expects the lock held."""
 
     _bells: dict[int, posix_ipc.Semaphore] | None = None
+    #: waiter bits collected by pushes under the lock, rung after unlocking
+    rings = 0
 
     def bell(self, slot: int) -> posix_ipc.Semaphore:
         """The doorbell semaphore of waiter ``slot`` (opened once per process)."""
@@ -190,9 +193,10 @@ class Store(Allocator):
                     head = blk
                 _ENT.pack_into(mm, e + 8, head, blk, count + 1, full, 0, 0)
                 if m0 or m1:
-                    self._ring_mask(m0 | (m1 << 64))  # before the commit: see docs
+                    self.rings |= m0 | (m1 << 64)  # rung by the caller after unlocking
                 WORD.pack_into(mm, H_JLEN, 0)
                 self._jlen = 0
+                WORD.pack_into(mm, H_PUSHES, WORD.unpack_from(mm, H_PUSHES)[0] + 1)
                 return True
         if e > 0:
             count = _I.unpack_from(mm, e + 24)[0]
@@ -226,11 +230,14 @@ class Store(Allocator):
             head = blk
         _ENT.pack_into(mm, e + 8, head, blk, count + 1, full, 0, 0)
         if masks:
-            self._ring_mask(masks)  # before the commit: see docs/architecture.md
+            self.rings |= masks  # rung by the caller after unlocking
         self.commit()
+        WORD.pack_into(mm, H_PUSHES, WORD.unpack_from(mm, H_PUSHES)[0] + 1)
         return True
 
-    def _ring_mask(self, masks: int) -> None:
+    def ring_mask(self, masks: int) -> None:
+        """Ring every waiter whose bit is set in ``masks`` (call it unlocked:
+        a woken receiver then finds the lock free instead of sleeping on it)."""
         while masks:
             low = masks & -masks
             self.ring(low.bit_length() - 1)

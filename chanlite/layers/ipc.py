@@ -57,6 +57,12 @@ DEFAULT_MEMORY = 32 * 1024 * 1024
 #: Receivers that find no free waiter slot (more than 128 blocked at once)
 #: or no table room fall back to sleeping this long between attempts.
 POLL_INTERVAL = 0.005
+#: A blocked receiver re-checks its queues this often even without a ring:
+#: the only ring that can be lost is one whose sender was killed between
+#: committing a message and ringing (rings happen after unlocking, which
+#: keeps wake-ups cheap). One check a second costs ~0.003 % of a core.
+RING_SAFETY = 1.0
+MIN_SPIN = 0.000005
 
 _registry: dict[str, tuple[Store, int]] = {}
 _registry_lock = threading.Lock()
@@ -115,6 +121,11 @@ class IPCChannelLayer(BaseChannelLayer):
             creates it (later processes use the existing size).
         max_channels: channels that may hold messages or waiters at once.
         max_groups: groups that may have members at once.
+        spin: seconds a blocking receive that finds nothing may watch the
+            segment's push counter before it sleeps on its doorbell (once
+            per call; the budget halves on each miss). 0 (default) never
+            spins; ~0.0002 can help a stream on an idle multi-core host but
+            costs latency when cores are busy.
     """
 
     IPCMemoryFull = IPCMemoryFull
@@ -129,6 +140,7 @@ class IPCChannelLayer(BaseChannelLayer):
         memory: int = DEFAULT_MEMORY,
         max_channels: int = 8192,
         max_groups: int = 2048,
+        spin: float = 0.0,
         **config: Any,
     ) -> None:
         super().__init__(
@@ -153,6 +165,10 @@ class IPCChannelLayer(BaseChannelLayer):
                 "'memory' (and remove the old segment) or lower 'max_message_size'"
             )
         self._keys: dict[str, tuple[bytes, int]] = {}
+        if type(spin) not in (int, float) or not 0 <= spin <= 0.01:
+            raise ValueError(f"spin must be between 0 and 0.01 seconds, not {spin!r}")
+        self.spin = float(spin)
+        self._spin = self.spin  # adaptive budget: halves on a miss
 
     # ------------------------------------------------------------ helpers
 
@@ -187,12 +203,19 @@ class IPCChannelLayer(BaseChannelLayer):
         store = self._store
         store.lock()
         try:
-            return store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
+            ok = store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
+            rings = store.rings
+            if rings:
+                store.rings = 0
         except BaseException:
+            store.rings = 0
             store.abort()
             raise
         finally:
             store.unlock()
+        if rings:
+            store.ring_mask(rings)
+        return ok
 
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
         now = expires - self.expiry
@@ -207,17 +230,23 @@ class IPCChannelLayer(BaseChannelLayer):
                     store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue))
                 except IPCMemoryFull:  # like a full member: skipped, never an error
                     store.abort()
+            rings, store.rings = store.rings, 0
         except BaseException:
+            store.rings = 0
             store.abort()
             raise
         finally:
             store.unlock()
+        if rings:
+            store.ring_mask(rings)
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None
     ) -> tuple[str, bytes] | None:
         keys = [self._keys.get(q) or self._key(q) for q in queues]
         store = self._store
+        if block:  # one critical section pops or registers: less lock contention
+            return self._wait(store, queues, keys, timeout)
         store.lock()
         try:
             got = store.pop(keys, self.clock())
@@ -228,9 +257,7 @@ class IPCChannelLayer(BaseChannelLayer):
             store.unlock()
         if got is not None:
             return (got[1].decode("ascii") or queues[got[0]]), got[2]
-        if not block:
-            return None
-        return self._wait(store, queues, keys, timeout)
+        return None
 
     def _wait(
         self, store: Store, queues: list[str], keys: list[tuple[bytes, int]], timeout: float | None
@@ -243,6 +270,8 @@ class IPCChannelLayer(BaseChannelLayer):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         slot = -1
+        spin = self._spin
+        slept_at = 0.0
         try:
             while True:
                 registered = False
@@ -253,6 +282,8 @@ class IPCChannelLayer(BaseChannelLayer):
                         if slot >= 0:
                             store.release_waiter(slot, keys)
                             slot = -1
+                    elif spin and (timeout is None or timeout > 0):
+                        pushes = store.pushes()
                     else:
                         if slot < 0:
                             slot = store.claim_waiter()
@@ -268,13 +299,32 @@ class IPCChannelLayer(BaseChannelLayer):
                 finally:
                     store.unlock()
                 if got is not None:
+                    if slept_at and time.perf_counter() - slept_at < self.spin:
+                        self._spin = self.spin  # a quick answer: spin next time
                     return (got[1].decode("ascii") or queues[got[0]]), got[2]
+                if spin and (timeout is None or timeout > 0):
+                    # Adaptive spin, once per call: watch the push counter (no
+                    # lock, no syscall); a stream's or a reply's next message
+                    # usually comes sooner than a sleep/ring round trip. The
+                    # budget halves on every miss, so sparse traffic stops
+                    # spinning at once, and returns on a quick wake-up.
+                    end = time.perf_counter() + spin
+                    while store.pushes() == pushes:
+                        if time.perf_counter() > end:
+                            self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
+                            break
+                    spin = 0.0
+                    continue
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 if registered:
+                    # At most RING_SAFETY s per sleep: a sender SIGKILLed between
+                    # its commit and its ring must not strand us (see docs).
+                    wait = RING_SAFETY if remaining is None else min(remaining, RING_SAFETY)
+                    slept_at = time.perf_counter()
                     try:
-                        store.bell(slot).acquire(remaining)
+                        store.bell(slot).acquire(wait)
                     except (posix_ipc.BusyError, posix_ipc.SignalError):
                         pass  # timed out or interrupted: check once more
                 else:
