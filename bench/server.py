@@ -13,6 +13,7 @@ Usage::
     python bench/server.py                      # everything
     python bench/server.py --only http,echo1 --duration 5
     python bench/server.py --workers 2 --threads 8
+    PYTHONPATH=/tmp/wt python bench/server.py --only http,http1 --against-waitress
 
 Figures are printed as a table; record them in docs/performance.md.
 """
@@ -41,16 +42,29 @@ PAYLOAD = b"x" * 100  # 100-byte messages, as in the peer figures
 # ------------------------------------------------------------------ server
 
 
+WAITRESS = (
+    "import sys, django; django.setup(); import waitress;"
+    "from django.core.wsgi import get_wsgi_application;"
+    "waitress.serve(get_wsgi_application(), host='127.0.0.1', port=0, threads=int(sys.argv[1]),"
+    " _quiet=True)"
+)
+
+
 class ServerProcess:
-    def __init__(self, workers: int, threads: int, extra: list[str] | None = None) -> None:
+    def __init__(self, workers: int, threads: int, extra: list[str] | None = None,
+                 waitress: bool = False) -> None:
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.server_project",
-                   PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chanlite.server", "serve",
-             "bench.server_project:channel_layer", "--port", "0", "--workers", str(workers),
-             "--threads", str(threads), "--log-level", "WARNING", *(extra or [])],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-        )
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
+                                                            os.environ.get("PYTHONPATH")])))
+        if waitress:  # the reference WSGI server, same project (must be importable)
+            command = [sys.executable, "-c", WAITRESS, str(threads)]
+        else:
+            command = [sys.executable, "-m", "chanlite.server", "serve",
+                       "bench.server_project:channel_layer", "--port", "0", "--workers",
+                       str(workers), "--threads", str(threads), "--log-level", "WARNING",
+                       *(extra or [])]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                                     text=True)
         # The server logs its address at INFO; WARNING hides it, so find the port in /proc.
         self.port = self._find_port()
 
@@ -370,6 +384,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="embedded worker threads")
     parser.add_argument("--threads", type=int, default=8, help="WSGI threads")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python HTTP client")
+    parser.add_argument("--against-waitress", action="store_true",
+                        help="also run the HTTP workloads on waitress (same project and "
+                        "threads; waitress must be importable, e.g. PYTHONPATH=dir)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     results: dict = {}
@@ -382,10 +399,15 @@ def main() -> None:
         ("broadcast", lambda s: broadcast(s.port)),
         ("idle", idle),
     ]
-    for name, run in plan:
+    runs = [(name, run, False) for name, run in plan]
+    if args.against_waitress:
+        runs += [(name, run, True) for name, run in plan if name in ("http", "http1")]
+    for name, run, waitress in runs:
         if name not in only:
             continue
-        server = ServerProcess(args.workers, args.threads)
+        server = ServerProcess(args.workers, args.threads, waitress=waitress)
+        if waitress:
+            name = "waitress_" + name
         try:
             cpu = server.cpu_seconds()
             figures = run(server)
@@ -394,6 +416,9 @@ def main() -> None:
                 figures[f"{name}_server_cpu_us_per_op"] = (server.cpu_seconds() - cpu) / ops * 1e6
         finally:
             server.stop()
+        if waitress:
+            figures = {k if k.startswith("waitress_") else "waitress_" + k: v
+                       for k, v in figures.items()}
         results.update(figures)
         for key, value in figures.items():
             text = f"{value:,.3f}" if isinstance(value, float) else str(value)
