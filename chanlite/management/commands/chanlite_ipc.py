@@ -1,0 +1,102 @@
+"""``manage.py chanlite_ipc``: inspect, check, flush or remove an IPC layer's segment.
+
+    manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX]
+                           (--stats | --check | --flush | --remove)
+
+The IPC layer keeps everything in ``/dev/shm/chanlite.<prefix>`` plus one
+doorbell semaphore per blocked receiver (``/dev/shm/sem.chanlite.<prefix>.w*``).
+They outlive the processes on purpose (queued messages survive a restart);
+this command is how an operator looks inside and cleans up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import posix_ipc
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from chanlite.layers import layer_settings
+from chanlite.layers._ipc_segment import segment_name as _segment_name
+from chanlite.layers.ipc import IPCChannelLayer, IPCError
+
+
+class Command(BaseCommand):
+    help = (
+        "Inspect (--stats), verify (--check), empty (--flush) or delete (--remove) the "
+        "shared-memory segment of a chanlite IPC channel layer."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--layer", default="default",
+                           help="CHANNEL_LAYERS alias whose CONFIG names the prefix "
+                           "(default: %(default)s).")
+        where.add_argument("--prefix", help="IPC prefix to act on (overrides --layer).")
+        action = parser.add_mutually_exclusive_group(required=True)
+        action.add_argument("--stats", action="store_true",
+                            help="Print segment figures and the queued messages per channel.")
+        action.add_argument("--check", action="store_true",
+                            help="Verify every invariant of the shared data structures.")
+        action.add_argument("--flush", action="store_true",
+                            help="Drop every message, group and statistic (processes may run).")
+        action.add_argument("--remove", action="store_true",
+                            help="Delete the segment and its semaphores from /dev/shm. Stop "
+                            "every process using the prefix first: running ones keep a "
+                            "private copy nobody else sees.")
+
+    def _prefix(self, options: dict[str, Any]) -> str:
+        if options["prefix"]:
+            return options["prefix"]
+        alias = options["layer"]
+        entry = layer_settings(alias)
+        backend = entry["BACKEND"]
+        if not backend.endswith("IPCChannelLayer"):
+            raise CommandError(
+                f"CHANNEL_LAYERS[{alias!r}] uses {backend}, not the IPC layer; "
+                "pass --prefix or --layer naming an IPC layer"
+            )
+        return entry.get("CONFIG", {}).get("prefix", "chanlite")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        prefix = self._prefix(options)
+        segment = f"/dev/shm{_segment_name(prefix)}"
+        if options["remove"]:
+            existed = IPCChannelLayer.remove_prefix(prefix)
+            self.stdout.write(f"removed {segment}" if existed else f"{segment} did not exist; "
+                              "removed any stray semaphores")
+            return
+        try:
+            posix_ipc.SharedMemory(_segment_name(prefix)).close_fd()  # exists? never create
+        except posix_ipc.ExistentialError:
+            raise CommandError(f"no IPC segment {segment} (prefix {prefix!r})") from None
+        try:
+            layer = IPCChannelLayer(prefix=prefix)
+        except (IPCError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            if options["flush"]:
+                layer.flush()
+                self.stdout.write(f"flushed {segment}")
+            elif options["check"]:
+                try:
+                    figures = layer.check()
+                except AssertionError as exc:
+                    raise CommandError(f"{segment} is inconsistent: {exc}") from exc
+                self.stdout.write(f"{segment} is consistent: {figures}")
+            else:
+                self._stats(layer)
+        finally:
+            layer.close()
+
+    def _stats(self, layer: IPCChannelLayer) -> None:
+        for key, value in layer.segment_info().items():
+            self.stdout.write(f"{key:<20}{value}")
+        for key, value in layer.global_statistics().items():
+            self.stdout.write(f"{key:<20}{value}")
+        dump = layer.dump()
+        for name, items in sorted(dump["queues"].items()):
+            self.stdout.write(f"  channel {name}: {len(items)} queued")
+        for name, members in sorted(dump["groups"].items()):
+            self.stdout.write(f"  group {name}: {len(members)} members")
