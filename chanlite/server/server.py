@@ -241,11 +241,25 @@ class Server:
         if self.workers:
             self._start_workers()
         log.info("chanlite server listening on %s (reply prefix %s)", self.address, self.prefix)
+        self._check_reply_capacity()
         self.ready.set()
         try:
             self.loop.run()
         finally:
             self._teardown()
+
+    def _check_reply_capacity(self) -> None:
+        """Warn when this process's reply queue is small: every connection's
+        replies share it, so a group broadcast to more connections than its
+        capacity silently skips the rest (``send_group`` skips full members)."""
+        capacity = self.layer.capacity_for(self.prefix)
+        if capacity < 10_000:
+            log.warning(
+                "the server's reply queue %r holds only %d messages, shared by all its "
+                "connections: a Group.send to more connections drops the rest. Set "
+                "CHANNEL_LAYERS[%r]['CONFIG']['channel_capacity'] = "
+                "{'chanlite.response.*': 100000, ...}", self.prefix, capacity,
+                self.layer.alias or "default")
 
     def _start_workers(self) -> None:
         from ..worker import WorkerPool
