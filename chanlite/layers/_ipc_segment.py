@@ -6,10 +6,11 @@ Why this shape (see docs/architecture.md, "IPC layer"):
   Everything lives in it at fixed offsets: a header (magic, format version,
   layout, allocator state, waiter slots), an undo journal, the queue table,
   the group table and the heap of message blocks. No pickling, no resizing.
-* **The mutex is an fcntl record lock on the segment's fd** (plus a
-  ``threading.Lock``, because fcntl locks belong to a process, not a thread).
-  The kernel drops it when its holder dies, so a SIGKILLed process can never
-  freeze the others the way a semaphore-as-mutex did in asgi_ipc.
+* **The mutex is a robust, process-shared pthread mutex in the header**
+  (through ctypes). When its holder dies the kernel hands it to the next
+  locker with EOWNERDEAD, so a SIGKILLed process can never freeze the others
+  the way a semaphore-as-mutex did in asgi_ipc. An fcntl lock on the fd
+  serialises only the creation of the segment.
 * **An undo journal makes every operation atomic.** Before a word of shared
   state is changed its old bytes are appended to the journal and the journal
   length (one 8-byte store) is bumped; the operation commits by storing 0
@@ -28,7 +29,6 @@ import mmap
 import os
 import re
 import struct
-import threading
 
 import posix_ipc
 
@@ -198,7 +198,6 @@ class Segment:
         journal_size: int = 256 * 1024,
     ) -> None:
         self.prefix = check_prefix(prefix)
-        self._tlock = threading.Lock()
         self._shm = posix_ipc.SharedMemory(segment_name(prefix), posix_ipc.O_CREAT, mode=0o600)
         self._fd = self._shm.fd
         fcntl.lockf(self._fd, fcntl.LOCK_EX)

@@ -10,9 +10,9 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
 * the rules live in :class:`~chanlite.layers.base.BaseChannelLayer`; this
   module only implements the storage hooks on :mod:`._ipc_store`, whose
   bounded structures make each operation independent of the backlog;
-* the mutex is an fcntl lock the kernel releases when its holder dies, and
-  every change is journaled, so a SIGKILLed process neither blocks nor
-  corrupts the others;
+* the mutex is a robust pthread mutex the kernel hands over when its holder
+  dies, and every change is journaled, so a SIGKILLed process neither blocks
+  nor corrupts the others;
 * a blocked receiver sleeps on its own POSIX semaphore ("doorbell"),
   registered on the queues it waits for; a sender rings the doorbells of a
   queue's waiters, so nobody polls.
@@ -69,8 +69,8 @@ _registry_lock = threading.Lock()
 
 
 def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int) -> Store:
-    """One Store per prefix per process: fcntl locks belong to the process, so
-    two layers of one process must share the thread lock in front of it."""
+    """One Store per prefix per process: one mapping, one doorbell cache and
+    one journal cursor (used only by the thread holding the mutex)."""
     with _registry_lock:
         store, refs = _registry.get(prefix, (None, 0))
         if store is None:
@@ -92,12 +92,11 @@ def _close_store(prefix: str) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # A forked child inherits the mapping but not the parent's fcntl locks;
-    # a thread lock copied while held would deadlock it, so renew them.
+    # A forked child inherits the mapping; a registry lock copied while held
+    # would deadlock it, and the journal cursor belongs to the parent.
     global _registry_lock
     _registry_lock = threading.Lock()
     for store, _ in _registry.values():
-        store._tlock = threading.Lock()
         store._jlen = 0
 
 
@@ -310,6 +309,7 @@ class IPCChannelLayer(BaseChannelLayer):
                     # spinning at once, and returns on a quick wake-up.
                     end = time.perf_counter() + spin
                     while store.pushes() == pushes:
+                        os.sched_yield()  # a busy core goes to whoever has work
                         if time.perf_counter() > end:
                             self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
                             break
