@@ -108,6 +108,16 @@ def w2(ops: Ops, count: int = 20_000) -> dict[str, float]:
     return {"pairs/s": count / (time.perf_counter() - start)}
 
 
+def w6(ops: Ops, count: int = 20_000) -> dict[str, float]:
+    """W2 with a 10 KB payload, like bench/ipc_workloads.py's W6."""
+    key, payload = f"{PREFIX}:w6", b"x" * (10 * 1024 + 90)
+    start = time.perf_counter()
+    for _ in range(count):
+        ops.push(key, payload)
+        ops.pop(key)
+    return {"pairs/s": count / (time.perf_counter() - start)}
+
+
 def _w3_consumer(url: str, raw: bool, count: int, ready: Any, done: Any) -> None:
     ops = Ops(url, raw)
     key = f"{PREFIX}:w3"
@@ -169,8 +179,9 @@ def w5(ops: Ops, members: int = 100, sends: int = 200) -> dict[str, float]:
     return {"delivered/s": members * sends / (time.perf_counter() - start)}
 
 
-LOOPS: dict[str, Callable[[Ops], dict[str, float]]] = {"W1": w1, "W2": w2, "W3": w3, "W4": w4,
-                                                        "W5": w5}
+LOOPS: dict[str, Callable[[Ops], dict[str, float]]] = {
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
+}
 
 
 def run(
