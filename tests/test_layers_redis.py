@@ -402,6 +402,22 @@ def test_restarted_redis_send_fails_clearly_then_recovers(private_server, caplog
     layer.close()
 
 
+def test_timeout_cancel_after_a_restart_is_clean(private_server, caplog):
+    """The CLIENT UNBLOCK side connection goes stale across a server restart;
+    cancelling a timed-out pop must reconnect it, not report Redis down."""
+    caplog.set_level(logging.WARNING, logger="chanlite.layers.redis")
+    layer = RedisChannelLayer(hosts=[private_server.url], prefix="cancel")
+    assert layer.receive(["a"], block=True, timeout=0.02) == (None, None)  # opens it
+    private_server.restart()
+    time.sleep(0.01)  # past the 2 ms idle threshold, so the main connection is checked
+    assert layer.receive(["a"], block=True, timeout=0.02) == (None, None)
+    assert not [r.getMessage() for r in caplog.records], "spurious failure after restart"
+    layer.send("a", {"ok": 1})
+    assert layer.receive(["a"], block=True, timeout=1) == ("a", {"ok": 1})
+    layer.flush()
+    layer.close()
+
+
 def test_connections_killed_mid_traffic_never_duplicate(private_server):
     """Kill every client connection repeatedly while messages flow: some
     sends fail (and some in-flight pops may be lost: at most once), but no

@@ -269,12 +269,18 @@ class Host:
                     self._side = self._connection_class(**self._kwargs)
                     self._side_pid = os.getpid()
                 side = self._side
-                try:
-                    side.send_command("CLIENT", "UNBLOCK", conn.chanlite_id)
-                    side.read_response()
-                except NETWORK_ERRORS:
-                    side.disconnect()
-                    raise
+                for attempt in (1, 2):
+                    # Retrying is safe: unblocking twice is a no-op. The
+                    # side connection is often idle for long and stale
+                    # after a server restart; the second attempt reconnects.
+                    try:
+                        side.send_command("CLIENT", "UNBLOCK", conn.chanlite_id)
+                        side.read_response()
+                        break
+                    except NETWORK_ERRORS:
+                        side.disconnect()
+                        if attempt == 2:
+                            raise
             return conn.read_response(timeout=grace)
         except NETWORK_ERRORS as exc:
             conn.disconnect()  # an item popped now is lost: at most once
