@@ -281,10 +281,17 @@ class RedisChannelLayer(BaseChannelLayer):
     ) -> tuple[str, bytes] | None:
         groups = self._by_host(queues)
         if not block or timeout == 0:
+            failure: RedisUnavailable | None = None
             for host, keys in groups:
-                got = self._pop_now(host, keys)
+                try:
+                    got = self._pop_now(host, keys)
+                except RedisUnavailable as exc:  # still serve the other hosts
+                    failure = failure or exc
+                    continue
                 if got is not None:
                     return got
+            if failure is not None:
+                raise failure
             return None
         return self._wait(groups, None if timeout is None else time.monotonic() + timeout)
 
