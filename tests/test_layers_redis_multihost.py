@@ -181,3 +181,23 @@ def test_one_host_down_is_named_and_does_not_block_the_other(layer, servers, cap
     thread.join(5)
     assert got == [(on_a, {"later": 1})]
     servers[1].start()
+
+
+def test_items_popped_by_cancelled_pops_go_back_to_the_head(layer, servers, monkeypatch):
+    """When BLPOPs on both hosts return items at once, one is delivered and
+    the other is pushed back to the head of its queue: nothing lost, no
+    duplicate, FIFO kept. (The non-blocking pass that normally comes first
+    is switched off so both blocking pops find data.)"""
+    (on_a,), (on_b,) = channels_on_each_host(layer, servers)
+    monkeypatch.setattr(layer, "_tolerant_pop_now", lambda groups: None)
+    layer.send(on_a, {"n": "a1"})
+    layer.send(on_b, {"n": "b1"})
+    layer.send(on_b, {"n": "b2"})
+    first = layer.receive([on_a, on_b], block=True, timeout=2)
+    assert first[0] in (on_a, on_b)
+    rest_a = [m["n"] for _, m in iter(lambda: layer.receive([on_a]), (None, None))]
+    rest_b = [m["n"] for _, m in iter(lambda: layer.receive([on_b]), (None, None))]
+    if first[0] == on_a:
+        assert first[1] == {"n": "a1"} and rest_a == [] and rest_b == ["b1", "b2"]
+    else:
+        assert first[1] == {"n": "b1"} and rest_a == ["a1"] and rest_b == ["b2"]
