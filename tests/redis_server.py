@@ -59,15 +59,22 @@ def free_port() -> int:
 class RedisServer:
     """One private ``redis-server`` on a free port (``start``/``stop``/``restart``)."""
 
-    def __init__(self, password: str | None = None, tls_dir: str | None = None) -> None:
-        """``tls_dir`` holding ``cert.pem``/``key.pem`` makes it TLS-only."""
+    def __init__(
+        self, password: str | None = None, tls_dir: str | None = None,
+        unix_socket: str | None = None,
+    ) -> None:
+        """``tls_dir`` holding ``cert.pem``/``key.pem`` makes it TLS-only;
+        ``unix_socket`` (a path) makes it listen there only."""
         self.port = free_port()
         self.password = password
         self.tls_dir = tls_dir
+        self.unix_socket = unix_socket
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
+        if self.unix_socket:
+            return f"unix://{self.unix_socket}"
         auth = f":{self.password}@" if self.password else ""
         scheme = "rediss" if self.tls_dir else "redis"
         return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
@@ -85,6 +92,8 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.unix_socket:
+            args[1:3] = ["--port", "0", "--unixsocket", self.unix_socket]
         if self.tls_dir:
             args[1:3] = ["--port", "0", "--tls-port", str(self.port),
                          "--tls-cert-file", f"{self.tls_dir}/cert.pem",

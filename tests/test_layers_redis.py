@@ -546,6 +546,22 @@ def test_settings_switch_to_redis_by_changing_channel_layers_only(settings):
     layer.close()
 
 
+def test_unix_socket_url(tmp_path):
+    missing = redis_server_missing()
+    if missing:
+        pytest.skip(missing)
+    server = RedisServer(unix_socket=str(tmp_path / "redis.sock")).start()
+    try:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="unix")
+        layer.send("a", {"local": True})
+        assert layer.receive(["a"], block=True, timeout=2) == ("a", {"local": True})
+        assert layer.receive(["a"], block=True, timeout=0.05) == (None, None)
+        layer.flush()
+        layer.close()
+    finally:
+        server.stop()
+
+
 def test_tls_rediss_url_against_a_tls_server(tmp_path):
     from .redis_server import make_self_signed_cert
 

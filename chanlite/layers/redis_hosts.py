@@ -133,6 +133,8 @@ class Host:
     ) -> None:
         self.url = url
         self.label = safe_label(url)
+        if url.startswith("unix://"):  # TCP-only options break unix sockets
+            options = {k: v for k, v in options.items() if k != "socket_keepalive"}
         pool = redis.ConnectionPool.from_url(url, **options)
         self._connection_class = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
