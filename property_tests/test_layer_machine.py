@@ -38,6 +38,7 @@ CONFIG = {
     "expiry": EXPIRY,
     "group_expiry": GROUP_EXPIRY,
     "capacity": 3,
+    "process_capacity": 4,
     # First match wins: "big.one" matches both the glob and the regex.
     "channel_capacity": [
         ("big.*", 5),
@@ -46,7 +47,7 @@ CONFIG = {
     ],
 }
 #: Capacity of each queue as the model sees it (written out, not computed).
-CAPACITY = {"a": 3, "b": 3, "big.one": 5, "tiny.one": 1, "p!": 3, "q!": 2}
+CAPACITY = {"a": 3, "b": 3, "big.one": 5, "tiny.one": 1, "p!": 4, "q!": 2}
 SEND_NAMES = ["a", "b", "big.one", "tiny.one", "p!x", "p!y", "q!z"]
 RECEIVE_NAMES = ["a", "b", "big.one", "tiny.one", "p!", "q!"]
 GROUPS = ["g1", "g2"]

@@ -73,8 +73,18 @@ def test_channel_capacity_accepts_a_dict_of_globs(clock) -> None:
     assert layer.capacity_for("tiny") == 100  # the default
 
 
-def test_process_specific_channels_share_their_prefix_capacity(clock) -> None:
+def test_process_specific_prefixes_default_to_process_capacity(clock) -> None:
     layer = make(clock, capacity=2)
+    assert layer.capacity_for("reply!") == 10_000  # a server's replies share one queue
+    assert layer.capacity_for("reply") == 2
+    layer = make(clock, process_capacity=7, channel_capacity={"big!": 9})
+    assert (layer.capacity_for("reply!"), layer.capacity_for("big!")) == (7, 9)
+    with pytest.raises(ValueError, match="process_capacity"):
+        make(clock, process_capacity=0)
+
+
+def test_process_specific_channels_share_their_prefix_capacity(clock) -> None:
+    layer = make(clock, process_capacity=2)
     layer.send("reply!a", {})
     layer.send("reply!b", {})
     with pytest.raises(ChannelFull, match="reply!c"):

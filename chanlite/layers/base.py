@@ -101,7 +101,13 @@ class BaseChannelLayer:
         capacity: default maximum number of queued messages per channel
             (per ``a!`` prefix for process-specific channels).
         channel_capacity: ``{glob_or_regex: capacity}`` overriding
-            ``capacity`` for matching channel names; first match wins.
+            ``capacity`` (and ``process_capacity``) for matching queue names;
+            first match wins.
+        process_capacity: capacity of each process-specific queue ``a!``.
+            Every reply channel of one interface server shares its ``a!``
+            queue, so one group send to N connections of that server queues
+            N messages at once; a per-channel figure would make such a
+            broadcast skip members, hence a larger default.
         max_message_size: maximum encoded message size in bytes.
         clock: a callable returning seconds as a float; used for expiry and
             group expiry so tests can drive time with a fake clock.
@@ -121,16 +127,19 @@ class BaseChannelLayer:
         channel_capacity: CapacitySpec | None = None,
         max_message_size: int = 1024 * 1024,
         clock: Clock | None = None,
+        process_capacity: int = 10_000,
     ) -> None:
         _check_positive_number("expiry", expiry)
         _check_positive_number("group_expiry", group_expiry)
         _check_positive_int("capacity", capacity)
+        _check_positive_int("process_capacity", process_capacity)
         _check_positive_int("max_message_size", max_message_size)
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.capacity = capacity
+        self.process_capacity = process_capacity
         self.channel_capacity = _compile_capacities(channel_capacity)
         self.max_message_size = max_message_size
         self.clock: Clock = clock or time.time
@@ -145,7 +154,7 @@ class BaseChannelLayer:
             return self._capacity_cache[queue]
         except KeyError:
             pass
-        capacity = self.capacity
+        capacity = self.process_capacity if queue.endswith("!") else self.capacity
         for regex, value in self.channel_capacity:
             if regex.fullmatch(queue):
                 capacity = value

@@ -256,9 +256,9 @@ class Server:
         if capacity < 10_000:
             log.warning(
                 "the server's reply queue %r holds only %d messages, shared by all its "
-                "connections: a Group.send to more connections drops the rest. Set "
-                "CHANNEL_LAYERS[%r]['CONFIG']['channel_capacity'] = "
-                "{'chanlite.response.*': 100000, ...}", self.prefix, capacity,
+                "connections: a Group.send to more connections drops the rest. Raise "
+                "CHANNEL_LAYERS[%r]['CONFIG']['process_capacity'] (default 10000) or "
+                "match 'chanlite.response.*' in 'channel_capacity'", self.prefix, capacity,
                 self.layer.alias or "default")
 
     def _start_workers(self) -> None:

@@ -25,7 +25,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["make_test_layer", "LayerSwap", "ipc_test_layer", "remove_ipc_test_layer"]
 
 #: CONFIG keys every layer understands (BaseChannelLayer's parameters).
-RULE_KEYS = ("expiry", "group_expiry", "capacity", "channel_capacity", "max_message_size")
+RULE_KEYS = (
+    "expiry",
+    "group_expiry",
+    "capacity",
+    "process_capacity",
+    "channel_capacity",
+    "max_message_size",
+)
 
 _counter = itertools.count()
 
