@@ -254,3 +254,13 @@ def test_sigkill_chaos(make_ipc, tmp_path):
     assert layer._store.recoveries > recoveries_before, "no kill landed inside an operation"
     print(f"chaos: {dict(kills)} kills, {result}, slowest probe {slowest * 1000:.0f} ms, "
           f"{layer._store.recoveries - recoveries_before} journal rollbacks")
+
+
+def test_spinning_stops_for_a_receiver_that_keeps_waiting(make_ipc):
+    """The pre-sleep spin halves on every miss, so a receiver whose messages
+    come rarely (or never) soon sleeps at once; spin=0 never spins."""
+    layer = make_ipc(spin=0.0002)
+    for _ in range(8):
+        assert layer.receive(["rare"], block=True, timeout=0.001) == (None, None)
+    assert layer._spin == 0.0
+    assert make_ipc(spin=0)._spin == 0.0
