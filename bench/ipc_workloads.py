@@ -72,7 +72,7 @@ def _check_shared(layer_factory: LayerFactory) -> Any:
     known = _shared.get(id(layer_factory))
     if known is None:
         pid = _fork(lambda: layer_factory().send("bench.probe", {"ok": True}))
-        known = layer.receive(["bench.probe"], block=True, timeout=2)[0] is not None
+        known = layer.receive(["bench.probe"], block=True, timeout=1)[0] is not None
         os.waitpid(pid, 0)
         _shared[id(layer_factory)] = known
         if not known:

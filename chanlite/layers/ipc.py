@@ -308,7 +308,7 @@ class IPCChannelLayer(BaseChannelLayer):
                     # usually comes sooner than a sleep/ring round trip. The
                     # budget halves on every miss, so sparse traffic stops
                     # spinning at once, and returns on a quick wake-up.
-                    end = time.perf_counter() + spin
+                    end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
                     while store.pushes() == pushes:
                         os.sched_yield()  # a busy core goes to whoever has work
                         if time.perf_counter() > end:
