@@ -247,7 +247,7 @@ def test_random_operations_match_the_in_memory_layer(make_ipc):
 
 _STORE_FILES = {
     os.path.abspath(f"chanlite/layers/{name}.py")
-    for name in ("_ipc_segment", "_ipc_alloc", "_ipc_store")
+    for name in ("_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups")
 }
 
 

@@ -9,7 +9,8 @@ no tombstones pile up) map a queue or group name to a fixed-size entry::
     +48 name bytes
 
 A queue is a singly linked list of message blocks, oldest first; a group a
-doubly linked list of member blocks in join order. Every operation is O(1)
+doubly linked list of member blocks in join order (:mod:`._ipc_groups`;
+:mod:`._ipc_diag` holds the dump and the invariant checker). Every operation is O(1)
 in the backlog and in the number of channels (a group operation is O(its
 members), like sending to it), journals what it changes, and commits once.
 Caller holds the lock (:meth:`Segment.lock`).
@@ -23,12 +24,10 @@ import zlib
 
 import posix_ipc
 
-from ._ipc_alloc import BUDDY_FREE, MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED, Allocator
+from ._ipc_alloc import MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED, Allocator
+from ._ipc_groups import GroupsMixin
 from ._ipc_segment import (
-    H_BITMAP,
     H_FLUSHING,
-    H_GUSED,
-    H_HEADS,
     H_JLEN,
     H_PUSHES,
     H_QHEADS,
@@ -67,7 +66,7 @@ def name_key(name: str) -> tuple[bytes, int]:
     return data, zlib.crc32(data) or 1
 
 
-class Store(Allocator):
+class Store(GroupsMixin, Allocator):
     """The layer's shared data structures; every method expects the lock held."""
 
     _bells: dict[int, posix_ipc.Semaphore] | None = None
@@ -407,92 +406,6 @@ class Store(Allocator):
                 self._delete(base, mask, H_QUSED, e)
         self.commit()
 
-    # ------------------------------------------------------------ groups
-
-    def group_add(self, gkey: bytes, gh: int, chan: bytes, now: float) -> None:
-        mm = self.mm
-        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
-        blk = self._member(e, chan) if e > 0 else 0
-        if blk:
-            self._unlink_member(e, blk)
-        else:
-            blk = self.alloc(32 + len(chan))  # first change of the operation
-            mm[blk + 32 : blk + 32 + len(chan)] = chan
-            if e < 0:
-                e = self._insert(-e, H_GUSED, self.gslots * 3 // 4, gkey, gh, "groups")
-        self.save(blk, 32)
-        self.save(e + 8, 20)
-        head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
-        _MEM.pack_into(mm, blk + 1, USED, len(chan), 0, 0, tail, now)
-        if tail:
-            self.save(tail + 8, 8)
-            _Q.pack_into(mm, tail + 8, blk)
-        else:
-            head = blk
-        _QQ.pack_into(mm, e + 8, head, blk)
-        _I.pack_into(mm, e + 24, count + 1)
-        self.commit()
-
-    def group_discard(self, gkey: bytes, gh: int, chan: bytes) -> None:
-        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
-        blk = self._member(e, chan) if e > 0 else 0
-        if blk:
-            self._unlink_member(e, blk)
-            self.free(blk)
-            self._forget_group_if_empty(e)
-        self.commit()
-
-    def group_members(self, gkey: bytes, gh: int, added_after: float) -> list[str]:
-        mm = self.mm
-        e = self._find(self.gtable, self.gslots - 1, gkey, gh)
-        if e < 0:
-            return []
-        members = []
-        (blk,) = _Q.unpack_from(mm, e + 8)
-        while blk:
-            nxt, _, added = _QQD.unpack_from(mm, blk + 8)
-            if added <= added_after:
-                self._unlink_member(e, blk)
-                self.free(blk)
-            else:
-                members.append(mm[blk + 32 : blk + 32 + mm[blk + 2]].decode("ascii"))
-            blk = nxt
-        self._forget_group_if_empty(e)
-        self.commit()
-        return members
-
-    def _member(self, e: int, chan: bytes) -> int:
-        mm = self.mm
-        n = len(chan)
-        (blk,) = _Q.unpack_from(mm, e + 8)
-        while blk:
-            if mm[blk + 2] == n and mm[blk + 32 : blk + 32 + n] == chan:
-                return blk
-            (blk,) = _Q.unpack_from(mm, blk + 8)
-        return 0
-
-    def _unlink_member(self, e: int, blk: int) -> None:
-        mm = self.mm
-        nxt, prv = _QQ.unpack_from(mm, blk + 8)
-        self.save(e + 8, 20)
-        head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
-        if prv:
-            self.save(prv + 8, 8)
-            _Q.pack_into(mm, prv + 8, nxt)
-        else:
-            head = nxt
-        if nxt:
-            self.save(nxt + 16, 8)
-            _Q.pack_into(mm, nxt + 16, prv)
-        else:
-            tail = prv
-        _QQ.pack_into(mm, e + 8, head, tail)
-        _I.pack_into(mm, e + 24, count - 1)
-
-    def _forget_group_if_empty(self, e: int) -> None:
-        if not _I.unpack_from(self.mm, e + 24)[0]:
-            self._delete(self.gtable, self.gslots - 1, H_GUSED, e)
-
     # ------------------------------------------------------------- flush
 
     def reset_heap(self) -> None:
@@ -516,100 +429,16 @@ class Store(Allocator):
     # ------------------------------------------------------- diagnostics
 
     def dump(self) -> dict[str, dict[str, list[tuple]]]:
-        """Everything stored, without changing it: ``{"queues": {name: [(channel,
-        data, expires)]}, "groups": {name: [(channel, added)]}}`` (tests, tools)."""
-        mm = self.mm
-        out: dict[str, dict[str, list[tuple]]] = {"queues": {}, "groups": {}}
-        for kind, base, slots in (("queues", self.qtable, self.qslots),
-                                  ("groups", self.gtable, self.gslots)):
-            for i in range(slots):
-                e = base + i * ENTRY
-                h, n = _HIB.unpack_from(mm, e)
-                if not h:
-                    continue
-                name = mm[e + _NAME : e + _NAME + n].decode("ascii")
-                items = []
-                (blk,) = _Q.unpack_from(mm, e + 8)
-                while blk:
-                    _, _, ln, dlen = _HDRU.unpack_from(mm, blk)
-                    if kind == "queues":
-                        nxt, expires = _QD.unpack_from(mm, blk + 8)
-                        chan = mm[blk + 24 : blk + 24 + ln].decode("ascii") or name
-                        items.append((chan, mm[blk + 24 + ln : blk + 24 + ln + dlen], expires))
-                    else:
-                        nxt, _, added = _QQD.unpack_from(mm, blk + 8)
-                        items.append((mm[blk + 32 : blk + 32 + ln].decode("ascii"), added))
-                    blk = nxt
-                if items:
-                    out[kind][name] = items
-        return out
+        """Everything stored, read without changing it (see :mod:`._ipc_diag`)."""
+        from ._ipc_diag import dump
+
+        return dump(self)
 
     def check(self) -> dict[str, int]:
-        """Verify every invariant of the segment (tests, ``chanlite_ipc --stats``).
+        """Verify every invariant; raises ``AssertionError`` (see :mod:`._ipc_diag`)."""
+        from ._ipc_diag import check
 
-        Each heap block is exactly one of: on a buddy list, on a quick list,
-        or in exactly one queue or group; counts and tails agree; the tables
-        probe correctly. Raises ``AssertionError`` on the first violation.
-        """
-        mm = self.mm
-        owner: dict[int, str] = {}
-
-        def claim(blk: int, what: str) -> None:
-            assert blk not in owner, f"block {blk} is both in {owner[blk]} and {what}"
-            owner[blk] = what
-
-        messages = members = 0
-        for base, slots, used_at, is_queue in (
-            (self.qtable, self.qslots, H_QUSED, True),
-            (self.gtable, self.gslots, H_GUSED, False),
-        ):
-            used = 0
-            for i in range(slots):
-                e = base + i * ENTRY
-                h, n = _HIB.unpack_from(mm, e)
-                if not h:
-                    continue
-                used += 1
-                key = bytes(mm[e + _NAME : e + _NAME + n])
-                assert self._find(base, slots - 1, key, h) == e, f"entry {key!r} misplaced"
-                head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
-                seen, blk, last, prev = 0, head, 0, 0
-                while blk:
-                    claim(blk, f"{'queue' if is_queue else 'group'} {key!r}")
-                    assert mm[blk + 1] == USED, f"block {blk} of {key!r} is marked free"
-                    if not is_queue:
-                        assert _Q.unpack_from(mm, blk + 16)[0] == prev, f"bad prev in {key!r}"
-                    seen, last, prev = seen + 1, blk, blk
-                    (blk,) = _Q.unpack_from(mm, blk + 8)
-                assert seen == count, f"{key!r} counts {count} but links {seen}"
-                assert tail == last, f"{key!r} has a wrong tail"
-                if is_queue:
-                    messages += seen
-                else:
-                    members += seen
-            assert used == _I.unpack_from(mm, used_at)[0], "table use counter is wrong"
-        (bitmap,) = _Q.unpack_from(mm, H_BITMAP)
-        for k in range(64):
-            (blk,) = _Q.unpack_from(mm, H_HEADS + 8 * k)
-            assert bool(blk) == bool(bitmap >> k & 1), f"bitmap bit {k} is wrong"
-            prev = 0
-            while blk:
-                claim(blk, f"buddy list {k}")
-                assert mm[blk] == k and mm[blk + 1] == BUDDY_FREE, f"block {blk} not free/{k}"
-                assert _Q.unpack_from(mm, blk + 16)[0] == prev, f"bad prev on buddy list {k}"
-                prev, blk = blk, _Q.unpack_from(mm, blk + 8)[0]
-        for k in range(MIN_ORDER, QUICK_MAX_ORDER + 1):
-            (blk,) = _Q.unpack_from(mm, H_QHEADS + 8 * k)
-            while blk:
-                claim(blk, f"quick list {k}")
-                assert mm[blk] == k and mm[blk + 1] == QUICK_FREE, f"block {blk} not quick/{k}"
-                (blk,) = _Q.unpack_from(mm, blk + 8)
-        blocks = 0
-        for off, _k, _flag in self.walk_heap():
-            assert off in owner, f"block {off} is leaked (in no list)"
-            blocks += 1
-        assert blocks == len(owner), "a listed block is not on the heap's block grid"
-        return {"messages": messages, "members": members, "blocks": blocks}
+        return check(self)
 
 
 def _alive(pid: int) -> bool:
