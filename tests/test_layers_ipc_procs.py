@@ -264,3 +264,34 @@ def test_spinning_stops_for_a_receiver_that_keeps_waiting(make_ipc):
         assert layer.receive(["rare"], block=True, timeout=0.001) == (None, None)
     assert layer._spin == 0.0
     assert make_ipc(spin=0)._spin == 0.0
+
+
+def test_receivers_beyond_the_waiter_slots_still_get_messages(make_ipc):
+    """With all 128 doorbell slots taken, a blocking receive falls back to
+    short sleeps: slower to wake, but it neither fails nor hangs."""
+    layer = make_ipc()
+    store = layer._store
+    store.lock()
+    try:
+        slots = [store.claim_waiter() for _ in range(128)]
+    finally:
+        store.unlock()
+    assert -1 not in slots
+    try:
+        assert layer.receive(["full"], block=True, timeout=0.05) == (None, None)  # polls
+        results = []
+        thread = threading.Thread(
+            target=lambda: results.append(layer.receive(["full"], block=True, timeout=10)))
+        thread.start()
+        sent = time.monotonic()
+        layer.send("full", {"n": 1})
+        thread.join(10)
+        assert results == [("full", {"n": 1})]
+        assert time.monotonic() - sent < 0.5
+    finally:
+        store.lock()
+        try:
+            for slot in slots:
+                store.release_waiter(slot, [])
+        finally:
+            store.unlock()
