@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import socket
 import struct
+import time
 
 import pytest
 import websocket
@@ -126,9 +127,12 @@ def ws_connect(server: Server, path: str, **options) -> websocket.WebSocket:
     return websocket.create_connection(f"ws://{host}:{port}{path}", timeout=WAIT, **options)
 
 
-def recv_close_code(ws: websocket.WebSocket) -> int:
-    """Read frames until a close frame; return its code."""
+def recv_close_code(ws: websocket.WebSocket, timeout: float = WAIT) -> int:
+    """Read frames until a close frame; return its code. Fails clearly if none
+    comes within ``timeout`` s (each read is also bounded by the socket timeout)."""
+    deadline = time.monotonic() + timeout
     while True:
+        assert time.monotonic() < deadline, f"no close frame within {timeout}s"
         opcode, data = ws.recv_data(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
@@ -151,11 +155,21 @@ def raw_socket(server: Server) -> socket.socket:
     return sock
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes (bounded by the socket timeout)."""
+def read_until_closed(sock: socket.socket, timeout: float = WAIT) -> bytes:
+    """Everything the server sends until it closes; fails clearly if it has not
+    closed within ``timeout`` s (even if it keeps trickling bytes)."""
     data = b""
+    deadline = time.monotonic() + timeout
     while True:
-        chunk = sock.recv(65536)
+        left = deadline - time.monotonic()
+        assert left > 0, f"server did not close the connection within {timeout}s: {data[-200:]!r}"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(
+                f"server did not close the connection within {timeout}s: {data[-200:]!r}"
+            ) from None
         if not chunk:
             return data
         data += chunk
