@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import mmap
 import os
 import re
@@ -102,13 +103,16 @@ _mutex_unlock = _libc.pthread_mutex_unlock
 for _fn in (_mutex_lock, _mutex_unlock, _libc.pthread_mutex_consistent):
     _fn.argtypes = [ctypes.c_void_p]
     _fn.restype = ctypes.c_int
-# trylock and unlock never block: call them without releasing the GIL
+# trylock and unlock never block: call them without releasing the GIL. They
+# are called with a ctypes.byref() of the mutex and *no* argtypes: ctypes
+# then passes the pointer as is instead of converting a Python int through
+# c_void_p.from_param on every call (0.63 -> 0.36 µs per lock+unlock pair).
 _pylibc = ctypes.PyDLL(None)
 _mutex_trylock = _pylibc.pthread_mutex_trylock
 _mutex_unlock_fast = _pylibc.pthread_mutex_unlock
 for _fn in (_mutex_trylock, _mutex_unlock_fast):
-    _fn.argtypes = [ctypes.c_void_p]
     _fn.restype = ctypes.c_int
+_EBUSY = errno.EBUSY
 #: trylock attempts before sleeping on a busy mutex
 LOCK_SPINS = 20
 _libc.pthread_mutex_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -234,6 +238,10 @@ class Segment:
         self._jlen = 0
         self._mbuf = (ctypes.c_char * MUTEX_SIZE).from_buffer(self.mm, H_MUTEX)
         self._maddr = ctypes.addressof(self._mbuf)
+        self._mref = ctypes.byref(self._mbuf)  # keeps _mbuf (and the mapping) alive
+        #: ``unlock()``: one C call, no Python frame (it never blocks or fails
+        #: for the owner; called on every operation)
+        self.unlock = functools.partial(_mutex_unlock_fast, self._mref)
 
     # ---------------------------------------------------------- creation
 
@@ -311,15 +319,15 @@ class Segment:
         sleep and wake-up, so a busy mutex is retried a few times (with the
         GIL held, ~0.3 µs each) before sleeping in the kernel.
         """
-        addr = self._maddr
-        err = _mutex_trylock(addr)
-        if err == errno.EBUSY:
+        ref = self._mref
+        err = _mutex_trylock(ref)
+        if err == _EBUSY:
             for _ in range(LOCK_SPINS):
-                err = _mutex_trylock(addr)
-                if err != errno.EBUSY:
+                err = _mutex_trylock(ref)
+                if err != _EBUSY:
                     break
             else:
-                err = _mutex_lock(addr)  # sleeps; ctypes.CDLL releases the GIL
+                err = _mutex_lock(self._maddr)  # sleeps; ctypes.CDLL releases the GIL
         if err:
             if err != errno.EOWNERDEAD:
                 raise IPCError(f"cannot lock the IPC segment of {self.prefix!r}: "
@@ -329,8 +337,8 @@ class Segment:
         if flushing or jlen:
             self._recover(flushing, jlen)
 
-    def unlock(self) -> None:
-        _mutex_unlock_fast(self._maddr)
+    def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
+        _mutex_unlock_fast(self._mref)
 
     def save(self, off: int, n: int) -> None:
         """Journal ``n`` bytes at ``off`` before they are changed."""
@@ -392,7 +400,8 @@ class Segment:
         return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
 
     def close(self) -> None:
-        self._mbuf = None  # the ctypes view pins the mapping
+        self._mbuf = self._mref = None  # the ctypes view pins the mapping
+        self.__dict__.pop("unlock", None)  # the partial holds _mref too
         mm = getattr(self, "mm", None)
         if mm is not None:
             try:
