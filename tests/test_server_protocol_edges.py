@@ -1,0 +1,347 @@
+"""Edges of the server <-> consumer message contract, over real sockets.
+
+/work/shared/spec/asgi1-messages.md and docs/server.md decide what the server
+does with replies that are repeated, early, invalid or late, and with a
+channel layer that is full or failing. Every test here runs a live server on
+the in-memory layer (embedded workers unless the test needs none) with its
+own routing, and checks both what the client sees and what the server logs.
+"""
+# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+
+import pytest
+import websocket
+
+from chanlite.exceptions import DenyConnection
+from chanlite.generic.websockets import JsonWebsocketConsumer, WebsocketDemultiplexer
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.routing import route, route_class
+
+from .server_fixtures import (
+    WAIT,
+    chanlite_server,  # noqa: F401 (fixture)
+    http_request,
+    layer_wait,
+    raw_socket,
+    read_until_closed,
+    ws_connect,
+)
+
+SERVER_LOG = "chanlite.server"
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def server_records(caplog, level: int = logging.DEBUG) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(SERVER_LOG) and r.levelno >= level]
+
+
+def assert_no_server_errors(caplog) -> None:
+    bad = [r.getMessage() for r in server_records(caplog, logging.WARNING)]
+    assert bad == [], bad
+
+
+def wait_idle(server) -> None:
+    """Every connection closed and every reply channel forgotten (no leak)."""
+    wait_for(lambda: not server.connections and not server.replies,
+             f"no connections/replies (have {len(server.connections)} / {server.replies})")
+
+
+# ----------------------------------------------------------- consumers
+
+
+def record_disconnect(message, **kwargs):
+    message.channel_layer.send("test.disconnects", {"code": message["code"],
+                                                    "order": message["order"],
+                                                    "path": message["path"]})
+
+
+def say_reply_channel(message, **kwargs):
+    message.reply_channel.send({"accept": True})
+    message.reply_channel.send({"text": message.reply_channel.name})
+
+
+def echo(message, **kwargs):
+    message.reply_channel.send({"text": message["text"]})
+
+
+# 1. A repeated accept, the way multiplexed user code produces it.
+
+class OldStyleStream(JsonWebsocketConsumer):
+    """A stream consumer that accepts on its own, as code written for a plain
+    (non-multiplexed) socket does: inside a demultiplexer, which has accepted
+    already, this is a second ``{"accept": True}`` for the same socket."""
+
+    def connect(self, message, **kwargs):
+        message.reply_channel.send({"accept": True})
+
+    def receive(self, content, multiplexer=None, **kwargs):
+        self.message.reply_channel.send({"accept": True})
+        multiplexer.send({"echo": content})
+
+
+class Demux(WebsocketDemultiplexer):
+    consumers = {"a": OldStyleStream, "b": OldStyleStream}
+
+
+def accept_twice(message, **kwargs):
+    message.reply_channel.send({"accept": True})
+    message.reply_channel.send({"accept": True})
+
+
+def accept_again_then_echo(message, **kwargs):
+    message.reply_channel.send({"accept": True})
+    message.reply_channel.send({"accept": True, "text": "again:" + message["text"]})
+
+
+# 2. Rejections before the handshake is accepted.
+
+def deny(message, **kwargs):
+    raise DenyConnection
+
+
+def accept_then_deny(message, **kwargs):
+    message.reply_channel.send({"accept": True})  # deferred: discarded by DenyConnection
+    raise DenyConnection
+
+
+def close_with_code(message, **kwargs):
+    message.reply_channel.send({"close": 4000})
+
+
+# 3. Invalid websocket.send replies.
+
+def invalid_then_valid(message, **kwargs):
+    reply = message.reply_channel
+    reply.send({"text": "a", "bytes": b"b"})
+    reply.send({"txt": "unknown key"})
+    reply.send({"text": "still open"})
+
+
+# 4. Late replies.
+
+def http_stream_forever(message, **kwargs):
+    message.reply_channel.send({"status": 200, "headers": [], "content": b"first,",
+                                "more_content": True})
+    message.channel_layer.send("test.streaming", {"reply_channel": message.reply_channel.name})
+
+
+def http_disconnect_seen(message, **kwargs):
+    message.channel_layer.send("test.http_disconnect", {"path": message["path"]})
+
+
+def http_hello(message, **kwargs):
+    message.reply_channel.send({"status": 200, "headers": [], "content": b"hello"})
+
+
+routing = [
+    route_class(Demux, path=r"^/demux/$"),
+    route("websocket.connect", accept_twice, path=r"^/twice/$"),
+    route("websocket.receive", accept_again_then_echo, path=r"^/twice/$"),
+    route("websocket.connect", deny, path=r"^/deny/$"),
+    route("websocket.connect", accept_then_deny, path=r"^/accept-then-deny/$"),
+    route("websocket.connect", close_with_code, path=r"^/close-code/$"),
+    route("websocket.connect", say_reply_channel, path=r"^/name/$"),
+    route("websocket.receive", invalid_then_valid, path=r"^/name/$"),
+    route("websocket.connect", say_reply_channel, path=r"^/late/$"),
+    route("websocket.receive", echo, path=r"^/late/$"),
+    route("websocket.disconnect", record_disconnect),
+    route("http.request", http_stream_forever, path=r"^/chan/stream-forever/$"),
+    route("http.request", http_hello, path=r"^/chan/hello/$"),
+    route("http.disconnect", http_disconnect_seen),
+]
+
+
+@pytest.fixture
+def server(chanlite_server):
+    def start(**options):
+        options.setdefault("routing", routing)
+        return chanlite_server(**options)
+    return start
+
+
+# ------------------------------------------------- 1. repeated accept
+
+
+def test_demultiplexed_streams_accepting_again_is_a_no_op(server, caplog):
+    """The demultiplexer accepts, then each stream's connect sends another
+    ``{"accept": True}``, and every receive one more: the socket stays open,
+    frames flow, nothing is logged above DEBUG."""
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server()
+    ws = ws_connect(srv, "/demux/")
+    for stream in ("a", "b", "a"):
+        ws.send(json.dumps({"stream": stream, "payload": {"n": stream}}))
+        assert json.loads(ws.recv()) == {"stream": stream, "payload": {"echo": {"n": stream}}}
+    ws.close()
+    wait_idle(srv)
+    assert_no_server_errors(caplog)
+
+
+def test_accept_on_an_open_socket_sends_nothing_and_keeps_it_open(server, caplog):
+    """A second 101 (or any stray bytes) would corrupt the frame stream: read
+    the raw socket and check that only the echo frame arrives."""
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server()
+    ws = ws_connect(srv, "/twice/")
+    ws.send("x")
+    opcode, data = ws.recv_data()
+    assert (opcode, data) == (websocket.ABNF.OPCODE_TEXT, b"again:x")
+    ws.sock.settimeout(0.2)  # accept_again_then_echo sent an extra accept after the text
+    with pytest.raises((socket.timeout, websocket.WebSocketTimeoutException)):
+        ws.recv_data()
+    ws.sock.settimeout(WAIT)
+    ws.send("y")
+    assert ws.recv() == "again:y"
+    ws.close()
+    wait_idle(srv)
+    assert_no_server_errors(caplog)
+
+
+# ------------------------------------------ 2. rejecting the handshake
+
+
+@pytest.mark.parametrize("path", ["/deny/", "/accept-then-deny/", "/close-code/"])
+def test_rejection_before_accept_is_403_then_one_disconnect_1006(server, path):
+    """``DenyConnection`` (which replies ``{"close": True}``, discarding the
+    consumer's own deferred accept) and ``{"close": <code>}`` before accepting
+    reject the handshake with 403. The consumer was sent ``websocket.connect``,
+    so exactly one ``websocket.disconnect`` follows (code 1006: no WebSocket
+    was ever open; order 1), as with Daphne."""
+    srv = server()
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        ws_connect(srv, path)
+    assert info.value.status_code == 403
+    assert layer_wait(srv.layer, "test.disconnects") == {"code": 1006, "order": 1, "path": path}
+    wait_idle(srv)
+    got, extra = srv.layer.receive(["test.disconnects"], block=True, timeout=0.3)
+    assert got is None, f"a second websocket.disconnect: {extra}"
+
+
+def test_denied_handshake_over_a_raw_socket_is_a_plain_403_response(server):
+    srv = server()
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /deny/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    response = read_until_closed(sock)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 403 ")
+    assert b"sec-websocket-accept" not in response.lower()
+
+
+# --------------------------------------------- 3. invalid websocket.send
+
+
+def test_invalid_websocket_send_is_logged_with_the_channel_and_ignored(server, caplog):
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server()
+    ws = ws_connect(srv, "/name/")
+    reply_channel = ws.recv()
+    assert reply_channel.startswith(srv.prefix)
+    ws.send("go")
+    assert ws.recv() == "still open"  # the two invalid replies sent nothing and closed nothing
+    errors = [r.getMessage() for r in server_records(caplog, logging.ERROR)]
+    assert len(errors) == 2, errors
+    assert all(reply_channel in e and "invalid websocket.send" in e for e in errors), errors
+    assert "'text' and 'bytes'" in errors[0]
+    assert "unknown keys ['txt']" in errors[1]
+    ws.close()
+    wait_idle(srv)
+
+
+# ----------------------------------------------------- 4. late replies
+
+
+def test_replies_for_a_closed_websocket_are_dropped_quietly(server, caplog):
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server()
+    ws = ws_connect(srv, "/late/")
+    reply_channel = ws.recv()
+    ws.close()
+    layer_wait(srv.layer, "test.disconnects")
+    wait_idle(srv)
+    for message in ({"text": "late"}, {"accept": True}, {"close": True},
+                    {"status": 200, "headers": [], "content": b"wrong kind"}):
+        srv.layer.send(reply_channel, message)
+    wait_for(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 4,
+             "four 'gone' debug lines")
+    gone = [r for r in server_records(caplog) if "which is gone" in r.getMessage()]
+    assert {r.levelno for r in gone} == {logging.DEBUG}
+    assert all(reply_channel in r.getMessage() for r in gone)
+    assert_no_server_errors(caplog)
+    # The loop is fine: a new socket works.
+    again = ws_connect(srv, "/late/")
+    assert again.recv().startswith(srv.prefix)
+    again.send("ok")
+    assert again.recv() == "ok"
+    again.close()
+    wait_idle(srv)
+
+
+def test_http_response_chunks_after_the_client_left_are_dropped_quietly(server, caplog):
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server()
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /chan/stream-forever/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply_channel = layer_wait(srv.layer, "test.streaming")["reply_channel"]
+    head = b""
+    while b"first," not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    sock.close()
+    assert layer_wait(srv.layer, "test.http_disconnect") == {"path": "/chan/stream-forever/"}
+    wait_idle(srv)
+    srv.layer.send(reply_channel, {"content": b"late,", "more_content": True})
+    srv.layer.send(reply_channel, {"content": b"end"})
+    wait_for(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 2,
+             "two 'gone' debug lines")
+    assert_no_server_errors(caplog)
+    status, _, body = http_request(srv, "GET", "/chan/hello/")
+    assert (status, body) == (200, b"hello")
+    wait_idle(srv)
+
+
+# ------------------------------------------------------ 5. ChannelFull
+
+
+def test_websocket_connect_channel_full_refuses_the_handshake_with_503(server, caplog):
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.connect": 1})
+    srv = server(workers=0, layer=layer)
+    layer.send("websocket.connect", {"filler": True})
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        ws_connect(srv, "/name/")
+    assert info.value.status_code == 503
+    errors = [r.getMessage() for r in server_records(caplog, logging.ERROR)]
+    assert any("websocket.connect" in e and "503" in e for e in errors), errors
+    # Nothing was sent, so no websocket.disconnect either; nothing leaks.
+    wait_idle(srv)
+    assert layer.receive(["websocket.disconnect"], block=False) == (None, None)
+    assert layer.receive(["websocket.connect"], block=False)[1] == {"filler": True}
+
+
+def test_http_request_channel_full_answers_503_and_logs(server, caplog):
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
+    srv = server(workers=0, layer=layer)
+    layer.send("http.request", {"filler": True})
+    status, _, _ = http_request(srv, "GET", "/chan/hello/")
+    assert status == 503
+    errors = [r.getMessage() for r in server_records(caplog, logging.ERROR)]
+    assert any("http.request" in e and "503" in e for e in errors), errors
+    wait_idle(srv)
