@@ -222,18 +222,18 @@ def test_blocking_receive_honours_short_timeouts(private_server):
     # private one here: traffic from others makes the shared one precise by
     # accident); the layer cancels early.
     layer = RedisChannelLayer(hosts=[private_server.url], prefix="timeouts")
-    # Best of three attempts, so a loaded machine's scheduling hiccup does not
+    # Best of five attempts, so a loaded machine's scheduling hiccups do not
     # fail the test, while a 100 ms overshoot on every attempt still does.
     for timeout in (0.02, 0.12):
         overshoots = []
-        for _ in range(3):
+        for _ in range(5):
             start = time.monotonic()
             got = layer.receive(["nothing", "neither"], block=True, timeout=timeout)
             elapsed = time.monotonic() - start
             assert got == (None, None)
             assert elapsed >= timeout, (timeout, elapsed)
             overshoots.append(elapsed - timeout)
-        assert min(overshoots) < 0.04, (timeout, overshoots)
+        assert min(overshoots) < 0.08, (timeout, overshoots)
     layer.close()
 
 
@@ -253,8 +253,10 @@ def test_blocking_receive_wakes_up_on_send_without_polling(private_server):
     start = time.monotonic()
     sender.send("wake", {"now": 1})
     thread.join(5)
+    assert not thread.is_alive(), "the blocked receiver was not woken by the send"
     assert got == [("wake", {"now": 1})]
-    assert time.monotonic() - start < 0.5
+    # Generous for a loaded machine; the no-polling proof is the BLPOP count above.
+    assert time.monotonic() - start < 1.0
     for closing in (layer, sender):
         closing.flush()
         closing.close()

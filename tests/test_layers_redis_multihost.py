@@ -117,13 +117,14 @@ def test_blocking_receive_across_hosts_wakes_on_either_without_delay(layer, serv
 def test_blocking_timeout_across_hosts(layer, servers):
     (on_a,), (on_b,) = channels_on_each_host(layer, servers)
     overshoots = []
-    for _ in range(3):  # best of three: robust to a loaded machine
+    for _ in range(5):  # best of five: robust to a loaded 2-core machine
         start = time.monotonic()
         assert layer.receive([on_a, on_b], block=True, timeout=0.22) == (None, None)
         elapsed = time.monotonic() - start
         assert elapsed >= 0.22
         overshoots.append(elapsed - 0.22)
-    assert min(overshoots) < 0.04, overshoots
+    # Still catches Redis's 100 ms timeout granularity on every attempt.
+    assert min(overshoots) < 0.08, overshoots
 
 
 def test_no_host_starves_under_backlog(layer, servers):
@@ -176,10 +177,19 @@ def test_one_host_down_is_named_and_does_not_block_the_other(layer, servers, cap
         target=lambda: got.append(layer.receive([on_b, on_a], block=True, timeout=10))
     )
     thread.start()
-    time.sleep(0.2)  # let it notice host B is down and block on A alone
+    # Observable signal instead of a fixed sleep: the receiver has noticed
+    # host B is down and is blocked on host A alone.
+    admin_a = servers[0].client()
+    deadline = time.monotonic() + 5
+    while admin_a.info("clients")["blocked_clients"] < 1:
+        assert time.monotonic() < deadline, "receiver never blocked on the live host A"
+        assert thread.is_alive(), f"receiver returned instead of blocking on A: {got}"
+        time.sleep(0.01)
     layer.send(on_a, {"later": 1})
     thread.join(5)
+    assert not thread.is_alive(), "receiver on A was not woken by the send"
     assert got == [(on_a, {"later": 1})]
+    admin_a.close()
     servers[1].start()
 
 
