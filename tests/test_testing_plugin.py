@@ -59,7 +59,6 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 def test_without_django_settings_on_memory_and_ipc_leaving_nothing_in_shm(pytester):
     """One subprocess proves three things (subprocesses are slow): no settings
     and no pytest-django needed; --chanlite-layer parametrizes; IPC cleanup."""
-    pytest.importorskip("posix_ipc")
     result = _run(pytester, "--chanlite-layer=memory", "--chanlite-layer=ipc", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*layer-memory*PASSED*", "*layer-ipc*PASSED*"])
