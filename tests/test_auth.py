@@ -46,6 +46,7 @@ def texts(layer):
     out = []
     while (got := layer.receive(["r!"]))[0] is not None:
         out.append(got[1].get("text"))
+        assert len(out) <= 10_000, f"endless replies: {out[:5]!r}..."
     return out
 
 

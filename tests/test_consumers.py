@@ -34,11 +34,12 @@ def layer():
 
 def replies(layer, prefix="r!"):
     out = []
-    while True:
+    for _ in range(10_000):  # bounded: a consumer replying endlessly fails, not hangs
         channel, content = layer.receive([prefix])
         if channel is None:
             return out
         out.append(content)
+    pytest.fail(f"more than 10000 replies on {prefix!r}: {out[:5]!r}...")
 
 
 def ws(channel, order=0, reply="r!1", path="/ws/", **extra):

@@ -312,6 +312,7 @@ def test_many_thread_receivers_get_each_message_once(make_layer):
         layer.send("work", {"stop": True})
     for thread in threads:
         thread.join(20)
+        assert not thread.is_alive(), "a receiver did not stop within 20 s"
     assert sorted(received) == list(range(1500))
 
 

@@ -40,12 +40,14 @@ def msg(order, reply="r!1", **extra):
 
 
 def pump(layer, router, channels=("websocket.receive",)):
-    """Run every queued message (including requeued ones) in this thread."""
-    while True:
+    """Run every queued message (including requeued ones) in this thread.
+    Bounded: a message requeued forever fails the test instead of spinning."""
+    for _ in range(10_000):
         channel, content = layer.receive(list(channels))
         if channel is None:
             return
         dispatch(layer, router, channel, content)
+    pytest.fail(f"still dispatching after 10000 messages: endless requeue? last {content!r}")
 
 
 def test_importable_from_sessions_as_in_1x():

@@ -153,6 +153,7 @@ def replies(layer):
     out = []
     while (got := layer.receive(["r!"]))[0] is not None:
         out.append(got[1])
+        assert len(out) <= 10_000, f"endless replies: {out[:5]!r}..."
     return out
 
 

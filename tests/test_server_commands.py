@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,10 @@ class Process:
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match:
         regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout  # overall, not per line: chatty output cannot extend it
         try:
             while True:
-                line = self.lines.get(timeout=timeout)
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
                 match = regex.search(line)
                 if match:
                     return match
