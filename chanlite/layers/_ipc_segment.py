@@ -301,6 +301,7 @@ class Segment:
         mm = self.mm
         (self.size,) = _Q.unpack_from(mm, H_SIZE)
         self.qslots, self.gslots = struct.unpack_from("<II", mm, H_QSLOTS)
+        self.qmask = self.qslots - 1
         (self.heap, self.heapsize, self.qtable, self.gtable, self.jbase, self.jsize) = (
             struct.unpack_from("<QQQQQQ", mm, H_HEAP)
         )

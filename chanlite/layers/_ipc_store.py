@@ -58,6 +58,16 @@ _QI = struct.Struct("<QI")  # journal entry header: offset, length
 _HDRU = struct.Struct("<BBBxI")  # order, flag, name_len, data_len
 _BMSG = struct.Struct("<BBBxIQd")  # a message block's first 24 bytes
 _BBQ = struct.Struct("<BBxxxxxxQ")  # a quick-free block: order, flag, next
+# The hot paths' journal batches, each written with ONE pack_into (entries of
+# ``(offset u64, length u32, old bytes)``, exactly what save() would write).
+# Old values already unpacked as integers are packed back with the format
+# they were read with ("<Q", "<QQIIQQ", "<QQI": no padding), so the saved
+# bytes are identical to a copy; block headers are copied as bytes.
+#   push: quick-list head (8), reused block (16), queue entry +8 (40) [, old tail's next (8)]
+_JPUSH = struct.Struct("<QIQ" "QI16s" "QIQQIIQQ")
+_JPUSH_TAIL = struct.Struct("<QIQ" "QI16s" "QIQQIIQQ" "QI8s")
+#   pop: queue entry +8 (20), quick-list head (8), freed block (16)
+_JPOP = struct.Struct("<QIQQI" "QIQ" "QI16s")
 
 
 def name_key(name: str) -> tuple[bytes, int]:
@@ -152,7 +162,10 @@ class Store(GroupsMixin, Allocator):
     ) -> bool:
         """Append a message unless ``capacity`` unexpired ones are queued."""
         mm = self.mm
-        e = self._find(self.qtable, self.qslots - 1, qkey, qh)
+        # the entry's home slot first (no probing needed almost always)
+        e = self.qtable + (qh & self.qmask) * ENTRY
+        if _HIB.unpack_from(mm, e) != (qh, len(qkey)) or mm[e + _NAME : e + _NAME + len(qkey)] != qkey:
+            e = self._find(self.qtable, self.qmask, qkey, qh)
         n, dlen = len(chan), len(data)
         k = (23 + n + dlen).bit_length()  # the order of a 24 + n + dlen byte block
         if e > 0 and MIN_ORDER <= k <= QUICK_MAX_ORDER:
@@ -164,21 +177,19 @@ class Store(GroupsMixin, Allocator):
             if blk and count < capacity:
                 # The hot path, with its journal written in one batch: the
                 # quick-list head, the reused block, the entry, the old tail.
-                jb = self.jbase
-                j = jb + self._jlen
-                _QI.pack_into(mm, j, qhoff, 8)
-                mm[j + 12 : j + 20] = mm[qhoff : qhoff + 8]
-                _QI.pack_into(mm, j + 20, blk, 16)
-                mm[j + 32 : j + 48] = mm[blk : blk + 16]
-                _QI.pack_into(mm, j + 48, e + 8, 40)
-                mm[j + 60 : j + 100] = mm[e + 8 : e + 48]
-                j += 100
+                j = self.jbase + self._jlen
                 if tail:
-                    _QI.pack_into(mm, j, tail + 8, 8)
-                    mm[j + 12 : j + 20] = mm[tail + 8 : tail + 16]
-                    j += 20
-                self._jlen = j - jb
-                WORD.pack_into(mm, H_JLEN, j - jb)
+                    _JPUSH_TAIL.pack_into(
+                        mm, j, qhoff, 8, blk, blk, 16, mm[blk : blk + 16],
+                        e + 8, 40, head, tail, count, full, m0, m1,
+                        tail + 8, 8, mm[tail + 8 : tail + 16])
+                    jlen = self._jlen = self._jlen + 120
+                else:
+                    _JPUSH.pack_into(
+                        mm, j, qhoff, 8, blk, blk, 16, mm[blk : blk + 16],
+                        e + 8, 40, head, tail, count, full, m0, m1)
+                    jlen = self._jlen = self._jlen + 100
+                WORD.pack_into(mm, H_JLEN, jlen)  # the batch exists from this store on
                 _Q.pack_into(mm, qhoff, _Q.unpack_from(mm, blk + 8)[0])
                 _BMSG.pack_into(mm, blk, k, USED, n, dlen, 0, expires)
                 start = blk + 24
@@ -267,34 +278,32 @@ class Store(GroupsMixin, Allocator):
         own name, data)``.
         """
         mm = self.mm
-        base, mask = self.qtable, self.qslots - 1
+        base, mask = self.qtable, self.qmask
         for index, (qkey, qh) in enumerate(keys):
-            e = self._find(base, mask, qkey, qh)
-            if e < 0:
-                continue
+            e = base + (qh & mask) * ENTRY  # the home slot first: rarely a probe
+            if _HIB.unpack_from(mm, e) != (qh, len(qkey)) or mm[e + _NAME : e + _NAME + len(qkey)] != qkey:
+                e = self._find(base, mask, qkey, qh)
+                if e < 0:
+                    continue
             head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
             if head:
-                k, _, n, dlen = _HDRU.unpack_from(mm, head)
-                nxt, expires = _QD.unpack_from(mm, head + 8)
-                if expires > now and k <= QUICK_MAX_ORDER and (count > 1 or not self._crowded()):
+                k, _, n, dlen, nxt, expires = _BMSG.unpack_from(mm, head)
+                if expires > now and k <= QUICK_MAX_ORDER and (
+                    count > 1 or _I.unpack_from(mm, H_QUSED)[0] * 4 <= self.qslots  # not crowded
+                ):
                     # The hot path: the entry, the quick-list head and the
                     # freed block journaled in one batch; no entry deletion.
                     start = head + 24
                     got = (index, mm[start : start + n] if n else b"",
                            mm[start + n : start + n + dlen])
                     qhoff = H_QHEADS + 8 * k
-                    jb = self.jbase
-                    j = jb + self._jlen
-                    _QI.pack_into(mm, j, e + 8, 20)
-                    mm[j + 12 : j + 32] = mm[e + 8 : e + 28]
-                    _QI.pack_into(mm, j + 32, qhoff, 8)
-                    mm[j + 44 : j + 52] = mm[qhoff : qhoff + 8]
-                    _QI.pack_into(mm, j + 52, head, 16)
-                    mm[j + 64 : j + 80] = mm[head : head + 16]
-                    self._jlen = j + 80 - jb
-                    WORD.pack_into(mm, H_JLEN, j + 80 - jb)
+                    (qnext,) = _Q.unpack_from(mm, qhoff)
+                    _JPOP.pack_into(mm, self.jbase + self._jlen, e + 8, 20, head, tail, count,
+                                    qhoff, 8, qnext, head, 16, mm[head : head + 16])
+                    jlen = self._jlen = self._jlen + 80
+                    WORD.pack_into(mm, H_JLEN, jlen)  # the batch exists from this store on
                     _QQI.pack_into(mm, e + 8, nxt, tail if nxt else 0, count - 1)
-                    _BBQ.pack_into(mm, head, k, QUICK_FREE, _Q.unpack_from(mm, qhoff)[0])
+                    _BBQ.pack_into(mm, head, k, QUICK_FREE, qnext)
                     _Q.pack_into(mm, qhoff, head)
                     WORD.pack_into(mm, H_JLEN, 0)
                     self._jlen = 0
