@@ -150,9 +150,16 @@ def test_origin_check(layered_server):
 def test_origin_check_can_be_configured(layered_server):
     server = layered_server(allowed_origins=["evil.example"])
     ws = ws_connect(server, "/echo/", origin="http://evil.example")
+    ws.send("allowed")
+    assert ws.recv() == "allowed"
     ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        ws_connect(server, "/echo/", origin="http://other.example")  # not in the list
+    assert info.value.status_code == 403
     off = layered_server(check_origin=False)
     ws = ws_connect(off, "/echo/", origin="http://anything.example")
+    ws.send("unchecked")
+    assert ws.recv() == "unchecked"
     ws.close()
 
 
