@@ -345,3 +345,79 @@ def test_http_request_channel_full_answers_503_and_logs(server, caplog):
     errors = [r.getMessage() for r in server_records(caplog, logging.ERROR)]
     assert any("http.request" in e and "503" in e for e in errors), errors
     wait_idle(srv)
+
+
+# ------------------------------------- one connection's failure stays its own
+
+
+class BrokenLayer(InMemoryChannelLayer):
+    """A layer whose ``send`` fails with something other than ChannelFull on
+    some channels (a Redis or IPC layer can raise OSError-like errors)."""
+
+    broken = frozenset({"http.request", "websocket.receive"})
+
+    def send(self, channel, message):
+        if channel in self.broken:
+            raise RuntimeError(f"layer broken for {channel}")
+        return super().send(channel, message)
+
+
+def test_unexpected_error_on_a_connection_closes_it_and_the_server_keeps_serving(server, caplog):
+    """An exception escaping a session (here: the layer's ``send`` failing in
+    an unexpected way) must cost only that connection: it is closed - not left
+    open with no timer, the client waiting forever - and the consumer still
+    gets its ``websocket.disconnect``."""
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server(layer=BrokenLayer())
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /chan/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_until_closed(sock)  # before the fix: socket.timeout, the connection hung open
+    sock.close()
+    ws = ws_connect(srv, "/late/")
+    ws.recv()
+    ws.send("boom")
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        ws.recv()
+    ws.close()
+    assert layer_wait(srv.layer, "test.disconnects")["code"] == 1006
+    wait_idle(srv)
+    crashes = [r for r in server_records(caplog, logging.ERROR) if r.exc_info]
+    assert len(crashes) == 2 and all("layer broken" in str(r.exc_info[1]) for r in crashes)
+    status, _, _ = http_request(srv, "GET", "/")  # the loop is alive (a Django view)
+    assert status in (200, 404)
+
+
+def bad_header_app(environ, start_response):
+    if environ["PATH_INFO"] == "/bad-header":
+        start_response("200 OK", [("X-Count", 1)])  # not a str: the server cannot encode it
+        return [b"never sent"]
+    if environ["PATH_INFO"] == "/bad-length":
+        # A declared length shorter than the streamed body (a view bug).
+        start_response("200 OK", [("Content-Length", str(300_010))])
+        return iter([b"a" * 300_000, b"b" * 300_000, b"c"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"fine"]
+
+
+def test_wsgi_response_the_server_cannot_encode_is_500_not_a_hang(server):
+    srv = server(wsgi_app=bad_header_app, threads=1)
+    status, _, _ = http_request(srv, "GET", "/bad-header")  # before the fix: timed out
+    assert status == 500
+    assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
+    wait_idle(srv)
+
+
+def test_streamed_wsgi_body_the_server_refuses_frees_the_pool_thread_at_once(server):
+    """When h11 refuses a streamed chunk (more than the declared
+    Content-Length), the connection is dropped and the pool thread must not
+    wait 60 s for a drain that can never come: with one pool thread, the next
+    request is answered at once."""
+    srv = server(wsgi_app=bad_header_app, threads=1)
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /bad-length HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_until_closed(sock)
+    sock.close()
+    started = time.monotonic()
+    assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
+    assert time.monotonic() - started < 2
+    wait_idle(srv)

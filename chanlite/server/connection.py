@@ -65,21 +65,30 @@ class Connection:
     # ------------------------------------------------------------- events
 
     def on_ready(self, mask: int) -> None:
-        if mask & WRITE:
-            self._flush()
-        if mask & READ and not self.closed:
-            try:
-                data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.abort()
-                return
-            if data:
-                self.session.data_received(data)
-            else:
-                self.pause_reading()
-                self.session.eof_received()
+        try:
+            if mask & WRITE:
+                self._flush()
+            if mask & READ and not self.closed:
+                try:
+                    data = self.sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    self.abort()
+                    return
+                if data:
+                    self.session.data_received(data)
+                else:
+                    self.pause_reading()
+                    self.session.eof_received()
+        except Exception:
+            # A bug, or a channel layer failing in an unexpected way: the
+            # session's state is unknown, and it may have cancelled its
+            # timers, so leaving the socket open could hang the client for
+            # ever. Drop this connection only (its consumer still gets its
+            # http.disconnect / websocket.disconnect from connection_lost).
+            log.exception("error on connection %s from %s; closing it", self.id, self.client)
+            self.abort()
 
     # ------------------------------------------------------------- output
 

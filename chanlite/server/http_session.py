@@ -388,6 +388,18 @@ class HTTPSession:
         if not more:
             self._response_done()
 
+    def wsgi_failed(self) -> None:
+        """The pool thread failed outside the application (e.g. headers it
+        cannot encode): answer 500, or drop the connection if the response
+        has started, so the client is never left waiting."""
+        if self.conn.closed or self.gone:
+            return
+        if self.core.response_started:
+            self.conn.abort()
+        else:
+            self.wsgi_start(500, [(b"content-type", b"text/plain")], b"Internal Server Error\n",
+                            False)
+
     def wsgi_body(self, body: bytes, more: bool, drained=None) -> None:
         if self.conn.closed or self.gone:
             if drained is not None:
@@ -398,6 +410,8 @@ class HTTPSession:
         except h11.LocalProtocolError as exc:
             log.error("invalid WSGI body for %s: %s", self.head and self.head.path, exc)
             self.conn.abort()
+            if drained is not None:
+                drained.set()  # the pool thread must not wait for a drain that never comes
             return
         self.sent += len(body)
         self.conn.write(data)

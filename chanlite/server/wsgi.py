@@ -119,6 +119,7 @@ class WSGIPool:
                 self._handle(*job)
             except Exception:  # never let one request kill a pool thread
                 log.exception("WSGI request failed outside the application")
+                self.call(job[0].wsgi_failed)  # nor leave its client waiting
             finally:
                 with self._lock:
                     self.busy -= 1
