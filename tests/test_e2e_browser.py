@@ -34,9 +34,9 @@ CHROMIUM = os.environ.get("CHANLITE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHANLITE_CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 20.0  # seconds; generous for a loaded 2-core CI box, never slept
 
-webdriver = pytest.importorskip(
-    "selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')"
-)
+# selenium is in the [test] extra: a missing one is a broken test install,
+# which must fail, not skip. Only a missing Chromium skips (below).
+from selenium import webdriver  # noqa: E402
 
 
 def _missing() -> str | None:
