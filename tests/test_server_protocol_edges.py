@@ -421,3 +421,27 @@ def test_streamed_wsgi_body_the_server_refuses_frees_the_pool_thread_at_once(ser
     assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
     assert time.monotonic() - started < 2
     wait_idle(srv)
+
+
+class BrokenDisconnectLayer(InMemoryChannelLayer):
+    def send(self, channel, message):
+        if channel in ("websocket.disconnect", "http.disconnect"):
+            raise RuntimeError(f"layer broken for {channel}")
+        return super().send(channel, message)
+
+
+def test_failing_disconnect_notification_still_closes_the_socket(server, caplog):
+    """The rejection by the connect timeout runs in a timer: if sending
+    ``websocket.disconnect`` fails there, the 403 must still be completed by
+    closing the socket (before: it stayed open, the client waiting)."""
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server(layer=BrokenDisconnectLayer(), workers=0, websocket_connect_timeout=0.2)
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /name/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert read_until_closed(sock).startswith(b"HTTP/1.1 403 ")
+    sock.close()
+    wait_idle(srv)
+    assert any("websocket.disconnect" in r.getMessage() and r.exc_info
+               for r in server_records(caplog, logging.ERROR))

@@ -275,12 +275,15 @@ class HTTPSession:
                 )
             except ChannelFull:
                 log.warning("http.disconnect channel full; dropped for %s", self.reply_channel)
+            except Exception:
+                # Callers close the socket after this; a failing layer must not stop them.
+                log.exception("cannot send http.disconnect for %s", self.reply_channel)
             if self.body_channel and not self.core.body_complete:
                 try:
                     self.server.layer.send(
                         self.body_channel, {"content": b"", "closed": True, "more_content": False}
                     )
-                except ChannelFull:
+                except Exception:  # ChannelFull, or a failing layer: best effort
                     pass
         self._forget_reply()
 

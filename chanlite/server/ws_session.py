@@ -279,6 +279,9 @@ class WebSocketSession:
             })
         except ChannelFull:
             log.error("websocket.disconnect is full: dropped for %s", self.reply_channel)
+        except Exception:
+            # Callers close the socket after this; a failing layer must not stop them.
+            log.exception("cannot send websocket.disconnect for %s", self.reply_channel)
 
     def connection_lost(self) -> None:
         self._cancel_timer()
