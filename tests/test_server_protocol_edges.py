@@ -445,3 +445,20 @@ def test_failing_disconnect_notification_still_closes_the_socket(server, caplog)
     wait_idle(srv)
     assert any("websocket.disconnect" in r.getMessage() and r.exc_info
                for r in server_records(caplog, logging.ERROR))
+
+
+def test_connection_close_header_is_sent_once():
+    """A rejected upgrade (request body state unknown to h11 *and* must_close)
+    used to carry ``connection: close`` twice."""
+    from chanlite.server.http import HTTPCore
+
+    core = HTTPCore()
+    core.receive(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert core.next_event().websocket
+    assert core.reject_websocket(403).lower().count(b"connection: close") == 1
+    core = HTTPCore()
+    core.receive(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+    core.next_event()
+    core.must_close = True
+    assert core.response_start(503, [], b"busy").lower().count(b"connection: close") == 1

@@ -295,10 +295,9 @@ class HTTPCore:
             headers.append((b"content-length", str(len(body)).encode()))
         if not has_date:
             headers.append((b"date", http_date()))
-        if not self.body_complete:
-            # Unread request body: the connection cannot be reused safely.
-            headers.append((b"connection", b"close"))
-        if self.must_close:
+        if self.must_close or not self.body_complete:
+            # Closing anyway, or an unread request body (the connection cannot
+            # be reused safely): one header either way.
             headers.append((b"connection", b"close"))
         if reason is None:
             reason = _REASONS.get(status, b"")
