@@ -462,3 +462,27 @@ def test_connection_close_header_is_sent_once():
     core.next_event()
     core.must_close = True
     assert core.response_start(503, [], b"busy").lower().count(b"connection: close") == 1
+
+
+def test_each_websocket_reply_is_validated_once(server, monkeypatch):
+    """The session validates a reply (to log errors with its channel); the
+    core must not validate it again on the hot path."""
+    from chanlite.server import websocket as core_module
+    from chanlite.server import ws_session
+
+    calls = []
+
+    def counting(message, _real=core_module.check_send):
+        calls.append(message)
+        return _real(message)
+
+    monkeypatch.setattr(core_module, "check_send", counting)
+    monkeypatch.setattr(ws_session, "check_send", counting)
+    srv = server()
+    ws = ws_connect(srv, "/late/")
+    ws.recv()
+    ws.send("one")
+    assert ws.recv() == "one"
+    ws.close()
+    wait_idle(srv)
+    assert len(calls) == 3, calls  # accept, the reply channel's name, the echo

@@ -304,6 +304,11 @@ class WebSocketCore:
         problem = check_send(message)
         if problem:
             raise ValueError(problem)
+        return self.apply(message)
+
+    def apply(self, message: dict) -> list:
+        """:meth:`send` for a message already validated with :func:`check_send`
+        (the session validates every reply first, to log it with its channel)."""
         if self.closed is not None or not self.open:
             return []
         if "text" in message:

@@ -192,7 +192,7 @@ class WebSocketSession:
                 return  # e.g. {"accept": None}: nothing to do yet
         if self.state != OPEN or self.ws is None:
             return
-        self._apply_events(self.ws.send(message))
+        self._apply_events(self.ws.apply(message))  # validated above
         self._flush()
 
     def _apply_events(self, events: list) -> None:
