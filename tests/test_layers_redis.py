@@ -373,7 +373,7 @@ def test_unreachable_host_is_a_clear_error_from_send(caplog):
     caplog.set_level(logging.WARNING, logger="chanlite.layers.redis")
     start = time.monotonic()
     assert layer.receive(["a"], block=True, timeout=0.5) == (None, None)
-    assert 0.5 <= time.monotonic() - start < 1.5
+    assert 0.5 <= time.monotonic() - start < 2.0
     warnings = [r for r in caplog.records if "reconnecting" in r.getMessage()]
     assert 1 < len(warnings) < 15, "expected a few backed-off attempts, not a tight loop"
     assert str(port) in warnings[0].getMessage()
