@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import struct
+import sys
 import time
 
 import pytest
@@ -84,12 +85,17 @@ def sender_main(prefix: str, sender_id: int, start: int, count: int, log_path: s
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     for seq in range(start, start + count):
         channel = channels[seq % len(channels)]
+        deadline = time.monotonic() + 60  # a channel full that long: no receiver left
         while True:
             try:
                 layer.send(channel, {"s": sender_id, "q": seq})
                 break
             except layer.ChannelFull:
-                time.sleep(0.001)  # back-pressure
+                if time.monotonic() > deadline:
+                    print(f"sender {sender_id}: {channel!r} full for 60 s at seq {seq}",
+                          file=sys.stderr)
+                    os._exit(3)
+                time.sleep(0.001)  # back-pressure: poll until a receiver makes room
         record(fd, sender_id, seq)
     os._exit(0)
 
