@@ -486,3 +486,41 @@ def test_each_websocket_reply_is_validated_once(server, monkeypatch):
     ws.close()
     wait_idle(srv)
     assert len(calls) == 3, calls  # accept, the reply channel's name, the echo
+
+
+def test_reply_pump_hands_over_a_bounded_number_of_batches():
+    """A loop that falls behind must leave replies in the layer (where its
+    capacity applies), not have the pump move them all into the loop's
+    unbounded hand-over deque."""
+    import threading
+
+    from chanlite.server.pump import ReplyPump
+
+    layer = InMemoryChannelLayer()
+    prefix = "chanlite.response.pumptest!"
+    batches: list = []
+    arrived = threading.Event()
+
+    def deliver(batch):  # the "loop": takes batches but does not process them yet
+        batches.append(batch)
+        arrived.set()
+
+    for n in range(2000):
+        layer.send(f"{prefix}{n % 7}", {"n": n})
+    pump = ReplyPump(layer, prefix, deliver, wait=0.05, max_batches=2)
+    pump.start()
+    try:
+        assert arrived.wait(WAIT)
+        time.sleep(0.3)
+        assert len(batches) == 2, f"{len(batches)} batches handed over, bound is 2"
+        assert sum(map(len, batches)) == 512  # 2 x _BATCH; the other 1488 wait in the layer
+        for _ in range(len(batches)):
+            pump.done()
+        wait_for(lambda: len(batches) == 4, "two more batches after done()")
+        while sum(map(len, batches)) < 2000:  # processing as the loop would: all arrive, in order
+            before = len(batches)
+            pump.done()
+            wait_for(lambda b=before: len(batches) > b or sum(map(len, batches)) == 2000, "more")
+        assert [m["n"] for b in batches for _, m in b] == list(range(2000))
+    finally:
+        assert pump.stop(WAIT)

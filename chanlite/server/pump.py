@@ -6,6 +6,13 @@ Every connection's reply channel lives under one process-specific prefix
 process, from embedded workers and ``runworker`` processes alike. It hands
 messages to the loop in batches (one wake-up for a burst, which is what makes
 group broadcasts cheap) and never touches a socket itself.
+
+Back-pressure: at most ``max_batches`` batches are handed over and not yet
+processed (the loop calls :meth:`ReplyPump.done` after each). Without the
+bound a loop slower than the pump would move the layer's whole reply queue
+into its own unbounded hand-over deque, and senders would never see the
+queue's capacity (``ChannelFull``, skipped group members); with it, replies
+wait in the layer, where capacity and expiry apply.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ class ReplyPump:
 
     def __init__(self, layer: BaseChannelLayer, prefix: str,
                  deliver: Callable[[list[tuple[str, dict]]], None],
-                 wait: float = 1.0) -> None:
+                 wait: float = 1.0, max_batches: int = 16) -> None:
         self.layer = layer
         self.prefix = prefix
         self.deliver = deliver
         self.wait = wait  # bounds how long stop() waits for the blocked receive
+        self._slots = threading.Semaphore(max_batches)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="chanlite-reply-pump", daemon=True)
 
@@ -48,14 +56,23 @@ class ReplyPump:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def done(self) -> None:
+        """One delivered batch has been processed (called by the consumer of
+        :attr:`deliver`, from any thread): the pump may hand over another."""
+        self._slots.release()
+
     def _run(self) -> None:
         receive = self.layer.receive
         channels = [self.prefix]
         stopping = self._stop.is_set
+        acquire = self._slots.acquire
         while not stopping():
+            if not acquire(timeout=self.wait):
+                continue  # the loop is behind: leave replies in the layer
             try:
                 channel, message = receive(channels, block=True, timeout=self.wait)
                 if channel is None:
+                    self._slots.release()
                     continue
                 batch = [(channel, message)]
                 while len(batch) < _BATCH:
@@ -65,6 +82,11 @@ class ReplyPump:
                     batch.append((channel, message))
             except Exception:
                 log.exception("reply pump: receive from %s failed; retrying", self.prefix)
+                self._slots.release()
                 self._stop.wait(0.5)
                 continue
-            self.deliver(batch)
+            try:
+                self.deliver(batch)
+            except Exception:  # pragma: no cover - deliver only queues a call
+                log.exception("reply pump: delivering a batch failed")
+                self._slots.release()

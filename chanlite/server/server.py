@@ -162,16 +162,19 @@ class Server:
 
     def _deliver(self, batch: list[tuple[str, dict]]) -> None:
         replies = self.replies
-        for channel, message in batch:
-            session = replies.get(channel)
-            if session is None:
-                log.debug("reply for %s, which is gone (client left or timed out)", channel)
-                continue
-            try:
-                session.on_reply(message)
-            except Exception:
-                log.exception("error handling reply on %s", channel)
-                session.conn.abort()
+        try:
+            for channel, message in batch:
+                session = replies.get(channel)
+                if session is None:
+                    log.debug("reply for %s, which is gone (client left or timed out)", channel)
+                    continue
+                try:
+                    session.on_reply(message)
+                except Exception:
+                    log.exception("error handling reply on %s", channel)
+                    session.conn.abort()
+        finally:
+            self.pump.done()  # the pump may hand over the next batch
 
     # ---------------------------------------------------------- sockets
 
