@@ -524,3 +524,16 @@ def test_reply_pump_hands_over_a_bounded_number_of_batches():
         assert [m["n"] for b in batches for _, m in b] == list(range(2000))
     finally:
         assert pump.stop(WAIT)
+
+
+def test_accepted_tcp_sockets_have_tcp_nodelay(server):
+    """docs/server.md promises it (one-send responses plus NODELAY avoid the
+    delayed-ACK stall); check the server's side of a live connection."""
+    srv = server()
+    sock = raw_socket(srv)
+    try:
+        conns = wait_for(lambda: list(srv.connections), "the server to accept")
+        assert conns[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
+    wait_idle(srv)
