@@ -391,6 +391,8 @@ def bad_header_app(environ, start_response):
     if environ["PATH_INFO"] == "/bad-header":
         start_response("200 OK", [("X-Count", 1)])  # not a str: the server cannot encode it
         return [b"never sent"]
+    if environ["PATH_INFO"] == "/exit":
+        raise SystemExit(3)  # sys.exit() in a view: Django lets it through
     if environ["PATH_INFO"] == "/bad-length":
         # A declared length shorter than the streamed body (a view bug).
         start_response("200 OK", [("Content-Length", str(300_010))])
@@ -536,4 +538,14 @@ def test_accepted_tcp_sockets_have_tcp_nodelay(server):
         assert conns[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         sock.close()
+    wait_idle(srv)
+
+
+def test_sys_exit_in_a_view_does_not_kill_the_pool_thread(server):
+    """SystemExit is not an Exception: it used to end the pool thread silently
+    (``threading`` ignores it), leaving the client waiting for ever and the
+    pool one thread smaller - with one thread, every later view hung."""
+    srv = server(wsgi_app=bad_header_app, threads=1)
+    assert http_request(srv, "GET", "/exit")[0] == 500
+    assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
     wait_idle(srv)

@@ -117,8 +117,10 @@ class WSGIPool:
                 self.busy += 1
             try:
                 self._handle(*job)
-            except Exception:  # never let one request kill a pool thread
-                log.exception("WSGI request failed outside the application")
+            except BaseException:  # never let one request kill a pool thread
+                # (BaseException: a view's sys.exit() passes Django's handler,
+                # and would end this thread silently.)
+                log.exception("WSGI request failed")
                 self.call(job[0].wsgi_failed)  # nor leave its client waiting
             finally:
                 with self._lock:
