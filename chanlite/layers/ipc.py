@@ -28,9 +28,12 @@ from typing import Any
 import posix_ipc
 
 from ._ipc_segment import (
+    CLEAN,
     FORMAT_VERSION,
+    H_FLUSHING,
     H_WAITERS,
     MAX_WAITERS,
+    WORD2,
     IPCError,
     IPCFormatError,
     IPCMemoryFull,
@@ -38,6 +41,7 @@ from ._ipc_segment import (
     remove_prefix,
     segment_name,
 )
+from ._ipc_segment import _mutex_trylock as _trylock
 from ._ipc_store import Store, name_key
 from .base import BaseChannelLayer
 from .names import queue_for_send
@@ -201,7 +205,10 @@ class IPCChannelLayer(BaseChannelLayer):
         key = self._keys.get(queue) or self._key(queue)
         chan = b"" if channel == queue else channel.encode("ascii")
         store = self._store
-        store.lock()
+        # store.lock(), inlined (the uncontended case of every send)
+        err = _trylock(store._mref)
+        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+            store.lock_slow(err)
         try:
             ok = store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
             rings = store.rings
@@ -243,11 +250,17 @@ class IPCChannelLayer(BaseChannelLayer):
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None
     ) -> tuple[str, bytes] | None:
-        keys = [self._keys.get(q) or self._key(q) for q in queues]
+        if len(queues) == 1:
+            keys = [self._keys.get(queues[0]) or self._key(queues[0])]
+        else:
+            keys = [self._keys.get(q) or self._key(q) for q in queues]
         store = self._store
         if block:  # one critical section pops or registers: less lock contention
             return self._wait(store, queues, keys, timeout)
-        store.lock()
+        # store.lock(), inlined (the uncontended case of every receive)
+        err = _trylock(store._mref)
+        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+            store.lock_slow(err)
         try:
             got = store.pop(keys, self.clock())
         except BaseException:
@@ -275,7 +288,9 @@ class IPCChannelLayer(BaseChannelLayer):
         try:
             while True:
                 registered = False
-                store.lock()
+                err = _trylock(store._mref)  # store.lock(), inlined
+                if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                    store.lock_slow(err)
                 try:
                     got = store.pop(keys, self.clock())
                     if got is not None:
