@@ -23,9 +23,11 @@ LAYER = "chanlite.layers.memory.InMemoryChannelLayer"
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """tests/ and property_tests/ with the bounded CI Hypothesis profile."""
-    session.install("-e", ".[test,redis]")
+@nox.parametrize("django", ["4.2", "5.2"])
+def tests(session: nox.Session, django: str) -> None:
+    """tests/ and property_tests/ with the bounded CI Hypothesis profile,
+    on the oldest and newest supported Django."""
+    session.install("-e", ".[test,redis]", f"Django~={django}.0")
     session.run(
         "python", "-m", "pytest", "-q", "tests", "property_tests",
         "--hypothesis-profile=ci", *session.posargs,
