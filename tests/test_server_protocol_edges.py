@@ -549,3 +549,19 @@ def test_sys_exit_in_a_view_does_not_kill_the_pool_thread(server):
     assert http_request(srv, "GET", "/exit")[0] == 500
     assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
     wait_idle(srv)
+
+
+def test_unexpected_error_in_a_deferred_step_also_closes_only_that_connection(server, caplog):
+    """Pipelined requests after the first are processed from ``call_soon``,
+    outside ``on_ready``: a failure there must close the connection too
+    (before: the client got the first response and waited for ever)."""
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOG)
+    srv = server(layer=BrokenLayer(), wsgi_app=bad_header_app)
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /chan/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = read_until_closed(sock)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"fine")
+    wait_idle(srv)
+    assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")

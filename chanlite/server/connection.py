@@ -90,6 +90,16 @@ class Connection:
             log.exception("error on connection %s from %s; closing it", self.id, self.client)
             self.abort()
 
+    def guard(self, callback: Callable, *args: Any) -> None:
+        """Run a step of this connection's work that the loop calls outside
+        :meth:`on_ready` (``call_soon``, timers) with the same isolation: an
+        exception is logged and closes this connection only."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("error on connection %s from %s; closing it", self.id, self.client)
+            self.abort()
+
     # ------------------------------------------------------------- output
 
     @property

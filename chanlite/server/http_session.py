@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import h11
@@ -91,7 +92,7 @@ class HTTPSession:
         if timer is None or timer.when > self.deadline:
             if timer is not None:
                 timer.cancel()
-            self.timer = self.server.loop.call_later(delay, self._timer_fired)
+            self.timer = self.server.loop.call_later(delay, partial(self.conn.guard, self._timer_fired))
 
     def _cancel_timer(self) -> None:
         self.on_deadline = None  # the pending timer, if any, will find nothing to do
@@ -103,7 +104,8 @@ class HTTPSession:
             return
         remaining = self.deadline - time.monotonic()
         if remaining > 0.001:
-            self.timer = self.server.loop.call_later(remaining, self._timer_fired)
+            self.timer = self.server.loop.call_later(
+                remaining, partial(self.conn.guard, self._timer_fired))
             return
         self.on_deadline = None
         callback()
@@ -364,7 +366,7 @@ class HTTPSession:
         self._set_timer(self.server.config.keepalive_timeout, self._header_timeout)
         self.conn.resume_reading()
         if self.core.buffered:
-            self.server.loop.call_soon(self._process)
+            self.server.loop.call_soon(self.conn.guard, self._process)
 
     # -------------------------------------------- WSGI (called on the loop)
 

@@ -13,6 +13,7 @@ socket: no thread.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -86,7 +87,7 @@ class WebSocketSession:
             return
         self.disconnect_sent = False
         self.timer = server.loop.call_later(
-            server.config.websocket_connect_timeout, self._connect_timeout
+            server.config.websocket_connect_timeout, partial(self.conn.guard, self._connect_timeout)
         )
         # Frames sent before our 101 stay in h11's buffer until we accept.
         self.conn.pause_reading()
@@ -117,7 +118,7 @@ class WebSocketSession:
         self._schedule_ping()
         self.conn.resume_reading()
         if trailing:
-            self.server.loop.call_soon(self._feed, trailing)
+            self.server.loop.call_soon(self.conn.guard, self._feed, trailing)
 
     # --------------------------------------------------------------- input
 
@@ -227,7 +228,7 @@ class WebSocketSession:
     def _schedule_ping(self) -> None:
         interval = self.server.config.websocket_ping_interval
         if interval:
-            self.timer = self.server.loop.call_later(interval, self._ping)
+            self.timer = self.server.loop.call_later(interval, partial(self.conn.guard, self._ping))
 
     def _ping(self) -> None:
         self.timer = None
@@ -237,7 +238,8 @@ class WebSocketSession:
         self._flush()
         if self.pong_timer is None and self.server.config.websocket_ping_timeout:
             self.pong_timer = self.server.loop.call_later(
-                self.server.config.websocket_ping_timeout, self._pong_timeout
+                self.server.config.websocket_ping_timeout,
+                partial(self.conn.guard, self._pong_timeout),
             )
         self._schedule_ping()
 
