@@ -373,6 +373,10 @@ def test_unexpected_error_on_a_connection_closes_it_and_the_server_keeps_serving
     sock.sendall(b"GET /chan/hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     read_until_closed(sock)  # before the fix: socket.timeout, the connection hung open
     sock.close()
+    wait_idle(srv)
+    # The request never reached a consumer, so no http.disconnect for it either.
+    got, extra = srv.layer.receive(["test.http_disconnect"], block=True, timeout=0.3)
+    assert got is None, f"http.disconnect for a request never delivered: {extra}"
     ws = ws_connect(srv, "/late/")
     ws.recv()
     ws.send("boom")

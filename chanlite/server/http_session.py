@@ -233,7 +233,6 @@ class HTTPSession:
             self.head, self.reply_channel, body, self.conn.client, self.conn.server_addr,
             server.config.root_path, body_channel=self.body_channel or None,
         )
-        server.replies[self.reply_channel] = self
         try:
             server.layer.send("http.request", message)
         except ChannelFull:
@@ -245,6 +244,9 @@ class HTTPSession:
             log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
             self._simple_response(431, b"request too large for the channel layer\n", close=True)
             return
+        # Registered only once sent: an undelivered request gets no http.disconnect.
+        # (Replies reach us on this thread, after this returns: none can be missed.)
+        server.replies[self.reply_channel] = self
         self._set_timer(server.config.http_response_timeout, self._response_timeout)
 
     def _on_reject(self, event: Reject) -> None:
