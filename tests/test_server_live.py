@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 
 import pytest
 import websocket
@@ -260,18 +261,21 @@ def test_graceful_shutdown(layered_server):
     assert recv_close_code(ws) == 1001
     ws.close()
     # The listener is closed: new connections are refused.
-    for _ in range(50):
+    deadline = time.monotonic() + WAIT  # bounded poll, generous for a loaded machine
+    while True:
         try:
             socket.create_connection(server.address[:2], timeout=WAIT).close()
         except OSError:
             break
-        threading.Event().wait(0.02)
-    else:
-        pytest.fail("server still accepting connections during shutdown")
+        if time.monotonic() > deadline:
+            pytest.fail(f"server still accepting connections {WAIT}s into shutdown")
+        time.sleep(0.02)
     # The in-flight long-poll still gets its answer.
     server.layer.send_group("poll", {"status": 200, "headers": [], "content": b"bye"})
     poller.join(WAIT)
+    assert not poller.is_alive(), "the parked long-poll got no answer during shutdown"
     stopper.join(WAIT + 10)
+    assert not stopper.is_alive(), "shutdown did not return"
     assert result["response"][2] == b"bye"
     assert result["stopped"] is True
 
