@@ -30,6 +30,7 @@ from .server_fixtures import (
     layer_wait,
     raw_socket,
     read_until_closed,
+    recv_close_code,
     ws_connect,
 )
 
@@ -569,3 +570,31 @@ def test_unexpected_error_in_a_deferred_step_also_closes_only_that_connection(se
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"fine")
     wait_idle(srv)
     assert http_request(srv, "GET", "/ok")[::2] == (200, b"fine")
+
+
+def test_websocket_receive_channel_full_closes_1013_without_a_gap_in_order(server):
+    """A frame that could not be sent (``websocket.receive`` full: close 1013)
+    must not use up an ``order``: ``websocket.disconnect`` carries the number
+    after the last *delivered* receive, or a consumer with
+    ``strict_ordering`` waits for ever for the missing one and never runs
+    its disconnect (group cleanup)."""
+    import threading
+
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    srv = server(workers=0, layer=layer)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(srv, "/name/")))
+    thread.start()
+    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
+    layer.send(reply_channel, {"accept": True})
+    thread.join(WAIT)
+    ws = result["ws"]
+    ws.send("delivered")
+    assert layer_wait(layer, "websocket.receive")["order"] == 1
+    layer.send("websocket.receive", {"filler": True})  # now full again
+    ws.send("refused")
+    assert recv_close_code(ws) == 1013
+    ws.close()
+    disconnect = layer_wait(layer, "websocket.disconnect")
+    assert disconnect["order"] == 2, disconnect
+    wait_idle(srv)

@@ -138,12 +138,15 @@ class WebSocketSession:
             return
         for event in events:
             if type(event) is dict:
-                self.order += 1
                 event["reply_channel"] = self.reply_channel
                 event["path"] = self.head.path
-                event["order"] = self.order
+                event["order"] = self.order + 1
                 try:
                     self.server.layer.send("websocket.receive", event)
+                    # Counted only once sent: websocket.disconnect's order must
+                    # follow the last delivered receive (strict ordering waits
+                    # for every number).
+                    self.order += 1
                 except ChannelFull:
                     log.error("websocket.receive is full: closing %s with 1013", self.reply_channel)
                     self._apply_events(ws.close(1013, "try again later"))
