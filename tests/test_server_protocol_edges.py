@@ -598,3 +598,42 @@ def test_websocket_receive_channel_full_closes_1013_without_a_gap_in_order(serve
     disconnect = layer_wait(layer, "websocket.disconnect")
     assert disconnect["order"] == 2, disconnect
     wait_idle(srv)
+
+
+def test_client_leaving_during_the_handshake_is_reported_at_once(server):
+    """While the consumer decides, the server still notices the client
+    leaving: ``websocket.disconnect`` (1006, order 1) comes now, not when the
+    connect timeout fires."""
+    srv = server(workers=0, websocket_connect_timeout=30)
+    sock = raw_socket(srv)
+    sock.sendall(b"GET /name/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    reply_channel = layer_wait(srv.layer, "websocket.connect")["reply_channel"]
+    sock.close()
+    disconnect = layer_wait(srv.layer, "websocket.disconnect")
+    assert disconnect == {"reply_channel": reply_channel, "path": "/name/", "code": 1006,
+                          "order": 1}
+    wait_idle(srv)
+    srv.layer.send(reply_channel, {"accept": True})  # a late accept is dropped quietly
+
+
+def test_frames_sent_before_the_101_are_delivered_after_accept(server):
+    """Clients must wait for the 101, but bytes that come early are kept (up to
+    a bound) and become the first ``websocket.receive`` once accepted."""
+    srv = server(workers=0)
+    sock = raw_socket(srv)
+    frame = bytes([0x81, 0x80 | 5]) + b"\0\0\0\0" + b"early"  # masked with a zero key
+    sock.sendall(b"GET /name/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    reply_channel = layer_wait(srv.layer, "websocket.connect")["reply_channel"]
+    sock.sendall(frame)
+    time.sleep(0.1)
+    srv.layer.send(reply_channel, {"accept": True})
+    assert layer_wait(srv.layer, "websocket.receive")["text"] == "early"
+    head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    sock.close()
+    assert layer_wait(srv.layer, "websocket.disconnect")["order"] == 2
+    wait_idle(srv)

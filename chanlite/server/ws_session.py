@@ -30,6 +30,7 @@ __all__ = ["WebSocketSession"]
 log = logging.getLogger("chanlite.server")
 
 CONNECTING, OPEN, CLOSED = 0, 1, 2
+_EARLY_LIMIT = 64 * 1024  # bytes read before the 101 (clients should send none)
 
 
 class WebSocketSession:
@@ -89,8 +90,9 @@ class WebSocketSession:
         self.timer = server.loop.call_later(
             server.config.websocket_connect_timeout, partial(self.conn.guard, self._connect_timeout)
         )
-        # Frames sent before our 101 stay in h11's buffer until we accept.
-        self.conn.pause_reading()
+        # Keep reading while the consumer decides, so a client that leaves is
+        # noticed now (eof_received), not at the connect timeout. Bytes sent
+        # before our 101 wait in h11's buffer (bounded: data_received).
 
     def _connect_timeout(self) -> None:
         self.timer = None
@@ -124,7 +126,12 @@ class WebSocketSession:
 
     def data_received(self, data: bytes) -> None:
         if self.state == CONNECTING:
-            return  # reading is paused; nothing arrives here
+            core = self.core
+            if core is not None:
+                core.receive(data)  # handed over as the first frames on accept
+                if core.buffered > _EARLY_LIMIT:
+                    self.conn.pause_reading()  # EOF goes unnoticed from here on
+            return
         self._feed(data)
 
     def _feed(self, data: bytes | None) -> None:
