@@ -67,6 +67,29 @@ class Command(DjangoRunserver):
             return StaticFilesHandler(handler)
         return handler
 
+    def on_bind(self, server_port: int) -> None:
+        """Print the banner ourselves: Django's wording changes between
+        versions (6.x says "WSGI development server", which this is not), and
+        tools and tests read the "Starting development server at" line."""
+        from datetime import datetime
+
+        if getattr(self, "_raw_ipv6", False):
+            addr = f"[{self.addr}]"
+        elif self.addr == "0":
+            addr = "0.0.0.0"
+        else:
+            addr = self.addr
+        quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        self.stdout.write(
+            f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
+            f"Django version {self.get_version()}, using settings "
+            f"{settings.SETTINGS_MODULE!r}\n"
+            f"Starting development server at {self.protocol}://{addr}:{server_port}/\n"
+            f"Quit the server with {quit_command}.\n"
+            "This chanlite server serves HTTP and WebSocket; in production run "
+            "`chanlite serve` (docs/server.md)."
+        )
+
     def inner_run(self, *args: Any, **options: Any) -> None:
         from django.utils import autoreload
 
