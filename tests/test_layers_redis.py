@@ -316,8 +316,9 @@ def test_many_thread_receivers_get_each_message_once(make_layer):
     assert sorted(received) == list(range(1500))
 
 
-def _process_receiver(prefix: str, out) -> None:
+def _process_receiver(prefix: str, out, ready) -> None:
     layer = RedisChannelLayer(hosts=[SHARED_URL], prefix=prefix)
+    ready.wait(30)  # every receiver is up before the first send
     got = []
     while True:
         _, message = layer.receive(["mp"], block=True, timeout=10)
@@ -332,12 +333,18 @@ def test_many_processes_receive_each_message_at_most_once(make_layer):
     layer = make_layer(capacity=100000, clock=None)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
+    # Without a start line, one receiver could drain everything before the
+    # others finish importing, and the "every process got some" check would
+    # measure start-up speed instead of queue sharing.
+    ready = context.Barrier(5)  # 4 receivers + this process
     processes = [
-        context.Process(target=_process_receiver, args=(layer.prefix, out)) for _ in range(4)
+        context.Process(target=_process_receiver, args=(layer.prefix, out, ready))
+        for _ in range(4)
     ]
     for process in processes:
         process.start()
     try:
+        ready.wait(30)
         for i in range(4000):
             layer.send("mp", {"i": i})
         for _ in processes:
