@@ -518,6 +518,9 @@ def test_reply_pump_hands_over_a_bounded_number_of_batches():
     pump.start()
     try:
         assert arrived.wait(WAIT)
+        wait_for(lambda: len(batches) >= 2, "the second batch to be handed over")
+        # Idle on purpose (6 pump waits): an unbounded pump would hand over a
+        # third batch now; the assertion is that none comes.
         time.sleep(0.3)
         assert len(batches) == 2, f"{len(batches)} batches handed over, bound is 2"
         assert sum(map(len, batches)) == 512  # 2 x _BATCH; the other 1488 wait in the layer
@@ -629,7 +632,15 @@ def test_frames_sent_before_the_101_are_delivered_after_accept(server):
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     reply_channel = layer_wait(srv.layer, "websocket.connect")["reply_channel"]
     sock.sendall(frame)
-    time.sleep(0.1)
+
+    def frame_held_before_101():  # white-box: the early bytes wait in the HTTP core
+        for conn in list(srv.connections):
+            core = getattr(conn.session, "core", None)
+            if core is not None and core.buffered >= len(frame):
+                return True
+        return False
+
+    wait_for(frame_held_before_101, "the server to read the early frame before the accept")
     srv.layer.send(reply_channel, {"accept": True})
     assert layer_wait(srv.layer, "websocket.receive")["text"] == "early"
     head = sock.recv(4096)
