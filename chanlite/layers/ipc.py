@@ -255,7 +255,13 @@ class IPCChannelLayer(BaseChannelLayer):
         else:
             keys = [self._keys.get(q) or self._key(q) for q in queues]
         store = self._store
-        if block:  # one critical section pops or registers: less lock contention
+        # A blocking receive that will spin on a miss tries one plain pop
+        # first (a stream's consumer almost always finds a message): on a
+        # miss it reads the push counter in the same critical section and
+        # _wait starts with the spin. Without a spin, _wait pops again and
+        # registers in one critical section (no lost wake-up).
+        spin = block and self._spin and (timeout is None or timeout > 0)
+        if block and not spin:
             return self._wait(store, queues, keys, timeout)
         # store.lock(), inlined (the uncontended case of every receive)
         err = _trylock(store._mref)
@@ -263,6 +269,8 @@ class IPCChannelLayer(BaseChannelLayer):
             store.lock_slow(err)
         try:
             got = store.pop(keys, self.clock())
+            if got is None and spin:
+                pushes = store.pushes()
         except BaseException:
             store.abort()
             raise
@@ -270,49 +278,59 @@ class IPCChannelLayer(BaseChannelLayer):
             store.unlock()
         if got is not None:
             return (got[1].decode("ascii") or queues[got[0]]), got[2]
+        if spin:
+            return self._wait(store, queues, keys, timeout, pushes)
         return None
 
     def _wait(
-        self, store: Store, queues: list[str], keys: list[tuple[bytes, int]], timeout: float | None
+        self, store: Store, queues: list[str], keys: list[tuple[bytes, int]],
+        timeout: float | None, pushes: int | None = None,
     ) -> tuple[str, bytes] | None:
         """Register a doorbell on ``queues`` and sleep on it until a message comes.
 
         Registration happens in the same critical section as the failed pop,
         so a sender that queues a message afterwards sees the registration
         and rings; a ring before the sleep leaves the semaphore at 1.
+        ``pushes``: the caller's pop just missed, with the push counter at
+        that value (read under the same lock): start with the spin.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         slot = -1
         spin = self._spin
         slept_at = 0.0
+        skip = spin and pushes is not None
         try:
             while True:
                 registered = False
-                err = _trylock(store._mref)  # store.lock(), inlined
-                if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                    store.lock_slow(err)
-                try:
-                    got = store.pop(keys, self.clock())
-                    if got is not None:
-                        if slot >= 0:
-                            store.release_waiter(slot, keys)
-                            slot = -1
-                    elif spin and (timeout is None or timeout > 0):
-                        pushes = store.pushes()
-                    else:
-                        if slot < 0:
-                            slot = store.claim_waiter()
-                        if slot >= 0:
-                            store.set_waiting(slot, keys, True)
-                            registered = True
-                except IPCMemoryFull:  # no table room to register: poll instead
-                    store.abort()
+                if skip:  # the caller popped and missed: spin first
+                    skip = False
                     got = None
-                except BaseException:
-                    store.abort()
-                    raise
-                finally:
-                    store.unlock()
+                else:
+                    err = _trylock(store._mref)  # store.lock(), inlined
+                    if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                        store.lock_slow(err)
+                    try:
+                        got = store.pop(keys, self.clock())
+                        if got is not None:
+                            if slot >= 0:
+                                store.release_waiter(slot, keys)
+                                slot = -1
+                        elif spin and (timeout is None or timeout > 0):
+                            pushes = store.pushes()
+                        else:
+                            if slot < 0:
+                                slot = store.claim_waiter()
+                            if slot >= 0:
+                                store.set_waiting(slot, keys, True)
+                                registered = True
+                    except IPCMemoryFull:  # no table room to register: poll instead
+                        store.abort()
+                        got = None
+                    except BaseException:
+                        store.abort()
+                        raise
+                    finally:
+                        store.unlock()
                 if got is not None:
                     if slept_at and time.perf_counter() - slept_at < self.spin:
                         self._spin = self.spin  # a quick answer: spin next time
