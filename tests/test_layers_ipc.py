@@ -303,6 +303,11 @@ def _scenarios(layer, clock):
         layer.group_add("g", "p!a")
         layer.group_add("g", "r")
 
+    def with_empty_queue():
+        base()
+        layer.send("e", {"i": 0})
+        layer.receive(["e"])  # "e" stays known, with nothing queued
+
     def full():
         base()
         for i in range(3, 6):
@@ -314,7 +319,10 @@ def _scenarios(layer, clock):
         "send new channel": (base, lambda: layer.send("fresh", {"i": 9})),
         "send big (buddy split)": (base, lambda: layer.send("q", {"d": b"z" * 100_000})),
         "send dropping expired": (full, lambda: layer.send("q", {"i": 9})),
+        "send onto an existing empty queue": (with_empty_queue, lambda: layer.send("e", {"i": 9})),
         "receive": (base, lambda: layer.receive(["q"])),
+        "receive a queue's last message": (base, lambda: layer.receive(["p!"])),
+        "receive over several queues": (base, lambda: layer.receive(["none", "huge", "q", "p!"])),
         "receive big (buddy merge)": (base, lambda: layer.receive(["huge"])),
         "receive expired": (full, lambda: (clock.advance(100), layer.receive(["q", "p!"]))),
         "group_add new": (base, lambda: layer.group_add("g", "s")),
