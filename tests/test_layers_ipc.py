@@ -18,6 +18,8 @@ import sys
 import posix_ipc
 import pytest
 
+from chanlite.layers._ipc_segment import H_FLUSHING, WORD2
+from chanlite.layers._ipc_store import name_key
 from chanlite.layers.ipc import (
     IPCChannelLayer,
     IPCError,
@@ -314,6 +316,28 @@ def _scenarios(layer, clock):
             layer.send("q", {"i": i})
         clock.advance(40)
 
+    def four():  # group "g4": a, b (10 s later), p!c and d (20 s later)
+        base()
+        layer.group_add("g4", "a")
+        clock.advance(10)
+        layer.group_add("g4", "b")
+        clock.advance(10)
+        layer.group_add("g4", "p!c")
+        layer.group_add("g4", "d")
+
+    # groups whose entries share a home slot with "gx": deleting "gx"'s entry
+    # shifts theirs back (backward-shift deletion inside one operation)
+    slots = layer._store.gslots
+    home = name_key("gx")[1] & (slots - 1)
+    colliders = [n for n in (f"c{i}" for i in range(100_000))
+                 if name_key(n)[1] & (slots - 1) == home][:2]
+
+    def cluster():
+        base()
+        for group in ("gx", *colliders):
+            layer.group_add(group, "m")
+        layer.group_add(colliders[0], "m2")
+
     return {
         "send fast path": (base, lambda: layer.send("q", {"i": 9})),
         "send new channel": (base, lambda: layer.send("fresh", {"i": 9})),
@@ -330,6 +354,22 @@ def _scenarios(layer, clock):
         "group_discard": (base, lambda: layer.group_discard("g", "p!a")),
         "send_group": (base, lambda: layer.send_group("g", {"all": 1})),
         "group_channels expiring": (base, lambda: (clock.advance(10**6), layer.group_channels("g"))),
+        "group_add again (head of 4)": (four, lambda: layer.group_add("g4", "a")),
+        "group_add again (middle of 4)": (four, lambda: layer.group_add("g4", "p!c")),
+        "group_add again (tail of 4)": (four, lambda: layer.group_add("g4", "d")),
+        "group_add fifth": (four, lambda: layer.group_add("g4", "e")),
+        "group_discard (head of 4)": (four, lambda: layer.group_discard("g4", "a")),
+        "group_discard (middle of 4)": (four, lambda: layer.group_discard("g4", "b")),
+        "group_discard (tail of 4)": (four, lambda: layer.group_discard("g4", "d")),
+        "group_discard (absent)": (four, lambda: layer.group_discard("g4", "zz")),
+        "group_discard (last member, entry shifted back)": (
+            cluster, lambda: layer.group_discard("gx", "m")),
+        "group_channels expiring (2 of 4)": (
+            four, lambda: (clock.advance(10**5 - 5), layer.group_channels("g4"))),
+        "send_group expiring (2 of 4)": (
+            four, lambda: (clock.advance(10**5 - 5), layer.send_group("g4", {"all": 1}))),
+        "send_group expiring (all of 4)": (
+            four, lambda: (clock.advance(10**6), layer.send_group("g4", {"all": 1}))),
         "flush": (base, layer.flush),
         "blocking receive registers": (base, lambda: layer.receive(["none"], block=True, timeout=0)),
     }
@@ -371,7 +411,7 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
             setup()
             assert _run_child(op, kill_at) == -1
             state = _live(layer.dump(), now)  # takes the lock: repairs first
-            if name == "send_group":  # a fan-out of sends: each member all-or-nothing
+            if name.startswith("send_group"):  # a fan-out of sends: each member all-or-nothing
                 for kind in ("queues", "groups"):
                     for key in {*before[kind], *after[kind], *state[kind]}:
                         assert state[kind].get(key) in (before[kind].get(key),
@@ -382,3 +422,63 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
             kills += 1
     assert kills > 250
     assert layer._store.recoveries > recoveries + kills // 4  # most kills were mid-operation
+
+
+def _jlen(layer) -> int:
+    """The journal length a holder left (read without the lock)."""
+    return WORD2.unpack_from(layer._store.mm, H_FLUSHING)[1]
+
+
+def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
+    """Kill a child mid-operation (its journal non-empty), then kill the
+    process that repairs it at each line of the repair (lock, rollback):
+    the next holder must still restore exactly the state before the
+    operation, with every invariant (rollback is idempotent)."""
+    clock = FakeClock()
+    layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5)
+    scenarios = _scenarios(layer, clock)
+    kills = 0
+    for name in ("group_add again (head of 4)", "group_add again (tail of 4)",
+                 "group_add fifth", "group_discard (middle of 4)",
+                 "group_discard (last member, entry shifted back)",
+                 "group_channels expiring (2 of 4)", "send fast path", "receive"):
+        setup, op = scenarios[name]
+        start = clock()
+        setup()
+        now = clock()
+        before = _live(layer.dump(), now)
+        lines = _run_child(op, kill_at=0)
+        # the latest line of the operation at which a kill leaves the most to undo
+        best, first = 0, 0
+        for kill_at in range(lines, 0, -1):
+            clock._now = start
+            setup()
+            assert _run_child(op, kill_at) == -1
+            left = _jlen(layer)
+            layer.dump()  # repair
+            if left > best:
+                best, first = left, kill_at
+        print(f"{name}: first kill at line {first}/{lines} leaves {best} journal bytes")
+        assert best, f"{name}: no kill left a journal to roll back"
+
+        def killed_mid_operation(start=start, setup=setup, op=op, first=first, best=best):
+            clock._now = start
+            setup()
+            assert _run_child(op, first) == -1
+            assert _jlen(layer) == best
+
+        killed_mid_operation()
+        repair = _run_child(layer.dump, kill_at=0)
+        assert repair > 0 and _jlen(layer) == 0, name
+        for kill_at in range(1, repair + 1):
+            killed_mid_operation()
+            assert _run_child(layer.dump, kill_at) == -1
+            recoveries = layer._store.recoveries
+            state = _live(layer.dump(), now)  # the next holder repairs (again)
+            assert state == before, f"{name}: repair killed at line {kill_at} left {state!r:.2000}"
+            assert _jlen(layer) == 0
+            assert layer._store.recoveries in (recoveries, recoveries + 1)
+            layer.check()
+            kills += 1
+        print(f"  repair killed at each of its {repair} lines")
+    assert kills > 50
