@@ -185,6 +185,12 @@ def test_groups_keep_join_order_expire_and_skip_full_members(make_layer, clock):
     assert layer.receive(["a"]) == ("a", {"already": "full"})
     assert layer.channel_statistics("a")["channel_full_count"] == 1
     layer.group_discard("room", "a")
+    # observed at once, long before group expiry could remove it instead
+    assert layer.group_channels("room") == ["m!1", "z"]
+    layer.send_group("room", {"after": "discard"})
+    assert layer.receive(["a"]) == (None, None), "a discarded member still got a group send"
+    layer.group_discard("room", "not-a-member")  # discarding a stranger is a no-op
+    assert layer.group_channels("room") == ["m!1", "z"]
     clock.advance(25)
     layer.group_add("room", "late")
     clock.advance(25)

@@ -88,6 +88,31 @@ def test_requeued_message_goes_after_the_consumers_replies(layer):
     assert replies == ["0", "1", "2"]
 
 
+def test_requeue_is_sent_after_the_replies_in_global_send_order(layer):
+    """With several workers, the requeued frame may run (and reply) as soon as
+    it is sent, so it must be sent *after* the replies of the frame that
+    released it: the order of the layer's sends says whether it was."""
+    sent: list[tuple[str, object]] = []
+    real_send = layer.send
+
+    def recording_send(channel, message):
+        sent.append((channel, message.get("text", message.get("order"))))
+        return real_send(channel, message)
+
+    layer.send = recording_send
+
+    @enforce_ordering
+    def receive(message):
+        message.reply_channel.send({"text": f"reply {message['order']}"})
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(2))  # parked behind 1
+    sent.clear()
+    dispatch(layer, router, "websocket.receive", msg(1))  # runs, then releases 2
+    assert sent == [("r!1", "reply 1"), ("websocket.receive", 2)], sent
+
+
 def test_consumer_that_raises_does_not_stall_the_connection(layer):
     """1.x never advanced the order after a failure: every later frame waited forever."""
     seen = []
