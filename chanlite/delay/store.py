@@ -19,9 +19,12 @@ layers.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = ["Entry", "MemoryStore", "DatabaseStore"]
+
+T = TypeVar("T")
 
 
 class Entry(NamedTuple):
@@ -58,9 +61,12 @@ class DatabaseStore:
     """Rows of :class:`chanlite.delay.models.StoredDelay` (``chanlite.delay``
     in INSTALLED_APPS, migrated), on the ``using`` database alias.
 
-    Every call runs in autocommit and starts with Django's
-    ``close_old_connections`` (as a request would), so a long-running delay
-    process recovers from a database restart or a dropped connection.
+    Every call is one autocommit statement. The connection is kept open (a
+    delay process is long-lived and not a request, so ``CONN_MAX_AGE`` does
+    not apply); after a database error it is closed, so the next call
+    reconnects once the database is back. A ``claim`` whose DELETE committed
+    but whose answer was lost looks unclaimed on retry: that message is lost,
+    never sent twice.
     """
 
     durable = True
@@ -71,25 +77,31 @@ class DatabaseStore:
         self.model = StoredDelay
         self.using = using
 
-    def _objects(self):  # type: ignore[no-untyped-def]
-        from django.db import close_old_connections
+    def _call(self, operation: Callable[[Any], T]) -> T:
+        from django.db import DatabaseError, connections
 
-        close_old_connections()
-        return self.model.objects.using(self.using)
+        try:
+            return operation(self.model.objects.using(self.using))
+        except DatabaseError:
+            connection = connections[self.using]
+            if not connection.in_atomic_block:  # (a test transaction must stay open)
+                connection.close()
+            raise
 
     def load(self) -> list[Entry]:
-        rows = self._objects().order_by("due", "id").values_list("due", "id", "channel", "content")
+        rows = self._call(lambda objects: list(
+            objects.order_by("due", "id").values_list("due", "id", "channel", "content")))
         return [Entry(due, key, channel, bytes(data)) for due, key, channel, data in rows]
 
     def add(self, due: float, channel: str, data: bytes) -> int:
-        return self._objects().create(due=due, channel=channel, content=data).pk
+        return self._call(lambda objects: objects.create(due=due, channel=channel,
+                                                         content=data).pk)
 
     def claim(self, key: int) -> bool:
-        deleted, _ = self._objects().filter(pk=key).delete()
-        return deleted > 0
+        return self._call(lambda objects: objects.filter(pk=key).delete()[0] > 0)
 
     def count(self) -> int:
-        return self._objects().count()
+        return self._call(lambda objects: objects.count())
 
     def __repr__(self) -> str:
         return f"<DatabaseStore {self.model._meta.db_table} using={self.using!r}>"
