@@ -292,3 +292,18 @@ def make_ipc_layer():
     yield make
     for layer in made:
         remove_ipc_test_layer(layer)
+
+
+@pytest.mark.chanlite_routes(REMINDER_ROUTES)
+def test_live_server_runs_the_delay_service(live_server_ws):
+    import json
+
+    import websocket
+
+    ws = websocket.create_connection(live_server_ws.ws_url + "/remind/", timeout=20)
+    try:
+        ws.send(json.dumps({"text": "tea", "seconds": 0.05}))
+        assert json.loads(ws.recv()) == {"set": "tea"}
+        assert json.loads(ws.recv()) == {"ring": "tea"}, "the live server's delay thread"
+    finally:
+        ws.close()

@@ -173,3 +173,34 @@ def test_a_store_failure_drops_the_request_with_a_log(layer, clock, caplog, monk
     assert service.step() == 0
     assert "could not store a delayed message for 'out'; it is lost" in caplog.text
     assert service.refused == 2 and service.pending == 0
+
+
+def test_store_and_layer_failures_at_delivery_keep_the_message(clock, monkeypatch, caplog):
+    """A claim that fails (database down) or a send that fails (layer down) is
+    tried again after error_backoff: nothing is lost, nothing sent twice."""
+    from chanlite.delay.store import MemoryStore
+    from chanlite.testing import make_test_layer
+
+    layer = make_test_layer(clock=clock)
+    store = MemoryStore()
+    service = DelayService(layer, store)
+    layer.send(DELAY_CHANNEL, request("out", 1, 0))
+    service.take_requests()
+
+    real_claim = store.claim
+    monkeypatch.setattr(store, "claim", lambda key: (_ for _ in ()).throw(OSError("db down")))
+    assert service.deliver_due() == 0 and service.pending == 1
+    assert "could not remove a due message from the store" in caplog.text
+    monkeypatch.setattr(store, "claim", real_claim)
+
+    real_send = layer.send
+    monkeypatch.setattr(layer, "send", lambda *a: (_ for _ in ()).throw(OSError("layer down")))
+    clock.advance(service.error_backoff)
+    assert service.deliver_due() == 0 and service.pending == 1
+    assert "could not send a delayed message to 'out'" in caplog.text
+    monkeypatch.setattr(layer, "send", real_send)
+
+    assert service.deliver_due() == 0, "retried before error_backoff"
+    clock.advance(service.error_backoff)
+    assert service.deliver_due() == 1 and drain(layer, "out") == [1]
+    assert service.pending == 0
