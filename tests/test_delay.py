@@ -8,6 +8,7 @@ test_rundelay.py.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -189,7 +190,7 @@ class Reminding(JsonWebsocketConsumer):
 
 
 def ring(message):
-    Channel(message["reply_channel"]).send({"text": '{"ring": "%s"}' % message["text"]})
+    Channel(message["reply_channel"]).send({"text": json.dumps({"ring": message["text"]})})
 
 
 REMINDER_ROUTES = [route_class(Reminding, path=r"^/remind/$"), route("reminder.ring", ring)]
@@ -296,8 +297,6 @@ def make_ipc_layer():
 
 @pytest.mark.chanlite_routes(REMINDER_ROUTES)
 def test_live_server_runs_the_delay_service(live_server_ws):
-    import json
-
     import websocket
 
     ws = websocket.create_connection(live_server_ws.ws_url + "/remind/", timeout=20)

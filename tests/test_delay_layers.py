@@ -146,7 +146,7 @@ def test_two_services_on_one_table_send_each_message_once(layer, clock):
 def test_full_channel_keeps_the_message_in_the_store(layer, clock):
     service = DelayService(layer, DatabaseStore())
     capacity = layer.capacity_for("tight")
-    for n in range(capacity):
+    for _ in range(capacity):
         layer.send("tight", {"n": -1})
     layer.send(DELAY_CHANNEL, request("tight", 99, 0))
     assert service.step() == 0
