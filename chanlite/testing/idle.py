@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -98,7 +97,6 @@ def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: 
         return dispatch(layer, router, channel, content)
 
 
-_delay_services: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _delay_lock = threading.Lock()
 
 
@@ -111,10 +109,13 @@ def delay_service(layer: BaseChannelLayer) -> Any:
     """
     from ..delay.service import DelayService
 
+    # Kept on the layer itself (not in a registry keyed by layer, whose values
+    # would keep every test layer alive): it lives and dies with the layer.
     with _delay_lock:
-        service = _delay_services.get(layer)
+        service = getattr(layer, "_chanlite_test_delay", None)
         if service is None:
-            service = _delay_services[layer] = DelayService(layer)
+            service = DelayService(layer)
+            layer._chanlite_test_delay = service  # type: ignore[attr-defined]
         return service
 
 
