@@ -31,6 +31,8 @@ MODULES = [
     ("chanlite.signals", "Signals around each consumer run."),
     ("chanlite.worker", "Workers that run consumers."),
     ("chanlite.asgi", "What a project's asgi.py imports."),
+    ("chanlite.delay", "Messages delivered later: the asgi.delay request."),
+    ("chanlite.delay.service", "The delay service (rundelay, the in-process thread, tests)."),
     ("chanlite.layers", "The channel layer registry and settings."),
     ("chanlite.layers.base", "The API and rules every channel layer shares."),
     ("chanlite.layers.memory", "The in-process layer."),

@@ -115,7 +115,23 @@ def noop(message, **kwargs):
     pass
 
 
+def ws_delayed(message, **kwargs):
+    """``/delayed/``: "pending" answers how many asgi.delay requests wait in the
+    layer; any other text comes back 50 ms later through the delay service."""
+    from chanlite.delay import DelayedMessage
+
+    text = message["text"]
+    if text == "pending":
+        stats = message.channel_layer.channel_statistics("asgi.delay")
+        message.reply_channel.send({"text": f"pending {stats['messages_pending']}"})
+        return
+    DelayedMessage(message.reply_channel.name, {"text": f"later: {text}"}, delay=50).send()
+    message.reply_channel.send({"text": "scheduled"})  # leaves after the delay request
+
+
 channel_routing = [
+    route("websocket.connect", ws_accept, path=r"^/delayed/$"),
+    route("websocket.receive", ws_delayed, path=r"^/delayed/$"),
     route("websocket.connect", ws_accept, path=r"^/echo/$"),
     route("websocket.receive", ws_echo, path=r"^/echo/$"),
     route("websocket.connect", ws_accept, path=r"^/json/$"),

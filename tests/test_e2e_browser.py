@@ -8,7 +8,8 @@ separate cookies) sign in as the demo users and prove, through the page:
 * a message typed in one page appears in the other (WebSocket, Group);
 * presence lists both users, and drops one when its page goes away;
 * the moderation task (a consumer on its own channel) masks banned words;
-* the long-poll fallback (``?transport=poll``) receives and sends too.
+* the long-poll fallback (``?transport=poll``) receives and sends too;
+* a reminder (a delayed message through ``asgi.delay``) rings after its delay.
 
 Chromium is Debian's (``/usr/bin/chromium`` + ``/usr/bin/chromedriver``),
 driven by Selenium with the driver path given explicitly so Selenium
@@ -224,3 +225,34 @@ def test_long_poll_fallback_delivers_both_ways(chat: ChatServer, browser) -> Non
              chat)
     wait_for(bob, sees(bob, "bob", reply), "bob's polling page to receive his own post", chat)
 
+
+
+_REMINDERS_JS = ("Array.from(document.querySelectorAll('#reminders li')).map(li => "
+                 "({text: li.dataset.text, state: li.dataset.state, "
+                 "setAt: Number(li.dataset.setAt), rangAt: Number(li.dataset.rangAt || 0)}))")
+
+
+def reminders_of(driver: WebDriver) -> list[dict]:
+    return driver.execute_script("return " + _REMINDERS_JS + ";")
+
+
+def test_reminder_rings_after_its_delay(chat: ChatServer, browser) -> None:
+    """The delay service inside runserver sends the reminder when its delay is up."""
+    alice = browser()
+    sign_in(alice, chat, "alice")
+    open_room(alice, chat, new_room())
+    wait_for(alice, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
+        "data-reminders") == "ready", "the reminders WebSocket to open", chat)
+    text = f"stretch {uuid.uuid4().hex[:6]}"
+    seconds = alice.find_element(By.ID, "reminder-seconds")
+    seconds.clear()
+    seconds.send_keys("2")
+    alice.find_element(By.ID, "reminder-text").send_keys(text)
+    alice.find_element(By.ID, "reminder-set").click()
+    wait_for(alice, lambda d: any(r["text"] == text for r in reminders_of(d)),
+             "the reminder to be set", chat)
+    wait_for(alice, lambda d: any(r["text"] == text and r["state"] == "rang"
+                                  for r in reminders_of(d)), "the reminder to ring", chat)
+    rang = next(r for r in reminders_of(alice) if r["text"] == text)
+    # The delay counts from the server's send, shortly before the page heard "set".
+    assert rang["rangAt"] - rang["setAt"] >= 2000 - 250, f"rang too early: {rang}"

@@ -126,6 +126,23 @@ def test_streams_moderation_and_long_poll_wake_up(chat: ChatServer) -> None:
         ws.close()
 
 
+def test_reminder_is_a_delayed_message(chat: ChatServer) -> None:
+    parts = urlsplit(chat.url)
+    ws = websocket.create_connection(f"ws://{parts.netloc}/chat/lobby/reminders/",
+                                     cookie=login(chat.url, "alice"), timeout=WAIT,
+                                     origin=f"http://{parts.netloc}")
+    try:
+        ws.send(json.dumps({"text": "tea", "seconds": 0}))
+        assert json.loads(ws.recv())["type"] == "error"
+        ws.send(json.dumps({"text": "tea", "seconds": 1}))
+        set_at = time.monotonic()
+        assert json.loads(ws.recv()) == {"type": "set", "text": "tea", "seconds": 1}
+        assert json.loads(ws.recv()) == {"type": "reminder", "text": "tea"}
+        assert time.monotonic() - set_at >= 0.75, "the reminder came before its delay"
+    finally:
+        ws.close()
+
+
 @pytest.fixture
 def deployment(tmp_path) -> Iterator[ChatDeployment]:
     prefix = f"chatt{os.getpid()}{secrets.token_hex(3)}"

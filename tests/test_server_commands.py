@@ -137,3 +137,49 @@ def test_runserver_serves_views_and_websockets(processes):
     assert ws.recv() == "from runserver"
     ws.close()
     assert proc.stop(signal.SIGINT) == 0
+
+
+def _delayed_round_trip(port: int) -> str:
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/delayed/", timeout=WAIT)
+    try:
+        ws.send("hi")
+        assert ws.recv() == "scheduled"
+        return ws.recv()
+    finally:
+        ws.close()
+
+
+def _nothing_takes_delay_requests(port: int) -> None:
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/delayed/", timeout=WAIT)
+    ws.send("hi")
+    assert ws.recv() == "scheduled"  # sent after the request: the request is in the layer
+    ws.send("pending")
+    assert ws.recv() == "pending 1", "with --nodelay nothing may take asgi.delay requests"
+    ws.close()
+
+
+def test_runserver_runs_the_delay_service_and_nodelay_turns_it_off(processes):
+    for flags in ([], ["--nodelay"]):
+        port = free_port()
+        proc = processes(["-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload",
+                          "--skip-checks", *flags])
+        proc.wait_for(rf"Starting development server at http://127\.0\.0\.1:{port}/")
+        if flags:
+            _nothing_takes_delay_requests(port)
+        else:
+            assert _delayed_round_trip(port) == "later: hi"
+        assert proc.stop(signal.SIGINT) == 0
+
+
+def test_chanlite_serve_runs_the_delay_service_and_nodelay_turns_it_off(processes):
+    proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
+                      "--port", "0"])
+    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    assert _delayed_round_trip(port) == "later: hi"
+    assert proc.stop() == 0
+
+    proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
+                      "--port", "0", "--nodelay"])
+    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    _nothing_takes_delay_requests(port)
+    assert proc.stop() == 0

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", "-w", type=int, default=None,
         help="embedded worker threads running consumers; 0 = none (use runworker processes). "
         "Default: 4 for the in-memory layer, 0 for cross-process layers")
+    serve.add_argument("--nodelay", action="store_true",
+                       help="do not run the delay service (asgi.delay) in-process; it runs "
+                       "only for the in-memory layer with embedded workers")
     serve.add_argument("--access-log", action="store_true",
                        help="log one line per request to stderr (logger chanlite.server.access)")
     serve.add_argument("--log-level", default="INFO", help="server log level (default INFO)")
@@ -151,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{config.unix_socket or (config.host, config.port)}: {exc}") from exc
     server.install_signal_handlers()
     log.info("serving %s with %d embedded worker thread(s)", args.application, workers)
-    server.serve_forever()
+    from ..delay.embedded import embedded_delay
+
+    with embedded_delay(layer, workers=workers, enabled=not args.nodelay):
+        server.serve_forever()
     return 0
 
 

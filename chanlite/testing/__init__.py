@@ -20,6 +20,7 @@ _LAZY = {
     "apply_routes": "routes",
     "run_until_idle": "idle",
     "EndlessLoop": "idle",
+    "delay_service": "idle",
     "LayerSwap": "layers",
     "make_test_layer": "layers",
     "ChannelLiveServerTestCase": "live",

@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..layers.base import BaseChannelLayer
     from ..routing import Router
 
-__all__ = ["run_until_idle", "run_message", "resolve_router", "EndlessLoop", "MAX_MESSAGES"]
+__all__ = ["run_until_idle", "run_message", "resolve_router", "delay_service", "EndlessLoop",
+           "MAX_MESSAGES"]
 
 #: Default bound of :func:`run_until_idle`: far above any real test, low
 #: enough that a consumer re-sending to itself fails in well under a second.
@@ -96,6 +97,28 @@ def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: 
         return dispatch(layer, router, channel, content)
 
 
+_delay_lock = threading.Lock()
+
+
+def delay_service(layer: BaseChannelLayer) -> Any:
+    """The test delay service of ``layer`` (one per layer, memory store).
+
+    :func:`run_until_idle` steps it, so ``asgi.delay`` requests are
+    scheduled on the layer's (fake) clock and sent once due; tests can look
+    at ``delay_service(layer).pending``.
+    """
+    from ..delay.service import DelayService
+
+    # Kept on the layer itself (not in a registry keyed by layer, whose values
+    # would keep every test layer alive): it lives and dies with the layer.
+    with _delay_lock:
+        service = getattr(layer, "_chanlite_test_delay", None)
+        if service is None:
+            service = DelayService(layer)
+            layer._chanlite_test_delay = service  # type: ignore[attr-defined]
+        return service
+
+
 def run_until_idle(
     layer: BaseChannelLayer | None = None,
     routing: Any = None,
@@ -103,6 +126,7 @@ def run_until_idle(
     alias: str | None = None,
     channels: Sequence[str] | None = None,
     max_messages: int = MAX_MESSAGES,
+    delays: bool = True,
 ) -> int:
     """Deliver every pending message on the routed channels; return how many ran.
 
@@ -117,6 +141,12 @@ def run_until_idle(
     with a per-layer counter, not at random, so two runs of the same test
     deliver in the same order.
 
+    With ``delays`` (the default) it also plays the delay service
+    (``rundelay``): ``asgi.delay`` requests are scheduled on the layer's
+    clock and, whenever the routed channels are empty, the messages that
+    are due by then are sent and run too. So ``clock.advance(5)`` then
+    ``run_until_idle()`` runs what became due; nothing sleeps.
+
     Raises :class:`EndlessLoop` after ``max_messages`` deliveries, naming the
     busiest channels, instead of hanging the test run.
     """
@@ -128,7 +158,10 @@ def run_until_idle(
         layer = get_channel_layer(alias)
     router = resolve_router(routing, alias)
     names = sorted(channels if channels is not None else router.channels)
+    delayed = delay_service(layer) if delays else None
     if not names:
+        if delayed is not None:
+            delayed.step()  # due messages still go out, to whoever reads them
         return 0
     if type(max_messages) is not int or max_messages < 1:
         raise ValueError(f"max_messages must be a positive int, not {max_messages!r}")
@@ -137,6 +170,8 @@ def run_until_idle(
     while True:
         channel, content = layer.receive(names, block=False)
         if channel is None:
+            if delayed is not None and delayed.step():
+                continue  # delayed messages went out: run their consumers too
             return ran
         if ran >= max_messages:
             busiest = collections.Counter(recent).most_common(3)

@@ -36,12 +36,15 @@ class LiveServer:
         threads: WSGI threads for ordinary Django views.
         layer: a layer to serve (default: a new in-memory layer).
         share_db: share in-memory SQLite connections with server threads.
+        delay: run the delay service (``asgi.delay``) on a thread, as
+            ``runserver`` does for the in-memory layer with workers.
         config: more :class:`~chanlite.server.config.ServerConfig` fields.
     """
 
     def __init__(self, alias: str = DEFAULT_CHANNEL_LAYER, routing: Any = None,
                  workers: int = 2, threads: int = 4, layer: Any = None,
-                 host: str = "127.0.0.1", share_db: bool = True, **config: Any) -> None:
+                 host: str = "127.0.0.1", share_db: bool = True, delay: bool = True,
+                 **config: Any) -> None:
         self.alias = alias
         self.routing = routing
         self.workers = workers
@@ -49,8 +52,10 @@ class LiveServer:
         self.layer = layer
         self.host = host
         self.share_db = share_db
+        self.delay = delay
         self.config = config
         self.server: Any = None
+        self._delay_thread: Any = None
         self._previous_layer: Any = None
         self._overrides: dict[str, Any] = {}
         self._uid = f"chanlite.testing.live.{next(_uids)}"
@@ -105,6 +110,10 @@ class LiveServer:
             self.server = Server(self.layer, config, wsgi_app=app, router=router,
                                  workers=self.workers if router is not None else 0)
             self.server.start()
+            from ..delay.embedded import start_embedded_delay
+
+            self._delay_thread = start_embedded_delay(
+                self.layer, workers=self.server.workers, enabled=self.delay)
         except BaseException:
             self._cleanup()
             raise
@@ -115,8 +124,11 @@ class LiveServer:
         server, self.server = self.server, None
         stopped = True
         try:
+            if self._delay_thread is not None:
+                stopped = self._delay_thread.stop(timeout)
+                self._delay_thread = None
             if server is not None:
-                stopped = server.shutdown(timeout)
+                stopped = server.shutdown(timeout) and stopped
         finally:
             self._cleanup()
         return stopped

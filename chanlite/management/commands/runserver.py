@@ -44,6 +44,11 @@ class Command(DjangoRunserver):
             help="CHANNEL_LAYERS alias to serve (default 'default').",
         )
         parser.add_argument(
+            "--nodelay", action="store_false", dest="run_delay",
+            help="Do not run the delay service (asgi.delay) in-process; it runs only for "
+            "the in-memory layer with embedded workers.",
+        )
+        parser.add_argument(
             "--nostatic", action="store_false", dest="use_static_handler",
             help="Do not serve static files automatically in DEBUG.",
         )
@@ -90,6 +95,13 @@ class Command(DjangoRunserver):
             "`chanlite serve` (docs/server.md)."
         )
 
+    @staticmethod
+    def _delay_service(layer: Any, workers: int, options: dict) -> Any:
+        """The in-process delay service around serving (``--nodelay``: none)."""
+        from chanlite.delay.embedded import embedded_delay
+
+        return embedded_delay(layer, workers=workers, enabled=options.get("run_delay", True))
+
     def inner_run(self, *args: Any, **options: Any) -> None:
         from django.utils import autoreload
 
@@ -134,7 +146,8 @@ class Command(DjangoRunserver):
         if threading.current_thread() is threading.main_thread():
             server.install_signal_handlers()
         try:
-            server.serve_forever()
+            with self._delay_service(layer, workers, options):
+                server.serve_forever()
         except KeyboardInterrupt:
             shutdown_message = options.get("shutdown_message", "")
             if shutdown_message:

@@ -10,9 +10,13 @@ from chanlite.routing import route, route_class
 
 from .consumers import ChatDemultiplexer, LongPoll, moderate
 from .models import ROOM_PATTERN
+from .reminders import REMIND_CHANNEL, ReminderConsumer, remind
 
 channel_routing = [
     route_class(ChatDemultiplexer, path=rf"^/chat/(?P<room>{ROOM_PATTERN})/stream/$"),
     route_class(LongPoll, path=rf"^/chat/(?P<room>{ROOM_PATTERN})/poll/$"),
     route("chat.moderate", moderate),
+    # reminders: a delayed message (chat/reminders.py)
+    route_class(ReminderConsumer, path=rf"^/chat/(?P<room>{ROOM_PATTERN})/reminders/$"),
+    route(REMIND_CHANNEL, remind),
 ]

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     # chanlite before staticfiles: its runserver (HTTP + WebSocket + workers)
     # must win over staticfiles' WSGI-only one.
     "chanlite",
+    "chanlite.delay",  # `manage.py rundelay` and its table (CHAT_LAYER=ipc/redis)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
