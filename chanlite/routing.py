@@ -325,7 +325,9 @@ def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
             entry = layer_settings(alias)
             routing = entry.get("ROUTING")
             if routing is None:
-                raise ImproperlyConfigured(
+                from .layers import InvalidChannelLayerError
+
+                raise InvalidChannelLayerError(
                     f"CHANNEL_LAYERS[{alias!r}] has no 'ROUTING'; add "
                     "'ROUTING': 'myproject.routing.channel_routing' (a list of route() entries)"
                 )

@@ -283,9 +283,16 @@ def test_channel_layers_mapping_as_in_1x():
     from chanlite import channel_layers
     from chanlite.layers import get_channel_layer
 
+    from chanlite.asgi import ChannelLayerWrapper, InvalidChannelLayerError
+
     assert "default" in list(channel_layers)
-    assert channel_layers["default"] is get_channel_layer("default")
+    wrapper = channel_layers["default"]
+    assert isinstance(wrapper, ChannelLayerWrapper) and wrapper.alias == "default"
+    assert wrapper.channel_layer is get_channel_layer("default")
+    assert wrapper.send == get_channel_layer("default").send  # the layer API passes through
     with pytest.raises(ImproperlyConfigured, match="no channel layer 'nope'"):
+        channel_layers["nope"]
+    with pytest.raises(InvalidChannelLayerError):  # 1.x's name, a ValueError too
         channel_layers["nope"]
 
 
