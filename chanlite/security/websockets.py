@@ -120,6 +120,8 @@ class AllowedHostsOnlyOriginValidator(BaseOriginValidator):
             hostname = urlparse(origin).hostname
         except ValueError:
             return False
+        if hostname and ":" in hostname:
+            hostname = f"[{hostname}]"  # urlparse drops an IPv6 host's brackets
         return bool(hostname) and validate_host(hostname, allowed_hosts)
 
 
