@@ -6,7 +6,19 @@ ChannelTestCase, Client, HttpClient, WSClient, apply_routes``; with
 :mod:`chanlite.testing` (the documented home), loaded lazily like there.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers and linters
+    from .testing import (
+        ChannelLiveServerTestCase,
+        ChannelTestCase,
+        ChannelTestCaseMixin,
+        Client,
+        HttpClient,
+        TransactionChannelTestCase,
+        WSClient,
+        apply_routes,
+    )
 
 __all__ = [
     "ChannelTestCase",

@@ -281,9 +281,8 @@ def test_channel_layers_mapping_as_in_1x():
     from django.core.exceptions import ImproperlyConfigured
 
     from chanlite import channel_layers
-    from chanlite.layers import get_channel_layer
-
     from chanlite.asgi import ChannelLayerWrapper, InvalidChannelLayerError
+    from chanlite.layers import get_channel_layer
 
     assert "default" in list(channel_layers)
     wrapper = channel_layers["default"]

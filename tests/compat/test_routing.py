@@ -3,9 +3,9 @@ from __future__ import unicode_literals
 from django.test import SimpleTestCase
 
 from chanlite import route as top_level_route
+from chanlite.generic import BaseConsumer
 from chanlite.message import Message
 from chanlite.routing import Router, include, route, route_class
-from chanlite.generic import BaseConsumer
 
 
 # Fake consumers and routing sets that can be imported by string

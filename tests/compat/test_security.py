@@ -9,7 +9,9 @@ from chanlite.exceptions import DenyConnection
 from chanlite.generic.websockets import WebsocketConsumer
 from chanlite.message import Message
 from chanlite.security.websockets import (
-    AllowedHostsOnlyOriginValidator, BaseOriginValidator, allowed_hosts_only,
+    AllowedHostsOnlyOriginValidator,
+    BaseOriginValidator,
+    allowed_hosts_only,
 )
 from chanlite.test import ChannelTestCase, WSClient, apply_routes
 

@@ -4,10 +4,10 @@ from django.contrib.auth import get_user_model
 from django.http.cookie import parse_cookie
 
 from chanlite import Group, route, route_class
+from chanlite.auth import channel_session_user_from_http
 from chanlite.exceptions import ChannelSocketException, WebsocketCloseException
 from chanlite.generic.websockets import JsonWebsocketConsumer, WebsocketConsumer
 from chanlite.sessions import enforce_ordering
-from chanlite.auth import channel_session_user_from_http
 from chanlite.test import ChannelTestCase, Client, HttpClient, WSClient, apply_routes
 
 
