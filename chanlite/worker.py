@@ -118,7 +118,7 @@ def run_consumer(
     if callback is not None:
         callback(channel, message)
     result = None
-    consumer_started.send(sender=Worker, message=message)
+    consumer_started.send(sender=Worker, message=message, environ={})  # environ: 1.x receivers take it
     try:
         try:
             with deferred_sends():
@@ -294,7 +294,7 @@ class Worker:
 
     def ready(self) -> None:
         """Called once the worker is set up, before the first receive."""
-        worker_ready.send(sender=type(self), worker=self)
+        worker_ready.send(sender=self, worker=self)  # sender: the instance, as in 1.x
 
     def sigterm_handler(self, signo: int, stack_frame: Any = None) -> None:
         """SIGTERM/SIGINT: stop taking messages; a running consumer finishes."""

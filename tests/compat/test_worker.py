@@ -232,3 +232,39 @@ class ChannelLayersTests(ChannelTestCase):
     def test_invalid_backend(self):
         with self.assertRaises(InvalidChannelLayerError):
             channel_layers["broken"]
+
+
+class SignalTests(ChannelTestCase):
+
+    def test_1x_signal_receivers(self):
+        """
+        Receivers written for 1.x's signal arguments still work.
+        """
+        from chanlite.signals import consumer_finished, consumer_started, worker_ready
+
+        calls = []
+
+        def started(sender, environ, **kwargs):
+            calls.append(('started', environ))
+
+        def finished(sender, **kwargs):
+            calls.append(('finished',))
+
+        def ready(sender, **kwargs):
+            calls.append(('ready', isinstance(sender, Worker)))
+
+        consumer_started.connect(started)
+        consumer_finished.connect(finished)
+        worker_ready.connect(ready)
+        try:
+            Channel('test').send({'n': 1}, immediately=True)
+            channel_layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+            channel_layer.router.add_route(route('test', mock.Mock()))
+            worker = PatchedWorker(channel_layer, signal_handlers=False)
+            worker.termed = 1
+            worker.run()
+        finally:
+            consumer_started.disconnect(started)
+            consumer_finished.disconnect(finished)
+            worker_ready.disconnect(ready)
+        self.assertEqual(calls, [('ready', True), ('started', {}), ('finished',)])
