@@ -17,6 +17,10 @@ _LAZY = {
     "Group": "chanlite.channel",
     "Message": "chanlite.message",
     "channel_layers": "chanlite.asgi",
+    # 1.x exported the routing helpers from ``channels`` itself too.
+    "route": "chanlite.routing",
+    "route_class": "chanlite.routing",
+    "include": "chanlite.routing",
 }
 
 __all__ = ["DEFAULT_CHANNEL_LAYER", "__version__", *_LAZY]

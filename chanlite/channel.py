@@ -54,8 +54,18 @@ class _Sendable:
         if not isinstance(name, str):
             raise TypeError(f"{type(self).__name__} name must be a str, not {name!r:.60}")
         self.name = name
-        self.alias = alias if channel_layer is None else (channel_layer.alias or alias)
+        self.alias = alias if channel_layer is None else (getattr(channel_layer, "alias", None) or alias)
         self._layer = channel_layer
+
+    @classmethod
+    def _unnamed(cls, channel_layer: Any = None) -> Any:
+        """The ``channel`` of a Message built with ``channel_name=None`` (1.x
+        unit tests do that); sending to it fails with an error saying why."""
+        self = cls.__new__(cls)
+        self.name = None  # type: ignore[assignment]
+        self.alias = getattr(channel_layer, "alias", None) or DEFAULT_CHANNEL_LAYER
+        self._layer = channel_layer
+        return self
 
     @property
     def channel_layer(self) -> BaseChannelLayer:
@@ -70,6 +80,11 @@ class _Sendable:
     def send(self, content: dict, immediately: bool = False) -> None:
         """Send ``content``; inside a consumer it is delivered when the
         consumer returns (discarded if it raises) unless ``immediately``."""
+        if self.name is None:
+            raise ValueError(
+                f"this {type(self).__name__} has no name: it is the channel of a Message built "
+                "with channel_name=None; build the Message with the channel it arrived on"
+            )
         if not isinstance(content, dict):
             raise TypeError(
                 f"{type(self).__name__}({self.name!r}).send() takes a dict, not "

@@ -39,12 +39,34 @@ class Message:
         channel_layer: the layer it came from (replies go back through it).
     """
 
-    def __init__(self, content: dict, channel_name: str, channel_layer: BaseChannelLayer) -> None:
+    def __init__(
+        self,
+        content: dict,
+        channel_name: str | None = None,
+        channel_layer: BaseChannelLayer | None = None,
+    ) -> None:
+        # ``Message(content, None, None)`` is how 1.x unit tests built
+        # messages by hand: no channel name and the default alias's layer.
         self.content = content
-        self.channel_layer = channel_layer
-        self.channel = Channel(channel_name, channel_layer=channel_layer)
+        self._channel_layer = channel_layer
+        if channel_name is None:
+            self.channel = Channel._unnamed(channel_layer)
+        else:
+            self.channel = Channel(channel_name, channel_layer=channel_layer)
         reply = content.get("reply_channel")
         self.reply_channel = Channel(reply, channel_layer=channel_layer) if reply else None
+
+    @property
+    def channel_layer(self) -> BaseChannelLayer:
+        """The layer the message came from (replies go back through it); the
+        default alias's layer when the message was built without one."""
+        if self._channel_layer is None:
+            return self.channel.channel_layer
+        return self._channel_layer
+
+    @channel_layer.setter
+    def channel_layer(self, layer: BaseChannelLayer) -> None:
+        self._channel_layer = layer
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails, i.e. no decorator set it.
@@ -79,7 +101,7 @@ class Message:
 
     def copy(self) -> Message:
         """A message with a deep copy of the content, same channel and layer."""
-        return type(self)(copy.deepcopy(self.content), self.channel.name, self.channel_layer)
+        return type(self)(copy.deepcopy(self.content), self.channel.name, self._channel_layer)
 
     def __repr__(self) -> str:
         return f"<Message channel={self.channel.name!r} keys={sorted(self.content)}>"

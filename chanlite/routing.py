@@ -8,9 +8,11 @@
         include("myapp.routing.channel_routing", path=r"^/app"),
     ]
 
-Filters are regular expressions matched (from the start, so they must begin
-with ``^``) against string fields of the message content; named groups become
-keyword arguments of the consumer. ``include()`` strips the part of each
+Filters are regular expressions matched with ``re.match`` (anchored at the
+start, so ``path="/chat/"`` and ``path="^/chat/"`` mean the same, as in
+Channels 1.x) against string fields of the message content; named groups
+become keyword arguments of the consumer, and positional (unnamed) groups are
+refused when the route is built. ``include()`` strips the part of each
 filtered field that its own filter matched before trying the included routes,
 so included routing is written relative to its mount point. The first entry
 that matches wins. :attr:`Router.channels` is the set of channels the routing
@@ -45,7 +47,7 @@ def _compile_filters(kind: str, target: object, filters: dict[str, Any]) -> dict
     compiled: dict[str, re.Pattern] = {}
     for field, pattern in filters.items():
         if isinstance(pattern, re.Pattern):
-            compiled[field] = pattern
+            compiled[field] = _named_groups_only(kind, target, field, pattern)
             continue
         if isinstance(pattern, bytes):
             pattern = pattern.decode("latin-1")
@@ -54,16 +56,24 @@ def _compile_filters(kind: str, target: object, filters: dict[str, Any]) -> dict
                 f"{kind} filter {field}={pattern!r} for {_name(target)} must be a regex string "
                 "like r'^/chat/$' or a compiled pattern"
             )
-        if not pattern.startswith("^"):
-            raise ValueError(
-                f"{kind} filter {field}={pattern!r} for {_name(target)} must start with '^' "
-                f"(filters match from the start of the field; write {field}=r'^{pattern}')"
-            )
         try:
-            compiled[field] = re.compile(pattern)
+            regex = re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"{kind} filter {field}={pattern!r} is not a valid regex: {exc}") from exc
+        compiled[field] = _named_groups_only(kind, target, field, regex)
     return compiled
+
+
+def _named_groups_only(kind: str, target: object, field: str, regex: re.Pattern) -> re.Pattern:
+    """Refuse positional groups, as 1.x did: a consumer gets only keyword
+    arguments, so an unnamed group's value would be silently lost."""
+    if regex.groups != len(regex.groupindex):
+        raise ValueError(
+            f"{kind} filter {field}={regex.pattern!r} for {_name(target)} contains positional "
+            "groups; only named groups (?P<name>...) are allowed (they become consumer "
+            "kwargs); use (?:...) for a group that captures nothing"
+        )
+    return regex
 
 
 def _field_text(value: Any) -> str | None:
@@ -91,6 +101,14 @@ def _match_filters(
         kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
         ends[field] = found.end()
     return kwargs, ends
+
+
+def _unpack(channel: Any, content: dict | None) -> tuple[Any, dict]:
+    """``(channel name, content)`` from either call form: ``(name, content)``
+    or a single :class:`~chanlite.message.Message` (what 1.x passed)."""
+    if content is None and hasattr(channel, "content"):
+        return channel.channel.name, channel.content
+    return channel, content or {}
 
 
 def _name(thing: object) -> str:
@@ -140,7 +158,9 @@ class Route:
     def channel_names(self) -> set[str]:
         return set(self.channels)
 
-    def match(self, channel: str, content: dict) -> Match | None:
+    def match(self, channel: Any, content: dict | None = None) -> Match | None:
+        """``(consumer, kwargs)`` or None; ``match(message)`` (1.x) works too."""
+        channel, content = _unpack(channel, content)
         if channel not in self.channels:
             return None
         found = _match_filters(self.filters, content)
@@ -181,7 +201,9 @@ class Include:
             names |= entry.channel_names()
         return names
 
-    def match(self, channel: str, content: dict) -> Match | None:
+    def match(self, channel: Any, content: dict | None = None) -> Match | None:
+        """``(consumer, kwargs)`` or None; ``match(message)`` (1.x) works too."""
+        channel, content = _unpack(channel, content)
         found = _match_filters(self.filters, content)
         if found is None:
             return None
@@ -236,11 +258,17 @@ class Router:
         Call as ``match(channel_name, content_dict)``; ``match(message)`` with
         a :class:`~chanlite.message.Message` also works (the 1.x form).
         """
-        if content is None and hasattr(channel, "content"):
-            channel, content = channel.channel.name, channel.content
+        channel, content = _unpack(channel, content)
         if channel not in self.channels:
             return None
-        return self.root.match(channel, content or {})
+        return self.root.match(channel, content)
+
+    def add_route(self, route: Entry) -> None:
+        """Append ``route`` (tried after every existing entry) and recompute
+        :attr:`channels` — as 1.x's ``Router.add_route``."""
+        Router.resolve_routing([route])  # the same validation as a routing list
+        self.root.routing.append(route)
+        self.channels = self.root.channel_names()
 
     @staticmethod
     def resolve_routing(routing: Any) -> list[Entry]:
@@ -297,7 +325,9 @@ def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
             entry = layer_settings(alias)
             routing = entry.get("ROUTING")
             if routing is None:
-                raise ImproperlyConfigured(
+                from .layers import InvalidChannelLayerError
+
+                raise InvalidChannelLayerError(
                     f"CHANNEL_LAYERS[{alias!r}] has no 'ROUTING'; add "
                     "'ROUTING': 'myproject.routing.channel_routing' (a list of route() entries)"
                 )

@@ -112,14 +112,23 @@ def channel_session(func: F) -> F:
     return inner  # type: ignore[return-value]
 
 
+def _header_pairs(headers: Any) -> list:
+    """``headers`` as ``(name, value)`` pairs: the ASGI list of pairs, or the
+    dict form ``{name: value}`` that Channels 1.1 still accepted (its test
+    ``WSClient`` sent that)."""
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers or [])
+
+
 def _session_key_from_headers(message: Message) -> str | None:
     cookies: dict[str, str] = {}
-    for pair in message.content.get("headers") or []:
+    for pair in _header_pairs(message.content.get("headers")):
         try:
             name, value = pair
         except (TypeError, ValueError):
             continue
-        if name in (b"cookie", "cookie"):
+        if isinstance(name, (bytes, str)) and name.lower() in (b"cookie", "cookie"):
             text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
             cookies.update(parse_cookie(text))
     return cookies.get(settings.SESSION_COOKIE_NAME) or None

@@ -21,11 +21,13 @@ from django.dispatch import Signal
 
 __all__ = ["consumer_started", "consumer_finished", "worker_ready", "db_hygiene_disabled"]
 
-#: Sent before a consumer runs; kwargs: ``message``.
+#: Sent before a consumer runs; kwargs: ``message``, and ``environ`` (an empty
+#: dict, which 1.x receivers take as an argument).
 consumer_started = Signal()
 #: Sent after a consumer ran (also when it raised); kwargs: ``message``.
 consumer_finished = Signal()
-#: Sent by a Worker thread when it starts listening; kwargs: ``worker``.
+#: Sent by a Worker when it starts listening; ``sender`` and ``worker`` are the
+#: Worker instance (1.x sent the instance as ``sender``).
 worker_ready = Signal()
 
 _UID = "chanlite.close_old_connections"

@@ -281,11 +281,17 @@ def test_channel_layers_mapping_as_in_1x():
     from django.core.exceptions import ImproperlyConfigured
 
     from chanlite import channel_layers
+    from chanlite.asgi import ChannelLayerWrapper, InvalidChannelLayerError
     from chanlite.layers import get_channel_layer
 
     assert "default" in list(channel_layers)
-    assert channel_layers["default"] is get_channel_layer("default")
+    wrapper = channel_layers["default"]
+    assert isinstance(wrapper, ChannelLayerWrapper) and wrapper.alias == "default"
+    assert wrapper.channel_layer is get_channel_layer("default")
+    assert wrapper.send == get_channel_layer("default").send  # the layer API passes through
     with pytest.raises(ImproperlyConfigured, match="no channel layer 'nope'"):
+        channel_layers["nope"]
+    with pytest.raises(InvalidChannelLayerError):  # 1.x's name, a ValueError too
         channel_layers["nope"]
 
 
@@ -311,3 +317,53 @@ def test_worker_accepts_a_routing_list_or_dotted_path(layer):
     assert Worker(layer, [route("a", reply)]).channels == ["a"]
     pool = WorkerPool(layer, "tests.routing_fixtures.app_routing", threads=1)
     assert pool.channels == ["websocket.connect"]
+
+
+def test_worker_takes_1x_signature_and_the_alias_routing(layer, settings):
+    from chanlite.routing import reset_routers
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chanlite.layers.memory.InMemoryChannelLayer",
+                                           "ROUTING": "tests.routing_fixtures.app_routing"}}
+    reset_routers()
+    try:
+        layer.alias = "default"
+        worker = Worker(layer, None, 3, False, None, None)
+        assert worker.channels == ["websocket.connect"]  # ROUTING of the layer's alias
+        assert worker.message_retries == 3 and worker.signal_handlers is False
+        keyword = Worker(layer, router=Router([route("kw", reply)]))
+        assert keyword.channels == ["kw"]
+        with pytest.raises(ValueError, match="message_retries"):
+            Worker(layer, message_retries=-1)
+    finally:
+        reset_routers()
+
+
+def test_sigterm_stops_a_worker_run_on_the_main_thread(layer):
+    """signal_handlers=True: SIGTERM ends run() (the current consumer would
+    finish first) and the previous handler is back afterwards."""
+    from chanlite.signals import worker_ready
+
+    assert threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM)
+    worker = Worker(layer, router=Router([route("a", reply)]))
+    worker.receive_timeout = 3600  # only the signal can end this run in time
+
+    def on_ready(sender, worker, **kw):
+        signal.raise_signal(signal.SIGTERM)
+
+    worker_ready.connect(on_ready)
+    try:
+        worker.run()  # returns only because the handler stopped it
+    finally:
+        worker_ready.disconnect(on_ready)
+    assert worker.termed
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_callback_sees_each_dispatched_message(layer):
+    seen = []
+    worker = Worker(layer, lambda channel, message: seen.append((channel, message["n"])),
+                    router=Router([route("a", lambda m: None)]))
+    layer.send("a", {"n": 1})
+    worker.handle(*layer.receive(["a"]))
+    assert seen == [("a", 1)]

@@ -27,6 +27,7 @@ from .base import BaseChannelLayer, ChannelFull, MessageTooLarge
 
 __all__ = [
     "DEFAULT_CHANNEL_LAYER",
+    "InvalidChannelLayerError",
     "BaseChannelLayer",
     "ChannelFull",
     "MessageTooLarge",
@@ -37,6 +38,14 @@ __all__ = [
 ]
 
 DEFAULT_CHANNEL_LAYER = "default"
+
+
+class InvalidChannelLayerError(ImproperlyConfigured, ValueError):
+    """An unknown alias or a broken ``CHANNEL_LAYERS`` entry (1.x's
+    ``channels.asgi.InvalidChannelLayerError``, a ``ValueError``; also an
+    ``ImproperlyConfigured``, which is what Django code expects)."""
+
+
 DEFAULT_BACKEND = "chanlite.layers.memory.InMemoryChannelLayer"
 _ALLOWED_KEYS = {"BACKEND", "CONFIG", "ROUTING", "TEST_CONFIG"}
 
@@ -53,7 +62,7 @@ def _all_settings() -> dict[str, dict[str, Any]]:
     if layers is None:
         return {DEFAULT_CHANNEL_LAYER: {"BACKEND": DEFAULT_BACKEND}}
     if not isinstance(layers, dict):
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS must be a dict of alias -> {{'BACKEND': ..., 'CONFIG': ...}}, "
             f"not {type(layers).__name__}"
         )
@@ -64,26 +73,26 @@ def layer_settings(alias: str = DEFAULT_CHANNEL_LAYER) -> dict[str, Any]:
     """The validated settings dict of ``alias`` (BACKEND, CONFIG, ROUTING)."""
     layers = _all_settings()
     if alias not in layers:
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"no channel layer {alias!r} in CHANNEL_LAYERS (configured: "
             f"{', '.join(sorted(map(repr, layers))) or 'none'}); add it or use one of those"
         )
     entry = layers[alias]
     if not isinstance(entry, dict):
-        raise ImproperlyConfigured(f"CHANNEL_LAYERS[{alias!r}] must be a dict, not {entry!r}")
+        raise InvalidChannelLayerError(f"CHANNEL_LAYERS[{alias!r}] must be a dict, not {entry!r}")
     unknown = set(entry) - _ALLOWED_KEYS
     if unknown:
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}] has unknown keys {sorted(unknown)}; "
             f"allowed: {sorted(_ALLOWED_KEYS)}"
         )
     if "BACKEND" not in entry:
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}] needs a 'BACKEND', e.g. {DEFAULT_BACKEND!r}"
         )
     config = entry.get("CONFIG", {})
     if not isinstance(config, dict):
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}]['CONFIG'] must be a dict of keyword arguments"
         )
     return entry
@@ -96,11 +105,11 @@ def build_layer(alias: str = DEFAULT_CHANNEL_LAYER, **overrides: Any) -> BaseCha
     try:
         cls = import_string(backend)
     except ImportError as exc:
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {backend!r} cannot be imported: {exc}"
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseChannelLayer)):
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {backend!r} is not a channel layer "
             "class (a subclass of chanlite.layers.BaseChannelLayer)"
         )
@@ -108,7 +117,7 @@ def build_layer(alias: str = DEFAULT_CHANNEL_LAYER, **overrides: Any) -> BaseCha
     try:
         return cls(**config)
     except (TypeError, ValueError) as exc:
-        raise ImproperlyConfigured(
+        raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}]['CONFIG'] is not valid for {backend}: {exc}"
         ) from exc
 

@@ -104,6 +104,10 @@ def load_layer(spec: str) -> Any:
         layer = getattr(module, attribute)
     except AttributeError:
         raise SystemExit(f"chanlite serve: {module_name!r} has no attribute {attribute!r}") from None
+    from ..asgi import ChannelLayerWrapper
+
+    if isinstance(layer, ChannelLayerWrapper):  # 1.x style: channel_layers["default"]
+        layer = layer.channel_layer
     if not isinstance(layer, BaseChannelLayer):
         raise SystemExit(
             f"chanlite serve: {spec} is a {type(layer).__name__}, not a channel layer; point "

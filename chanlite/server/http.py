@@ -31,7 +31,58 @@ __all__ = [
     "Reject",
     "error_response",
     "asgi_request",
+    "check_response",
+    "response_headers",
 ]
+
+
+def _header_bytes(value: object) -> bytes | None:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+    return None
+
+
+def check_response(message: dict, started: bool) -> str:
+    """An error text for an invalid ``http.response`` message, or ``""``.
+
+    ``started``: whether the response head was already sent (then the
+    message is a body chunk: ``status`` and ``headers`` are not read). Shared
+    by the server and the testing clients, so a test fails exactly where
+    production would answer 500.
+    """
+    if not isinstance(message, dict):
+        return f"the reply must be a dict, not {type(message).__name__}"
+    if not started:
+        if "status" not in message:
+            return "the first http.response message needs a 'status' (an int such as 200)"
+        status = message["status"]
+        if type(status) is not int or not 200 <= status < 1000:
+            return f"'status' must be an int from 200 to 999, not {status!r}"
+        headers = message.get("headers", ())
+        if not isinstance(headers, (list, tuple)):
+            return f"'headers' must be a list of [name, value] pairs, not {type(headers).__name__}"
+        for pair in headers:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                return f"each header must be a [name, value] pair, not {pair!r:.60}"
+            if _header_bytes(pair[0]) is None or _header_bytes(pair[1]) is None:
+                return (f"header {pair!r:.60}: names and values must be bytes (or latin-1 "
+                        "encodable str)")
+    content = message.get("content", b"")
+    if not isinstance(content, (bytes, bytearray)):
+        return f"'content' must be bytes, not {type(content).__name__}"
+    return ""
+
+
+def response_headers(message: dict) -> list[tuple[bytes, bytes]]:
+    """The headers of a response checked by :func:`check_response`, as bytes
+    pairs (str names and values encoded as latin-1)."""
+    return [(_header_bytes(k), _header_bytes(v))  # type: ignore[misc]
+            for k, v in message.get("headers", ())]
 
 
 @dataclass(slots=True)

@@ -29,7 +29,9 @@ from .http import (
     Reject,
     RequestHead,
     asgi_request,
+    check_response,
     error_response,
+    response_headers,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -312,11 +314,12 @@ class HTTPSession:
         if self.conn.closed or self.head is None:
             return
         try:
+            problem = check_response(message, started=bool(self.status))
+            if problem:
+                raise ValueError(problem)
             if not self.status:
                 status = message["status"]
-                if type(status) is not int:
-                    raise ValueError(f"'status' must be an int, not {status!r}")
-                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+                headers = response_headers(message)
                 content = message.get("content", b"")
                 more = bool(message.get("more_content", False))
                 self._cancel_timer()
@@ -328,7 +331,7 @@ class HTTPSession:
                 data = self.core.response_body(content, more)
         except (KeyError, ValueError, TypeError, h11.LocalProtocolError) as exc:
             log.error("invalid http.response on %s: %s (message keys: %s)",
-                      self.reply_channel, exc, sorted(message))
+                      self.reply_channel, exc, sorted(message) if isinstance(message, dict) else "-")
             if not self.status:
                 self._simple_response(500, b"invalid response from the consumer\n", close=True)
             else:

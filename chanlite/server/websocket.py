@@ -83,6 +83,21 @@ def check_send(message: dict) -> str:
     return ""
 
 
+def handshake_action(message: dict) -> str:
+    """What a valid reply does to a handshake that is still pending:
+    ``"reject"`` (HTTP 403), ``"accept"`` (101, then apply the rest of the
+    message) or ``"wait"`` (nothing yet). Validate with :func:`check_send`
+    first. Shared by the server and the testing clients, which must agree."""
+    accept = message.get("accept")
+    data = "text" in message or "bytes" in message
+    if accept is False or (message.get("close", False) is not False and accept is not True
+                           and not data):
+        return "reject"
+    if accept is True or data:
+        return "accept"
+    return "wait"
+
+
 class WebSocketCore:
     """One open WebSocket (server side) after the 101 response.
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..layers.base import ChannelFull, MessageTooLarge
-from .websocket import Closed, PongReceived, WebSocketCore, check_send
+from .websocket import Closed, PongReceived, WebSocketCore, check_send, handshake_action
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -188,16 +188,11 @@ class WebSocketSession:
             log.error("invalid websocket.send on %s: %s", self.reply_channel, problem)
             return
         if self.state == CONNECTING:
-            accept = message.get("accept")
-            if accept is False or (
-                message.get("close", False) is not False
-                and accept is not True
-                and "text" not in message
-                and "bytes" not in message
-            ):
+            action = handshake_action(message)
+            if action == "reject":
                 self._reject(403)
                 return
-            if accept is True or "text" in message or "bytes" in message:
+            if action == "accept":
                 self._accept()
             else:
                 return  # e.g. {"accept": None}: nothing to do yet

@@ -37,6 +37,7 @@ class ChannelTestCaseMixin:
     clock: FakeClock
     channel_layers: dict[str, Any]
     _layer_swap: LayerSwap | None = None
+    _saved_routers: dict[str, Any] | None = None
 
     # Django 5.1 made ``_pre_setup`` a classmethod (TransactionTestCase runs
     # it eagerly from setUpClass for the first test); 4.2 has a method. The
@@ -59,12 +60,20 @@ class ChannelTestCaseMixin:
         cls.clock = FakeClock()
         cls._layer_swap = LayerSwap(cls.test_channel_aliases, cls.clock)
         cls.channel_layers = cls._layer_swap.install()
+        cls._saved_routers = _install_router_copies(cls.test_channel_aliases)
 
     def _post_teardown(self) -> None:
         swap = type(self).__dict__.get("_layer_swap")
         if swap is not None:
             swap.restore()
             type(self)._layer_swap = None
+        saved = type(self).__dict__.get("_saved_routers")
+        if saved is not None:
+            from ..routing import set_router
+
+            for alias, router in saved.items():
+                set_router(alias, router)
+            type(self)._saved_routers = None
         super()._post_teardown()  # type: ignore[misc]
 
     @property
@@ -87,6 +96,26 @@ class ChannelTestCaseMixin:
                        **options: Any) -> int:
         """Run every pending message of ``alias`` through its routing; return the count."""
         return run_until_idle(self.channel_layers[alias], routing, alias=alias, **options)
+
+
+def _install_router_copies(aliases: list[str]) -> dict[str, Any]:
+    """Give each alias a copy of its router for one test, so a test that
+    adds routes (1.x: ``channel_layers[alias].router.add_route(...)``)
+    changes nothing outside itself. An alias without ``ROUTING`` gets an
+    empty router. Returns the routers to put back."""
+    from ..layers import InvalidChannelLayerError
+    from ..routing import Router, _routers, get_router, set_router
+
+    saved: dict[str, Any] = {}
+    for alias in aliases:
+        cached = _routers.get(alias)
+        try:
+            entries = list(get_router(alias).root.routing)
+        except InvalidChannelLayerError:
+            entries = []
+        saved[alias] = cached
+        set_router(alias, Router(entries))
+    return saved
 
 
 class ChannelTestCase(ChannelTestCaseMixin, TestCase):

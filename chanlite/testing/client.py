@@ -63,14 +63,25 @@ class Client:
         alias: str = DEFAULT_CHANNEL_LAYER,
         channel_layer: BaseChannelLayer | None = None,
         routing: Any = None,
+        reply_channel: str | None = None,
     ) -> None:
         self.alias = alias
         self._layer = channel_layer
         self._routing = routing
         number = next(_ids)
-        self.reply_prefix = f"test.reply.{number}!"
-        self.reply_channel = f"{self.reply_prefix}c{number}"
+        if reply_channel is None:
+            self.reply_prefix = f"test.reply.{number}!"
+            self.reply_channel = f"{self.reply_prefix}c{number}"
+        else:
+            # A name of the test's choosing (1.x tests used e.g.
+            # "daphne.response.1"); a process-specific one is read by prefix.
+            from ..layers.names import queue_for_receive
+
+            self.reply_channel = reply_channel
+            self.reply_prefix = queue_for_receive(reply_channel)
         self._inbox: deque[dict] = deque()
+        #: The Message the last ``consume`` ran.
+        self.last_message: Message | None = None
 
     # ---------------------------------------------------------------- wiring
 
@@ -105,13 +116,14 @@ class Client:
         content.setdefault("reply_channel", self.reply_channel)
         self.channel_layer.send(to, content)
 
-    def consume(self, channel: str, fail_on_none: bool = True) -> Message | None:
+    def consume(self, channel: str, fail_on_none: bool = True) -> Any:
         """Take the next message on ``channel`` and run its consumer here.
 
-        Returns the Message it ran (None when there was nothing and
-        ``fail_on_none`` is False). Raises AssertionError when there is no
-        message or no route for it (unless ``fail_on_none=False``); the
-        consumer's own exception propagates.
+        Returns what the consumer returned — the consumer instance for a
+        class consumer, usually None for a function — as 1.x did; the
+        Message itself is :attr:`last_message`. Raises AssertionError when
+        there is no message or no route for it (with ``fail_on_none=False``
+        it returns None instead); the consumer's own exception propagates.
         """
         layer = self.channel_layer
         message = next_message(layer, channel)
@@ -128,14 +140,21 @@ class Client:
                     f"{sorted(router.channels)}. Apply routes with apply_routes([...])"
                 )
             return None
-        run_message(layer, router, message.channel.name, message.content)
-        return message
+        self.last_message = message
+        return run_message(layer, router, message.channel.name, message.content, result=True)[1]
 
     def send_and_consume(self, channel: str, content: dict | None = None,
-                         fail_on_none: bool = True) -> Message | None:
-        """``send`` then ``consume`` on the same channel: one message's full cycle."""
+                         fail_on_none: bool = True) -> Any:
+        """``send`` then ``consume`` on the same channel: one message's full
+        cycle; returns what the consumer returned."""
         self.send(channel, content)
         return self.consume(channel, fail_on_none=fail_on_none)
+
+    def get_consumer_by_channel(self, channel: str) -> Any:
+        """The consumer the routing picks for a bare message on ``channel``
+        (1.x helper; filters on fields the message lacks do not match)."""
+        matched = self.router.match(channel, {"text": ""})
+        return matched[0] if matched else None
 
     def receive(self) -> dict | None:
         """The content of the next message sent to this client's reply channel."""

@@ -94,7 +94,10 @@ class HttpClient(WSClient):
                     "did the consumer reply with {'status': ..., 'content': ...}?"
                 )
             return None
-        response = ChannelResponse(first["status"], list(first.get("headers", [])),
+        from ..server.http import response_headers
+
+        # Headers as the server would write them (str encoded as latin-1).
+        response = ChannelResponse(first["status"], [list(p) for p in response_headers(first)],
                                    first.get("content", b""))
         more = first.get("more_content", False)
         while more:

@@ -86,15 +86,18 @@ def resolve_router(routing: Any = None, alias: str = DEFAULT_CHANNEL_LAYER) -> R
     return Router(routing)
 
 
-def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: dict) -> bool:
-    """Dispatch one message in this thread (True if a route matched).
+def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: dict,
+                result: bool = False) -> Any:
+    """Dispatch one message in this thread: True if a route matched, or with
+    ``result=True`` ``(matched, what the consumer returned)``.
 
     The consumer's exception propagates, so the failing test shows it.
     """
-    from ..worker import dispatch
+    from ..worker import run_consumer
 
     with db_hygiene_off():
-        return dispatch(layer, router, channel, content)
+        outcome = run_consumer(layer, router, channel, content)
+    return outcome if result else outcome[0]
 
 
 _delay_lock = threading.Lock()

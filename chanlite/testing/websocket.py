@@ -24,13 +24,45 @@ from typing import Any
 
 from .client import Client
 
-__all__ = ["WSClient"]
+__all__ = ["WSClient", "Headers"]
 
 _ORDERED = ("websocket.connect", "websocket.receive", "websocket.disconnect")
 
 
 def _bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+def _encode_cookies(cookies: dict[str, str]) -> bytes:
+    """A Cookie header Django's ``parse_cookie`` reads back exactly (values
+    with ``;`` or spaces are quoted, as 1.x's ``SimpleCookie`` output was)."""
+    from http.cookies import SimpleCookie
+
+    jar = SimpleCookie()
+    for key, value in cookies.items():
+        jar[key] = value
+    return "; ".join(morsel.OutputString() for morsel in jar.values()).encode("latin-1")
+
+
+class Headers(list):
+    """ASGI header pairs that also answer ``headers["cookie"]`` (1.x's
+    ``WSClient.headers`` was a dict): the value of the first header of that
+    name. Integer indexes and slices work as on any list."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (str, bytes)):
+            wanted = _bytes(key).lower()
+            for name, value in self:
+                if name.lower() == wanted:
+                    return value
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, (str, bytes)):
+            wanted = _bytes(key).lower()
+            return any(name.lower() == wanted for name, _ in self)
+        return super().__contains__(key)
 
 
 class WSClient(Client):
@@ -41,9 +73,13 @@ class WSClient(Client):
         client_address: the ``client`` ``[host, port]`` of the messages.
     """
 
-    def __init__(self, *args: Any, host: str = "testserver",
+    def __init__(self, *args: Any, ordered: bool = False, host: str = "testserver",
                  client_address: tuple[str, int] = ("127.0.0.1", 50000), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: 1.x's ``ordered=True``: every message gets the next ``order`` of a
+        #: single counter (starting at 0), whatever its channel, and setting
+        #: ``order`` in the content yourself is an error.
+        self.ordered = ordered
         self.host = host
         self.client_address = [client_address[0], client_address[1]]
         self.cookies: dict[str, str] = {}
@@ -51,6 +87,10 @@ class WSClient(Client):
         self._session: Any = None
         self.path: str | None = None
         self.order = 0
+        #: What the server would think of this connection, from the replies
+        #: read so far: "websocket" / "http" protocol and its state.
+        self._protocol: str | None = None
+        self._state = "idle"
 
     # ------------------------------------------------------- cookies & headers
 
@@ -75,13 +115,14 @@ class WSClient(Client):
         return cookies
 
     @property
-    def headers(self) -> list[list[bytes]]:
-        """The handshake headers as ASGI ``[name, value]`` byte pairs."""
+    def headers(self) -> Headers:
+        """The handshake headers as ASGI ``[name, value]`` byte pairs (a list
+        that also answers ``headers["cookie"]``, as 1.x's dict did)."""
         headers = {b"host": _bytes(self.host), **self._headers}
         cookies = self.get_cookies()
         if cookies:
-            headers[b"cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items()).encode("latin-1")
-        return [[name, value] for name, value in headers.items()]
+            headers[b"cookie"] = _encode_cookies(cookies)
+        return Headers([name, value] for name, value in headers.items())
 
     # ---------------------------------------------------------------- sessions
 
@@ -148,16 +189,21 @@ class WSClient(Client):
         """The message ``send`` would send (exposed for tests of the format)."""
         content = copy.deepcopy(content or {})
         content.setdefault("reply_channel", self.reply_channel)
+        if self.ordered and "order" in content:
+            raise ValueError('do not set "order" yourself on a WSClient(ordered=True)')
         if path is None:
             path = self.path or "/"
         path, _, query = path.partition("?")
         content.setdefault("path", path)
         if channel == "websocket.connect" or channel == "http.request":
-            content.setdefault("headers", self.headers)
+            content.setdefault("headers", list(self.headers))
             content.setdefault("query_string", query.encode("latin-1"))
             content.setdefault("client", list(self.client_address))
             content.setdefault("server", [self.host, 80])
-        if channel in _ORDERED:
+        if self.ordered:
+            content["order"] = self.order
+            self.order += 1
+        elif channel in _ORDERED:
             if channel == "websocket.connect":
                 self.order = 0
                 self.path = path
@@ -177,16 +223,78 @@ class WSClient(Client):
         """Send a message as the server would: ``text`` that is not a str is
         JSON-encoded; ``path`` defaults to the last connect's path (or "/")
         and may carry ``?query``; ``order`` is numbered per connection."""
-        self.channel_layer.send(to, self.build(to, content, text, path))
+        message = self.build(to, content, text, path)
+        self.channel_layer.send(to, message)
+        self._track_request(to, message)
+
+    def _track_request(self, channel: str, message: dict) -> None:
+        """Note what the server would now expect on the reply channel."""
+        if channel == "websocket.connect":
+            self._protocol, self._state = "websocket", "connecting"
+        elif channel == "http.request":
+            self._protocol, self._state = "http", "waiting"
+        elif channel.startswith("websocket.") and self._protocol is None:
+            # A test that starts mid-connection (1.x tests often did).
+            self._protocol, self._state = "websocket", "open"
+
+    def _check_reply(self, reply: Any) -> Any:
+        """Validate ``reply`` as the server would and advance the state it
+        tracks; AssertionError (the test fails) where the server would refuse
+        it, with the server's own message."""
+        if self._protocol == "websocket":
+            from ..server.websocket import check_send, handshake_action
+
+            where = f"websocket reply on {self.reply_channel}"
+            if not isinstance(reply, dict):
+                raise AssertionError(f"invalid {where}: must be a dict, not {type(reply).__name__}")
+            if self._state == "closed":
+                raise AssertionError(
+                    f"{where} after the connection was closed (or rejected) by an earlier "
+                    f"reply: the server never delivers it: {reply!r:.100}"
+                )
+            problem = check_send(reply)
+            if problem:
+                raise AssertionError(
+                    f"invalid {where}: {problem} — the server logs this and drops the reply"
+                )
+            if self._state == "connecting":
+                action = handshake_action(reply)
+                if action == "reject":
+                    self._state = "closed"
+                    return reply
+                if action == "accept":
+                    self._state = "open"
+            if reply.get("close", False) is not False and self._state == "open":
+                self._state = "closed"
+        elif self._protocol == "http":
+            from ..server.http import check_response
+
+            where = f"http.response on {self.reply_channel}"
+            if self._state == "done":
+                raise AssertionError(
+                    f"{where} after the response was complete (more_content was False): the "
+                    f"server never delivers it: {reply!r:.100}"
+                )
+            problem = check_response(reply, started=self._state == "streaming")
+            if problem:
+                raise AssertionError(
+                    f"invalid {where}: {problem} — the server answers 500 "
+                    "(or aborts a started response)"
+                )
+            self._state = "streaming" if reply.get("more_content", False) else "done"
+        return reply
 
     def consume(self, channel: str, fail_on_none: bool = True,  # type: ignore[override]
                 check_accept: bool = True) -> Any:
-        """Run the next message's consumer; after ``websocket.connect`` check
-        (with ``check_accept``) that the consumer accepted the connection."""
-        message = super().consume(channel, fail_on_none=fail_on_none)
-        if channel == "websocket.connect" and check_accept and message is not None:
+        """Run the next message's consumer and return what it returned; after
+        ``websocket.connect`` check (with ``check_accept``) that the consumer
+        accepted the connection."""
+        before = self.last_message
+        result = super().consume(channel, fail_on_none=fail_on_none)
+        ran = self.last_message is not before
+        if channel == "websocket.connect" and check_accept and ran:
             self.check_accept()
-        return message
+        return result
 
     def check_accept(self) -> None:
         """Assert the next reply accepts the handshake (``accept: True``, or a
@@ -197,16 +305,16 @@ class WSClient(Client):
                 "the websocket.connect consumer sent nothing: the server would reject "
                 "the handshake after its timeout; send {'accept': True}"
             )
-        if reply.get("accept") is True and not reply.get("close"):
-            rest = {k: v for k, v in reply.items() if k != "accept"}
-            if rest:
-                self.unreceive(rest)
-            return
-        if reply.get("accept") is None and ("text" in reply or "bytes" in reply) \
-                and not reply.get("close"):
-            self.unreceive(reply)
-            return
-        raise AssertionError(f"the connection was rejected: {reply!r} (expected {{'accept': True}})")
+        from ..server.websocket import handshake_action
+
+        self._check_reply(reply)  # invalid: fails here with the server's message
+        if handshake_action(reply) != "accept":
+            raise AssertionError(
+                f"the connection was rejected: {reply!r} (expected {{'accept': True}})"
+            )
+        rest = {k: v for k, v in reply.items() if k != "accept"}
+        if rest:
+            self.unreceive(rest)
 
     def send_and_consume(self, channel: str, content: dict | None = None,  # type: ignore[override]
                          text: Any = None, path: str | None = None, fail_on_none: bool = True,
@@ -219,9 +327,12 @@ class WSClient(Client):
         """The next reply: decoded JSON of a text frame (``json=True``), the
         text itself (``json=False``), or the whole message dict when it has no
         text (``accept``, ``close``, ``bytes``, HTTP responses). None if none."""
+        from_inbox = bool(self._inbox)
         content = Client.receive(self)
         if content is None:
             return None
+        if not from_inbox:  # put back by check_accept/unreceive: already checked
+            self._check_reply(content)
         text = content.get("text")
         if not isinstance(text, str):
             return content

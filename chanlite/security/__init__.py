@@ -1,0 +1,1 @@
+"""Security helpers for consumers (1.x's ``channels.security``)."""
