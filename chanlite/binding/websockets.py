@@ -20,6 +20,7 @@ import json
 from typing import Any, ClassVar
 
 from django.core import serializers
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from ..generic.websockets import WebsocketMultiplexer
@@ -116,6 +117,17 @@ class WebsocketBinding(Binding):
             raise InvalidInbound(
                 f"'data' names {', '.join(map(repr, unknown))}, not among the fields this "
                 f"binding accepts ({', '.join(sorted(names))})")
+        errors = {}
+        for name, value in data.items():
+            field = self.model._meta.get_field(name)
+            if field.is_relation:
+                continue  # the deserializer resolves related keys
+            try:
+                field.to_python(value)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
         return data
 
     def _hydrate(self, pk: Any, data: dict) -> Any:
@@ -125,12 +137,19 @@ class WebsocketBinding(Binding):
         return list(serializers.deserialize("json", json.dumps(s_data, cls=DjangoJSONEncoder)))[0]
 
     def _validate(self, instance: Any, data: dict) -> None:
-        sent = set(data)
-        instance.clean_fields(exclude=[f.name for f in instance._meta.fields if f.name not in sent])
+        """The model's own checks of the fields sent (validators, choices,
+        max_length, uniqueness); missing fields are left to the database."""
+        unsent = [f.name for f in instance._meta.fields if f.name not in data]
+        instance.clean_fields(exclude=unsent)
+        instance.validate_unique(exclude=unsent)
 
     def create(self, data: Any) -> None:
         data = self._check_data(data)
         hydrated = self._hydrate(None, data)
+        # The deserializer looks a pk-less object up by natural key (a User by
+        # username): a "create" must never turn into an update of that row.
+        hydrated.object.pk = None
+        hydrated.object._state.adding = True
         self._validate(hydrated.object, data)
         hydrated.save()
 

@@ -96,6 +96,17 @@ def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: 
         return dispatch(layer, router, channel, content)
 
 
+def send_committed_bindings() -> None:
+    """Deliver data-binding sends held by ``atomic()`` blocks the test has
+    left (see :func:`chanlite.binding.base.send_pending_in_tests`); called
+    before the testing helpers read messages."""
+    import sys
+
+    base = sys.modules.get("chanlite.binding.base")
+    if base is not None:
+        base.send_pending_in_tests()
+
+
 def run_until_idle(
     layer: BaseChannelLayer | None = None,
     routing: Any = None,
@@ -127,6 +138,7 @@ def run_until_idle(
     if layer is None:
         layer = get_channel_layer(alias)
     router = resolve_router(routing, alias)
+    send_committed_bindings()
     names = sorted(channels if channels is not None else router.channels)
     if not names:
         return 0
