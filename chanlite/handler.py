@@ -17,7 +17,7 @@ continues there, spooled to disk above ``FILE_UPLOAD_MAX_MEMORY_SIZE``);
 :class:`AsgiHandler` runs Django's middleware and view for it and turns the
 response into ``http.response`` messages (:meth:`AsgiHandler.encode_response`);
 :class:`ViewConsumer` sends those on the request's reply channel.
-docs/consumers.md ("Views in workers") says when to choose which.
+docs/consumers.md ("Django views in workers") says when to choose which.
 """
 
 from __future__ import annotations
