@@ -38,6 +38,14 @@ def stream(request):
     return StreamingHttpResponse(f"line {i}\n" for i in range(count))
 
 
+def stream_fail(request):
+    def lines():
+        yield b"first\n"
+        raise RuntimeError("the stream fails on purpose")
+
+    return StreamingHttpResponse(lines())
+
+
 def big(request):
     return HttpResponse(b"x" * int(request.GET.get("size", "100000")))
 
@@ -61,6 +69,7 @@ urlpatterns = [
     path("echo/", echo),
     path("stream/", stream),
     path("big/", big),
+    path("stream-fail/", stream_fail),
     path("later/", later),
     path("broken/", broken),
     path("cookie/", set_cookie),

@@ -289,3 +289,28 @@ class ViewConsumerTests(ChannelTestCase):
         message = Message({"path": "/hello/", "method": "GET"}, "http.request", self.channel_layer)
         with self.assertRaisesRegex(ValueError, "without a reply_channel"):
             ViewConsumer(message)
+
+    def test_failing_stream_is_ended_and_the_error_raised(self):
+        client = Client()
+        with apply_routes(self.routes), self.assertRaisesRegex(RuntimeError, "on purpose"):
+            client.send_and_consume("http.request", {
+                "http_version": "1.1", "method": "GET", "path": "/stream-fail/",
+                "headers": [[b"host", b"testserver"]]})
+        replies = client.receive_all()
+        self.assertEqual(replies[0]["content"], b"first\n")
+        self.assertEqual(replies[-1], {"content": b"", "more_content": False})
+
+    def test_full_reply_channel_abandons_the_response(self):
+        """A client that stops reading: after send_timeout the worker gives
+        up with a log line instead of blocking forever (1.x looped)."""
+        from chanlite.layers.memory import InMemoryChannelLayer
+
+        class QuickViewConsumer(ViewConsumer):
+            send_timeout = 0.1
+
+        layer = InMemoryChannelLayer(process_capacity=2, max_message_size=4096)
+        client = Client(channel_layer=layer, routing=[route("http.request", QuickViewConsumer)])
+        with self.assertLogs("chanlite.handler", logging.ERROR) as logs:
+            replies = http_request(client, "/big/", query_string=b"size=20000")
+        self.assertIn("still full", logs.output[0])
+        self.assertEqual(len(replies), 2)  # what fitted; the rest was dropped
