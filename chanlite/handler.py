@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 from django import http
 from django.conf import settings
 from django.core import signals
-from django.core.signals import setting_changed
 from django.core.handlers import base
+from django.core.signals import setting_changed
 from django.http import FileResponse, HttpResponse, HttpResponseServerError
 from django.urls import set_script_prefix
 from django.utils.functional import cached_property

@@ -16,7 +16,6 @@ from django.utils import timezone
 from chanlite.binding.base import CREATE, DELETE, UPDATE, BindingMetaclass
 from chanlite.binding.websockets import WebsocketBinding, WebsocketBindingWithMembers
 from chanlite.generic.websockets import WebsocketDemultiplexer
-from chanlite.routing import route
 from chanlite.testing import ChannelTestCase, TransactionChannelTestCase, WSClient, apply_routes
 
 User = get_user_model()

@@ -78,7 +78,7 @@ class HandlerTests(ChannelTestCase):
         self.assertEqual(reply_messages[0]["content"], b"0123456789")
 
     def test_streaming_data(self):
-        reply_messages = self.replies(StreamingHttpResponse("Line: %s" % i for i in range(10)))
+        reply_messages = self.replies(StreamingHttpResponse(f"Line: {i}" for i in range(10)))
         self.assertEqual(len(reply_messages), 11)
         self.assertEqual(reply_messages[0]["content"], b"Line: 0")
         self.assertEqual(reply_messages[0]["status"], 200)
