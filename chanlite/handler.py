@@ -348,7 +348,7 @@ class ViewConsumer:
                     handler = cls._handlers[cls] = cls.handler_class()
         return handler
 
-    def chunk_size(self, message: Message) -> int:
+    def reply_chunk_size(self, message: Message) -> int:
         """Body bytes per reply: the handler's, or half the layer's message limit."""
         limit = getattr(message.channel_layer, "max_message_size", None)
         size = self.handler.chunk_size
@@ -360,7 +360,7 @@ class ViewConsumer:
                 f"ViewConsumer got a message on {message.channel.name!r} without a "
                 "reply_channel; route only http.request to it"
             )
-        replies = self.handler(message, self.chunk_size(message))
+        replies = self.handler(message, self.reply_chunk_size(message))
         started = False
         try:
             for reply in replies:
