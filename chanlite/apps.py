@@ -2,7 +2,13 @@ from django.apps import AppConfig
 
 
 class ChanliteConfig(AppConfig):
-    """Lets ``chanlite`` sit in INSTALLED_APPS (management commands, runserver)."""
+    """Lets ``chanlite`` sit in INSTALLED_APPS (management commands, runserver)
+    and connects the model signals of data bindings once models are ready."""
 
     name = "chanlite"
     verbose_name = "chanlite"
+
+    def ready(self) -> None:
+        from .binding.base import BindingMetaclass
+
+        BindingMetaclass.register_all()

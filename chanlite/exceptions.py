@@ -8,6 +8,7 @@ __all__ = [
     "DenyConnection",
     "ConsumeLater",
     "SendNotAvailableOnDemultiplexer",
+    "ResponseLater",
     "RequestAborted",
     "RequestTimeout",
     "ResponseLater",
@@ -29,6 +30,14 @@ class ConsumeLater(Exception):
 
     The worker requeues it (immediately) with a ``__retries__`` count and
     drops it, with a warning, after ``Worker.message_retries`` attempts.
+    """
+
+
+class ResponseLater(Exception):
+    """Raise from a Django view run by ``chanlite.handler`` to send no response now.
+
+    The view has arranged for something else (a later consumer, a group
+    send) to answer on ``request.reply_channel``; the handler sends nothing.
     """
 
 

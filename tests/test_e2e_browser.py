@@ -256,3 +256,69 @@ def test_reminder_rings_after_its_delay(chat: ChatServer, browser) -> None:
     rang = next(r for r in reminders_of(alice) if r["text"] == text)
     # The delay counts from the server's send, shortly before the page heard "set".
     assert rang["rangAt"] - rang["setAt"] >= 2000 - 250, f"rang too early: {rang}"
+
+
+# --------------------------------------------------- live room list (data binding)
+
+_ROOM_LIST_JS = ("Array.from(document.querySelectorAll('#room-list li[data-room]'))"
+                 ".map(li => [li.dataset.room, li.textContent])")
+ADMIN_USER = "e2e-admin"
+
+
+def room_list_of(driver: WebDriver) -> list[list[str]]:
+    """The index page's live room list as ``[name, shown title]`` rows."""
+    return driver.execute_script("return " + _ROOM_LIST_JS + ";")
+
+
+def admin_sign_in(driver: WebDriver, chat: ChatServer) -> None:
+    chat.manage("shell", "-c", (
+        "from django.contrib.auth.models import User\n"
+        f"User.objects.filter(username={ADMIN_USER!r}).exists() or "
+        f"User.objects.create_superuser({ADMIN_USER!r}, '', {DEMO_PASSWORD!r})"))
+    driver.get(chat.url + "admin/login/")
+    driver.find_element(By.ID, "id_username").send_keys(ADMIN_USER)
+    driver.find_element(By.ID, "id_password").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(driver, lambda d: "/admin/login/" not in d.current_url, "the admin sign-in", chat)
+
+
+def save_room_in_admin(driver: WebDriver, chat: ChatServer, path: str, title: str,
+                       name: str | None = None) -> None:
+    driver.get(chat.url + path)
+    if name is not None:
+        driver.find_element(By.ID, "id_name").send_keys(name)
+    box = driver.find_element(By.ID, "id_title")
+    box.clear()
+    box.send_keys(title)
+    driver.find_element(By.NAME, "_save").click()
+    wait_for(driver, lambda d: d.current_url.rstrip("/").endswith("/admin/chat/room"),
+             f"the admin to save room title {title!r}", chat)
+
+
+def test_room_list_follows_rooms_created_and_renamed(chat: ChatServer, browser) -> None:
+    """The index page's room list is a data binding of the Room model: a
+    room added or renamed in the admin, or visited for the first time,
+    shows up in an open page without a reload."""
+    alice, admin = browser(), browser()
+    sign_in(alice, chat, "alice")
+    alice.get(chat.url)
+    wait_for(alice, lambda d: d.find_element(By.ID, "room-list").get_attribute("data-status")
+             == "live", "the room list to be live", chat)
+    admin_sign_in(admin, chat)
+
+    room = new_room()
+    save_room_in_admin(admin, chat, "admin/chat/room/add/", "Book club", name=room)
+    wait_for(alice, lambda d: [room, "Book club"] in room_list_of(d),
+             "the room added in the admin to appear in alice's list", chat)
+
+    save_room_in_admin(admin, chat, f"admin/chat/room/{room}/change/", "Reading circle")
+    wait_for(alice, lambda d: [room, "Reading circle"] in room_list_of(d),
+             "the rename in the admin to reach alice's list", chat)
+    assert [room, "Book club"] not in room_list_of(alice)
+
+    visited = new_room()  # a room comes to exist when someone first opens it
+    bob = browser()
+    sign_in(bob, chat, "bob")
+    open_room(bob, chat, visited)
+    wait_for(alice, lambda d: [visited, visited] in room_list_of(d),
+             "a newly visited room to appear in alice's list", chat)

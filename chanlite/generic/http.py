@@ -17,6 +17,8 @@ message with ``more_content=True`` followed by chunks (``content`` and
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..channel import Group
@@ -24,7 +26,7 @@ from ..exceptions import RequestAborted, RequestTimeout
 from ..message import Message
 from .base import BaseConsumer
 
-__all__ = ["HttpConsumer", "response_message"]
+__all__ = ["HttpConsumer", "response_message", "iter_request_body"]
 
 Headers = list[tuple[str | bytes, str | bytes]] | list[list[Any]] | None
 
@@ -161,18 +163,39 @@ class HttpConsumer(BaseConsumer):
         Raises RequestAborted if the client went away, RequestTimeout if a
         chunk takes longer than ``body_timeout``.
         """
-        body = self.message.get("body", b"")
-        channel = self.message.get("body_channel")
-        if not channel:
-            return body
-        parts = [body]
-        layer = self.message.channel_layer
-        while True:
-            got, chunk = layer.receive([channel], block=True, timeout=self.body_timeout)
-            if got is None:
-                raise RequestTimeout(f"no request body chunk on {channel!r} for {self.body_timeout}s")
-            if chunk.get("closed"):
-                raise RequestAborted("the client closed the connection while sending the body")
-            parts.append(chunk.get("content", b""))
-            if not chunk.get("more_content", False):
-                return b"".join(parts)
+        return b"".join(iter_request_body(self.message, self.body_timeout))
+
+
+def iter_request_body(
+    message: Message, chunk_timeout: float, deadline: float | None = None
+) -> Iterator[bytes]:
+    """Yield an ``http.request``'s ``body``, then each ``body_channel`` chunk.
+
+    Shared by :class:`HttpConsumer` and :mod:`chanlite.handler`. Raises
+    RequestAborted when the server reports the client gone (``closed``),
+    RequestTimeout when a chunk takes longer than ``chunk_timeout`` seconds
+    or ``deadline`` (a ``time.monotonic()`` value) passes.
+    """
+    body = message.get("body", b"")
+    if body:
+        yield body
+    channel = message.get("body_channel")
+    if not channel:
+        return
+    layer = message.channel_layer
+    while True:
+        timeout = chunk_timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise RequestTimeout(f"the request body on {channel!r} did not arrive in time")
+        got, chunk = layer.receive([channel], block=True, timeout=timeout)
+        if got is None:
+            raise RequestTimeout(f"no request body chunk on {channel!r} for {timeout:.1f}s")
+        if chunk.get("closed"):
+            raise RequestAborted("the client closed the connection while sending the body")
+        content = chunk.get("content", b"")
+        if content:
+            yield content
+        if not chunk.get("more_content", False):
+            return

@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .. import DEFAULT_CHANNEL_LAYER
-from .idle import resolve_router, run_message, run_until_idle
+from .idle import resolve_router, run_message, run_until_idle, send_committed_bindings
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..layers.base import BaseChannelLayer
@@ -43,6 +43,7 @@ def next_message(layer: BaseChannelLayer, channel: str) -> Message | None:
     """
     from ..message import Message
 
+    send_committed_bindings()
     name = channel.split("!", 1)[0] + "!" if "!" in channel else channel
     got, content = layer.receive([name], block=False)
     if got is None:
@@ -160,6 +161,7 @@ class Client:
         """The content of the next message sent to this client's reply channel."""
         if self._inbox:
             return self._inbox.popleft()
+        send_committed_bindings()
         channel, content = self.channel_layer.receive([self.reply_prefix], block=False)
         return content if channel is not None else None
 

@@ -122,6 +122,17 @@ def delay_service(layer: BaseChannelLayer) -> Any:
         return service
 
 
+def send_committed_bindings() -> None:
+    """Deliver data-binding sends held by ``atomic()`` blocks the test has
+    left (see :func:`chanlite.binding.base.send_pending_in_tests`); called
+    before the testing helpers read messages."""
+    import sys
+
+    base = sys.modules.get("chanlite.binding.base")
+    if base is not None:
+        base.send_pending_in_tests()
+
+
 def run_until_idle(
     layer: BaseChannelLayer | None = None,
     routing: Any = None,
@@ -160,6 +171,7 @@ def run_until_idle(
     if layer is None:
         layer = get_channel_layer(alias)
     router = resolve_router(routing, alias)
+    send_committed_bindings()
     names = sorted(channels if channels is not None else router.channels)
     delayed = delay_service(layer) if delays else None
     if not names:

@@ -32,6 +32,7 @@ from chanlite.exceptions import DenyConnection
 from chanlite.generic import HttpConsumer, JsonWebsocketConsumer, WebsocketDemultiplexer
 from chanlite.message import Message
 
+from .bindings import ROOM_LIST_GROUP, RoomBinding
 from .models import ChatMessage, Presence, Room
 
 logger = logging.getLogger("chat")
@@ -234,3 +235,32 @@ class LongPoll(HttpConsumer):
             Group(poll_group(room), channel_layer=message.channel_layer).discard(
                 message.reply_channel)
             self._json({"messages": [m.as_dict() for m in new]})
+
+
+# --------------------------------------------------------------- room list
+
+
+class RoomListDemultiplexer(WebsocketDemultiplexer):
+    """``/rooms/stream/``: the index page's live room list.
+
+    On connect it joins ``room-list`` and sends the current rooms as one
+    ``{"action": "list", "rooms": [...]}`` payload; afterwards
+    :class:`chat.bindings.RoomBinding` sends a create / update / delete for
+    each change. A room saved between the join and the snapshot arrives
+    twice, which the page's upsert by name makes harmless.
+    """
+
+    http_user = True
+    consumers = {"rooms": RoomBinding.consumer}
+
+    def connect(self, message: Message, **kwargs: Any) -> None:
+        if not message.user.is_authenticated:
+            raise DenyConnection
+        Group(ROOM_LIST_GROUP, channel_layer=message.channel_layer).add(message.reply_channel)
+        super().connect(message, **kwargs)
+        rooms = [{"name": r.name, "title": r.title} for r in Room.objects.order_by("name")]
+        self.multiplexer_class("rooms", message.reply_channel).send({"action": "list", "rooms": rooms})
+
+    def disconnect(self, message: Message, **kwargs: Any) -> None:
+        Group(ROOM_LIST_GROUP, channel_layer=message.channel_layer).discard(message.reply_channel)
+        super().disconnect(message, **kwargs)

@@ -68,3 +68,9 @@ class Room(models.Model):
 
     name = models.CharField(max_length=40, primary_key=True)
     presence_version = models.BigIntegerField(default=0)
+    #: What the live room list shows (set or changed in the admin); the name
+    #: when empty. Changes reach open pages through chat.bindings.RoomBinding.
+    title = models.CharField(max_length=80, blank=True)
+
+    def __str__(self) -> str:
+        return self.title or self.name
