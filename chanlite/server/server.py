@@ -12,7 +12,6 @@ HTTP requests finish (up to ``shutdown_timeout``), then stop the threads.
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import secrets
@@ -72,7 +71,6 @@ class Server:
         self.config = config if config is not None else ServerConfig.from_settings()
         self.loop = Loop()
         self.prefix = reply_prefix()
-        self._ids = itertools.count(1)
         self.replies: dict[str, Any] = {}
         self.connections: set[Connection] = set()
         self.draining = False
@@ -112,7 +110,17 @@ class Server:
             return None
 
     def new_reply_channel(self) -> str:
-        return self.prefix + str(next(self._ids))
+        """A reply channel for one connection or request: this process's prefix
+        plus 22 random characters (~131 bits from ``secrets``).
+
+        Unguessable, not a counter: a client learns its own reply channel
+        (consumers may echo it), and must not be able to name anyone else's
+        (to send on it, or to find its channel session).
+        """
+        while True:
+            name = self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+            if name not in self.replies:
+                return name
 
     def has_http_route(self, head: RequestHead) -> bool:
         router = self.router
