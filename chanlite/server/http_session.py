@@ -30,7 +30,9 @@ from .http import (
     RequestHead,
     asgi_request,
     error_response,
+    header_bytes,
 )
+from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -175,6 +177,9 @@ class HTTPSession:
 
     def _on_head(self, head: RequestHead) -> None:
         self._cancel_timer()
+        config = self.server.config
+        apply_proxy_headers(head, self.conn.client, "http", config.root_path,
+                            config.proxy_headers, config.trusted_proxies)
         self.head = head
         self.started_at = time.monotonic()
         if head.websocket:
@@ -230,8 +235,8 @@ class HTTPSession:
         assert self.head is not None
         server = self.server
         message = asgi_request(
-            self.head, self.reply_channel, body, self.conn.client, self.conn.server_addr,
-            server.config.root_path, body_channel=self.body_channel or None,
+            self.head, self.reply_channel, body, self.head.client, self.conn.server_addr,
+            self.head.root_path, self.head.scheme, body_channel=self.body_channel or None,
         )
         try:
             server.layer.send("http.request", message)
@@ -316,7 +321,8 @@ class HTTPSession:
                 status = message["status"]
                 if type(status) is not int:
                     raise ValueError(f"'status' must be an int, not {status!r}")
-                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+                headers = [(header_bytes(k), header_bytes(v))
+                           for k, v in message.get("headers", ())]
                 content = message.get("content", b"")
                 more = bool(message.get("more_content", False))
                 self._cancel_timer()

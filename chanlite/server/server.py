@@ -29,7 +29,8 @@ from .http import RequestHead
 from .http_session import HTTPSession
 from .loop import Loop
 from .pump import ReplyPump
-from .ws_session import WebSocketSession, origin_host
+from .proxy import origin_matches, parse_origin
+from .ws_session import WebSocketSession
 
 __all__ = ["Server", "reply_prefix"]
 
@@ -129,17 +130,23 @@ class Server:
         content = {"path": head.path, "method": head.method}
         return router.match("http.request", content) is not None
 
-    def origin_allowed(self, origin: bytes | None) -> bool:
+    def origin_allowed(self, origin: bytes | None, head: RequestHead) -> bool:
+        """The WebSocket origin check (``proxy.origin_matches`` says how)."""
         if not self.config.check_origin:
             return True
-        host = origin_host(origin)
-        if host is None:
+        if origin is None:
             return True  # no Origin header: not a browser, nothing to protect
+        parsed = parse_origin(origin.decode("latin-1"))
+        if parsed is None:
+            return False  # "null" (opaque) or unparsable
         if self._allowed_origins is None:
             self._allowed_origins = self._origin_patterns()
-        from django.http.request import validate_host
-
-        return bool(host) and validate_host(host, self._allowed_origins)
+        # Host patterns taken from ALLOWED_HOSTS name *this* site, so the origin
+        # must also have the request's own scheme and port; hosts listed in
+        # allowed_origins are other sites the user chose (any scheme/port,
+        # unless the entry spells them: "https://app.example.com:8443").
+        strict = self.config.check_origin_scheme_port and self.config.allowed_origins is None
+        return origin_matches(parsed, self._allowed_origins, head, strict)
 
     def _origin_patterns(self) -> list[str]:
         if self.config.allowed_origins is not None:
@@ -155,6 +162,8 @@ class Server:
                started_at: float | None) -> None:
         if self._access is None:
             return
+        if head.client is not None:
+            client = head.client  # as proxy headers say, when trusted
         self._access.info(
             '"%s %s HTTP/%s" %s %s', head.method, head.target.decode("latin-1"),
             head.http_version, status, size,

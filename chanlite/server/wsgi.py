@@ -130,7 +130,8 @@ class WSGIPool:
         if session.gone:
             return
         conn = session.conn
-        environ = build_environ(head, body, conn.client, conn.server_addr, self.root_path)
+        environ = build_environ(head, body, head.client, conn.server_addr, head.root_path,
+                                head.scheme)
         started: list = []
         chunks: list[bytes] = []
 

@@ -90,9 +90,9 @@ def ws_key() -> str:
 
 
 def ws_handshake(path: str, headers: dict | None = None, version: str = "1.1",
-                 key: str | None = None) -> bytes:
+                 key: str | None = None, host: str = "127.0.0.1") -> bytes:
     lines = [
-        f"GET {path} HTTP/{version}", "Host: 127.0.0.1", "Upgrade: websocket",
+        f"GET {path} HTTP/{version}", f"Host: {host}", "Upgrade: websocket",
         "Connection: Upgrade", f"Sec-WebSocket-Key: {key or ws_key()}",
         "Sec-WebSocket-Version: 13",
     ]
