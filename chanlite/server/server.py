@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import secrets
+import selectors
 import socket
 import string
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
+from .bodies import MemoryBudget
 from .config import ServerConfig
 from .connection import Connection
 from .http import RequestHead
@@ -86,7 +88,11 @@ class Server:
         from .wsgi import WSGIPool
 
         self.wsgi = WSGIPool(wsgi_app, self.config.threads, self.loop.call_soon_threadsafe,
-                             self.config.root_path)
+                             self.config.root_path, self.config.max_queued_requests)
+        self.body_memory = MemoryBudget(self.config.max_body_memory)
+        self.max_connections = self.config.connection_limit()
+        self._accept_paused: list[socket.socket] = []
+        self._limit_logged_at = -1e9
         self.pump = ReplyPump(self.layer, self.prefix, self._deliver_threadsafe)
         self.listeners: list[socket.socket] = []
         self.address: Any = None
@@ -221,13 +227,23 @@ class Server:
     def _accept(self, listener: socket.socket) -> None:
         tcp = listener.family != socket.AF_UNIX
         for _ in range(64):
+            if len(self.connections) >= self.max_connections:
+                # Stop accepting: the kernel's listen backlog holds the rest,
+                # and connection_closed() resumes when one leaves.
+                self.log_limited("%d connections open (max_connections): not accepting more "
+                                "until one closes", len(self.connections))
+                self.loop.remove(listener)
+                self._accept_paused.append(listener)
+                return
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept (%s): pausing accepts for 0.5s", exc)
+                    self.log_limited("cannot accept (%s) with %d connections open: pausing "
+                                    "accepts for 0.5s; lower max_connections or raise the "
+                                    "open-file limit (ulimit -n)", exc, len(self.connections))
                     self.loop.remove(listener)
                     self.loop.call_later(0.5, lambda: self._resume_accept(listener))
                 return
@@ -243,10 +259,25 @@ class Server:
 
     def _resume_accept(self, listener: socket.socket) -> None:
         if not self.draining and listener in self.listeners:
-            self.loop.add_reader(listener, lambda mask, s=listener: self._accept(s))
+            # modify() registers it, or updates it if already registered (both
+            # a connection closing and the EMFILE timer may resume it).
+            self.loop.modify(listener, selectors.EVENT_READ,
+                             lambda mask, s=listener: self._accept(s))
+
+    def log_limited(self, text: str, *args: Any) -> None:
+        """Log a limit being hit at most once a minute: under a flood the
+        limit is hit thousands of times a second, and the log must survive."""
+        now = time.monotonic()
+        if now - self._limit_logged_at >= 60.0:
+            self._limit_logged_at = now
+            log.warning(text + " (logged at most once a minute)", *args)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        if self._accept_paused and len(self.connections) < self.max_connections:
+            paused, self._accept_paused = self._accept_paused, []
+            for listener in paused:
+                self._resume_accept(listener)
         if self.draining and not self.connections:
             self.loop.stop()
 
