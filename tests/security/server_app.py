@@ -4,6 +4,8 @@ session and tells the client its reply channel, and consumer HTTP routes."""
 
 from __future__ import annotations
 
+import threading
+
 from django.http import HttpResponse
 from django.urls import path
 
@@ -23,7 +25,18 @@ def upload(request):
     return HttpResponse(f"{len(data)} {kind}".encode())
 
 
-urlpatterns = [path("whoami/", whoami), path("upload/", upload)]
+#: /slow/ views wait for this (tests set it); started tells the test one is running.
+SLOW_RELEASE = threading.Event()
+SLOW_STARTED = threading.Event()
+
+
+def slow(request):
+    SLOW_STARTED.set()
+    SLOW_RELEASE.wait(10)
+    return HttpResponse(b"slow done")
+
+
+urlpatterns = [path("whoami/", whoami), path("upload/", upload), path("slow/", slow)]
 
 
 @channel_session_user_from_http
