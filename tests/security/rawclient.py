@@ -63,6 +63,19 @@ def read_until_closed(sock: socket.socket, timeout: float = WAIT) -> bytes:
         data += chunk
 
 
+def read_head(sock: socket.socket, timeout: float = WAIT) -> bytes:
+    """A response head only, byte by byte, so the WebSocket frames that may
+    follow a 101 in the same packet stay in the socket for ws_read_text."""
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def status_of(response: bytes) -> int:
     assert response.startswith(b"HTTP/1."), f"not an HTTP response: {response[:200]!r}"
     return int(response.split(b" ", 2)[1])
@@ -110,12 +123,13 @@ def ws_frame(text: str) -> bytes:
 
 
 def ws_read_text(sock: socket.socket, timeout: float = WAIT) -> str:
-    """One unmasked server text frame (payload < 126 bytes)."""
+    """One unmasked server text frame (payload < 64 KiB)."""
     sock.settimeout(timeout)
     head = _read_exact(sock, 2)
     assert head[0] & 0x0F == 1, f"expected a text frame, got opcode {head[0] & 0x0F}"
     size = head[1] & 0x7F
-    assert size < 126
+    if size == 126:
+        size = int.from_bytes(_read_exact(sock, 2), "big")
     return _read_exact(sock, size).decode()
 
 

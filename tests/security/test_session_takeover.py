@@ -42,7 +42,7 @@ def alice_cookie() -> str:
 def open_socket(server, cookie: str):
     sock = raw.connect(server)
     sock.sendall(raw.ws_handshake("/ws/", {"Cookie": f"sessionid={cookie}"}))
-    response = raw.read_response(sock)
+    response = raw.read_head(sock)
     assert raw.status_of(response) == 101, response
     sock.sendall(raw.ws_frame("who"))
     user, reply_channel = raw.ws_read_text(sock).split(" ")
