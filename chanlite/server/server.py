@@ -92,7 +92,7 @@ class Server:
         self.body_memory = MemoryBudget(self.config.max_body_memory)
         self.max_connections = self.config.connection_limit()
         self._accept_paused: list[socket.socket] = []
-        self._limit_logged_at = -1e9
+        self._limit_logged_at: dict[str, float] = {}
         self.pump = ReplyPump(self.layer, self.prefix, self._deliver_threadsafe)
         self.listeners: list[socket.socket] = []
         self.address: Any = None
@@ -268,8 +268,8 @@ class Server:
         """Log a limit being hit at most once a minute: under a flood the
         limit is hit thousands of times a second, and the log must survive."""
         now = time.monotonic()
-        if now - self._limit_logged_at >= 60.0:
-            self._limit_logged_at = now
+        if now - self._limit_logged_at.get(text, -1e9) >= 60.0:  # per kind of message
+            self._limit_logged_at[text] = now
             log.warning(text + " (logged at most once a minute)", *args)
 
     def connection_closed(self, conn: Connection) -> None:
