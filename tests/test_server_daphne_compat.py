@@ -116,3 +116,16 @@ def test_http_disconnect_after_a_completed_keepalive_response(start):
         if channel:
             seen.append(message)
     assert seen == [{"path": "/compat/quick/"}] * 2
+
+
+def test_http_disconnect_when_a_kept_alive_connection_upgrades(start):
+    server = start()
+    with raw.connect(server) as sock:
+        sock.sendall(b"GET /compat/quick/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert raw.body_of(raw.read_response(sock)) == b"quick"
+        sock.sendall(raw.ws_handshake("/compat/info/"))
+        assert raw.status_of(raw.read_head(sock)) == 101
+        # The HTTP part of this connection is over, though the socket is open.
+        channel, message = server.layer.receive(["test.http_disconnect"], block=True,
+                                                timeout=raw.WAIT)
+        assert message == {"path": "/compat/quick/"}

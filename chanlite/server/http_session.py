@@ -224,6 +224,9 @@ class HTTPSession:
         if head.websocket:
             from .ws_session import WebSocketSession
 
+            for reply_channel, path in self.answered:  # this session's HTTP part ends
+                self._disconnect_answered(reply_channel, path)
+            self.answered = []
             self.conn.session = WebSocketSession(self.conn, head, self.core)
             self.conn.session.start()
             return
