@@ -32,10 +32,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .channel import Channel
-from .message import Message
 from django.utils.crypto import salted_hmac
 
+from .channel import Channel
+from .message import Message
 from .sessions import channel_session, find_message, session_for_reply_channel
 
 __all__ = ["enforce_ordering", "ORDER_KEY"]

@@ -14,8 +14,8 @@ from chanlite.routing import Router, route, route_class
 from chanlite.sessions import (
     channel_and_http_session,
     channel_session,
-    http_session,
     channel_session_store,
+    http_session,
     session_for_reply_channel,
     session_key_for_reply_channel,
 )

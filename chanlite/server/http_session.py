@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from ..layers.base import ChannelFull, MessageTooLarge
+from .bodies import SpooledBody
 from .http import (
     Body,
     Disconnected,
@@ -32,7 +33,6 @@ from .http import (
     error_response,
     header_bytes,
 )
-from .bodies import SpooledBody
 from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover

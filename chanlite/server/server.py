@@ -30,8 +30,8 @@ from .connection import Connection
 from .http import RequestHead
 from .http_session import HTTPSession
 from .loop import Loop
-from .pump import ReplyPump
 from .proxy import origin_matches, parse_origin
+from .pump import ReplyPump
 from .ws_session import WebSocketSession
 
 __all__ = ["Server", "reply_prefix"]

@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.management.commands.runserver import Command as DjangoRunserver
 from django.db import connections
 
-
 #: runserver options that are ServerConfig fields (None: from settings / default).
 _SERVER_OPTIONS = ("proxy_headers", "max_connections", "max_queued_requests", "max_body_memory",
                    "body_spool_threshold", "body_idle_timeout", "body_timeout")
