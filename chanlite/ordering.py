@@ -32,14 +32,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from django.utils.crypto import salted_hmac
+
 from .channel import Channel
 from .message import Message
-from .sessions import (
-    channel_session,
-    find_message,
-    session_for_reply_channel,
-    session_key_for_reply_channel,
-)
+from .sessions import channel_session, find_message, session_for_reply_channel
 
 __all__ = ["enforce_ordering", "ORDER_KEY"]
 
@@ -61,8 +58,15 @@ def _runnable(order: int, next_order: int, slight: bool) -> bool:
 
 
 def wait_channel_for(reply_channel: str) -> str:
-    """The wait channel of a connection (a valid, receivable channel name)."""
-    return "__chanlite.wait." + session_key_for_reply_channel(reply_channel)
+    """The wait channel of a connection (a valid, receivable channel name).
+
+    A keyed hash of the reply channel, with a salt of its own: a wait
+    channel's name (visible to anything that lists the layer's channels)
+    reveals neither the reply channel nor its channel session key.
+    """
+    digest = salted_hmac("chanlite.ordering.wait_channel", reply_channel,
+                         algorithm="sha256").hexdigest()
+    return "__chanlite.wait." + digest[:40]
 
 
 def enforce_ordering(func: F | None = None, *, slight: bool = False) -> Any:

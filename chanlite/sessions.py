@@ -4,6 +4,13 @@
   message's reply channel, so every message of one WebSocket connection sees
   the same dict. Stored in ``CHANNEL_SESSION_ENGINE`` (default: the project's
   ``SESSION_ENGINE``), which must keep data server-side.
+
+  A channel session is never a login cookie: its key is an HMAC of the reply
+  channel under ``SECRET_KEY`` (a client that learns its reply channel name
+  cannot compute it), and it lives in its own namespace of the engine
+  (:func:`channel_session_store`: a distinct signing salt, cache prefix and
+  file prefix), so even a leaked key sent as ``Cookie: sessionid=...`` loads
+  an empty, anonymous HTTP session.
 * **HTTP session** (``@http_session``): the user's ordinary Django session,
   found from the session cookie in the message's ``headers`` (the WebSocket
   handshake or an ``http.request``).
@@ -16,7 +23,6 @@ they work on functions ``f(message)`` and on methods ``f(self, message)``
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any, TypeVar
@@ -25,6 +31,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.http.cookie import parse_cookie
+from django.utils.crypto import salted_hmac
 
 from .message import Message
 
@@ -34,6 +41,7 @@ __all__ = [
     "channel_and_http_session",
     "session_for_reply_channel",
     "session_key_for_reply_channel",
+    "channel_session_store",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,15 +69,65 @@ def _engine(setting: str = "CHANNEL_SESSION_ENGINE") -> Any:
     return import_module(name)
 
 
+_KEY_SALT = "chanlite.sessions.channel_session_key"
+_STORE_CACHE_PREFIX = "chanlite.channel_session."
+_STORE_FILE_PREFIX = "chanlite-channel-session-"
+_stores: dict[type, type] = {}
+
+
 def session_key_for_reply_channel(reply_channel: str) -> str:
-    """A valid, stable session key for a reply channel (32 chars, like Django's)."""
-    return "chn" + hashlib.sha256(reply_channel.encode("utf-8")).hexdigest()[:29]
+    """The channel session key of ``reply_channel``: ``"chn"`` + 37 hex digits
+    of an HMAC-SHA256 under ``SECRET_KEY``.
+
+    Keyed, so a reply channel name (which a client may learn: it is in every
+    message its connection causes) never yields the key; stable across
+    processes that share ``SECRET_KEY``, so every worker finds the same
+    session. 40 characters of ``[a-z0-9]``: valid for every Django engine
+    (the db column holds 40, the file engine allows only these characters).
+    """
+    digest = salted_hmac(_KEY_SALT, reply_channel, algorithm="sha256").hexdigest()
+    return "chn" + digest[:37]
+
+
+def channel_session_store() -> type[SessionBase]:
+    """The ``SessionStore`` class channel sessions use: the configured engine's
+    store in a namespace of its own.
+
+    Why: Django's ``SessionMiddleware`` loads whatever key a cookie names
+    from ``SESSION_ENGINE``. Channel sessions hold logins
+    (``channel_session_user_from_http`` copies the user in), so they must
+    never be readable as an HTTP session. This subclass has its own class
+    name, which Django puts in the signing salt of encoded session data
+    (``SessionBase.key_salt``: the db, cached_db and file engines then fail
+    the HTTP store's signature check and return an empty session), its own
+    ``cache_key_prefix`` (cache engines) and its own ``file_prefix`` (file
+    engine), so the HTTP store never even finds the data.
+    """
+    base = _engine().SessionStore
+    store = _stores.get(base)
+    if store is None:
+        attrs: dict[str, Any] = {
+            "__module__": __name__,
+            "__qualname__": "ChannelSessionStore",
+            "__doc__": f"Channel sessions, namespaced apart from {base.__module__}.SessionStore.",
+        }
+        if isinstance(getattr(base, "cache_key_prefix", None), str):
+            attrs["cache_key_prefix"] = _STORE_CACHE_PREFIX + base.cache_key_prefix
+
+        def __init__(self: Any, session_key: str | None = None) -> None:
+            base.__init__(self, session_key)
+            if hasattr(self, "file_prefix"):
+                self.file_prefix = _STORE_FILE_PREFIX
+
+        attrs["__init__"] = __init__
+        store = _stores[base] = type("ChannelSessionStore", (base,), attrs)
+    return store
 
 
 def session_for_reply_channel(reply_channel: str) -> SessionBase:
     """The channel session store of ``reply_channel`` (loaded, not yet saved)."""
     key = session_key_for_reply_channel(reply_channel)
-    store = _engine().SessionStore(session_key=key)
+    store = channel_session_store()(session_key=key)
     # Loading an unknown key makes Django forget it (it would mint a random
     # key on save); load first, then put our deterministic key back.
     store._get_session()

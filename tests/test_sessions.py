@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured
 
 from chanlite.generic import WebsocketConsumer
@@ -13,6 +14,7 @@ from chanlite.routing import Router, route, route_class
 from chanlite.sessions import (
     channel_and_http_session,
     channel_session,
+    channel_session_store,
     http_session,
     session_for_reply_channel,
     session_key_for_reply_channel,
@@ -44,9 +46,12 @@ def test_channel_session_is_per_reply_channel_and_stored_in_engine(layer):
         dispatch(layer, router, "websocket.receive", {"reply_channel": reply, "text": ""})
     texts = [layer.receive(["r!"])[1]["text"] for _ in range(4)]
     assert texts == ["1", "2", "1", "3"]
-    # it really is in the db-backed SESSION_ENGINE, under a key derived from the channel
-    stored = SessionStore(session_key=session_key_for_reply_channel("r!a"))
-    assert stored.load() == {"n": 3}
+    # it really is in the db-backed SESSION_ENGINE, under a key derived from the
+    # channel, readable only through the channel-session namespace of the engine
+    key = session_key_for_reply_channel("r!a")
+    assert Session.objects.filter(session_key=key).exists()
+    assert channel_session_store()(session_key=key).load() == {"n": 3}
+    assert SessionStore(session_key=key).load() == {}  # never an HTTP session
     assert session_for_reply_channel("r!b")["n"] == 1
 
 

@@ -239,7 +239,9 @@ class BaseChannelLayer:
     def new_channel(self, pattern: str) -> str:
         """Return a fresh, unique channel name for ``"name?"`` or ``"name!"``."""
         check_new_channel_pattern(pattern)
-        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+        # 20 characters from ``secrets`` (~119 bits): a body channel or reply
+        # channel must not be guessable by a client that sees its neighbours.
+        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(20))
         name = pattern + token
         queue_for_send(name)  # the result must be a valid name (length)
         return name

@@ -45,6 +45,17 @@ _LIMITS = {
     "websocket_ping_timeout": (float, "seconds to wait for a pong, else close 1011 (default 20)"),
     "max_outbound_buffer": (int, "unsent bytes per connection before a slow client is dropped"),
     "shutdown_timeout": (float, "seconds to finish in-flight HTTP on SIGTERM (default 30)"),
+    "max_connections": (
+        int, "open connections; beyond it stop accepting until one closes (default 10000, or "
+        "the open-file limit minus a margin)"),
+    "max_queued_requests": (
+        int, "WSGI requests waiting for a thread before 503 + Retry-After (default 1000)"),
+    "body_spool_threshold": (
+        int, "request body bytes above which a view's body goes to a temp file (default 512 KiB)"),
+    "max_body_memory": (
+        int, "request body bytes held in memory by all connections (default 64 MiB)"),
+    "body_idle_timeout": (float, "seconds without a request body byte, else 408 (default 30)"),
+    "body_timeout": (float, "seconds for a whole request body, else 408 (default 300)"),
 }
 
 
@@ -81,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept WebSocket handshakes from any Origin")
     serve.add_argument("--allowed-origin", action="append", default=None, metavar="HOST",
                        help="allowed WebSocket Origin host (repeatable; default ALLOWED_HOSTS)")
+    serve.add_argument(
+        "--proxy-headers", action="store_true", default=None,
+        help="trust X-Forwarded-For/-Port/-Proto and Daphne-Root-Path/X-Script-Name from "
+        "--trusted-proxy peers (use behind a reverse proxy only)")
+    serve.add_argument("--trusted-proxy", action="append", default=None, metavar="ADDR",
+                       help="peer address or network allowed to send proxy headers "
+                       "(repeatable; '*' = any; default 127.0.0.1 and ::1)")
+    serve.add_argument("--no-origin-scheme-port-check", action="store_true",
+                       help="origin check compares the host only (not scheme and port)")
     for name, (kind, text) in _LIMITS.items():
         serve.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     return parser
@@ -142,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.bind, port=args.port, unix_socket=args.unix_socket,
             root_path=args.root_path, allowed_origins=args.allowed_origin,
             check_origin=False if args.no_origin_check else None,
+            proxy_headers=args.proxy_headers, trusted_proxies=args.trusted_proxy,
+            check_origin_scheme_port=False if args.no_origin_scheme_port_check else None,
             access_log=args.access_log or None, **overrides,
         )
     except ValueError as exc:

@@ -10,6 +10,7 @@ applies explicit overrides (command-line flags win over settings).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ _SECONDS = (
     "websocket_ping_timeout",
     "websocket_close_timeout",
     "shutdown_timeout",
+    "body_idle_timeout",
+    "body_timeout",
 )
 _SIZES = (
     "max_header_size",
@@ -31,6 +34,8 @@ _SIZES = (
     "body_chunk_size",
     "websocket_max_message_size",
     "max_outbound_buffer",
+    "body_spool_threshold",
+    "max_body_memory",
 )
 
 
@@ -69,6 +74,30 @@ class ServerConfig:
         shutdown_timeout: on SIGTERM, wait this long for in-flight HTTP.
         backlog: listen() backlog.
         root_path: ``root_path`` / ``SCRIPT_NAME`` when mounted under a prefix.
+        proxy_headers: trust ``X-Forwarded-For`` / ``-Port`` / ``-Proto`` and
+            ``Daphne-Root-Path`` / ``X-Script-Name`` from ``trusted_proxies``
+            (the client address, scheme and root path the app sees).
+        trusted_proxies: peer addresses or networks whose proxy headers are
+            trusted (``"*"``: any; a Unix-socket peer always is).
+        check_origin_scheme_port: with the default origins (``ALLOWED_HOSTS``),
+            the ``Origin``'s scheme and port must also be the request's own
+            (its scheme, or ``X-Forwarded-Proto`` when trusted, and the port
+            of its ``Host``). ``allowed_origins`` entries pin scheme and port
+            by spelling them (``"https://app.example.com:8443"``).
+        body_spool_threshold: a WSGI request body above this is written to a
+            temporary file instead of memory (``wsgi.input`` reads the file).
+        max_body_memory: request body bytes held in memory by all connections
+            together; beyond it bodies spool to disk (WSGI) or are passed on
+            to the layer at once (consumers).
+        body_idle_timeout: a request body with no new byte for this long is
+            answered 408 and closed.
+        body_timeout: a request body not complete this long after its headers
+            is answered 408 and closed.
+        max_connections: open client connections; beyond it the server stops
+            accepting (the kernel's listen backlog holds the rest). ``None``:
+            10 000, or the open-file limit minus a margin if that is lower.
+        max_queued_requests: WSGI requests waiting for a free thread; beyond
+            it new ones get 503 with ``Retry-After``.
     """
 
     host: str = "127.0.0.1"
@@ -93,6 +122,15 @@ class ServerConfig:
     check_origin: bool = True
     access_log: bool = False
     shutdown_timeout: float = 30.0
+    proxy_headers: bool = False
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    check_origin_scheme_port: bool = True
+    body_spool_threshold: int = 512 * 1024
+    max_body_memory: int = 64 * 1024 * 1024
+    body_idle_timeout: float = 30.0
+    body_timeout: float = 300.0
+    max_connections: int | None = None
+    max_queued_requests: int = 1000
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +159,25 @@ class ServerConfig:
                 "body_chunk_size must stay below a channel layer's max_message_size "
                 f"(use <= 4 MiB), not {self.body_chunk_size}"
             )
+        for name in ("max_connections", "max_queued_requests"):
+            value = getattr(self, name)
+            if not (value is None and name == "max_connections") and (
+                    type(value) is not int or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+        for name in ("proxy_headers", "check_origin_scheme_port", "check_origin"):
+            if type(getattr(self, name)) is not bool:
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if not (isinstance(self.trusted_proxies, (list, tuple))
+                and all(isinstance(p, str) for p in self.trusted_proxies)):
+            raise ValueError(f"trusted_proxies must be a list of addresses or networks "
+                             f"(or ['*']), not {self.trusted_proxies!r}")
+        for entry in self.trusted_proxies:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or "
+                                     "network (e.g. '10.0.0.0/8') or '*'") from None
         if self.allowed_origins is not None and not (
             isinstance(self.allowed_origins, (list, tuple))
             and all(isinstance(o, str) for o in self.allowed_origins)
@@ -129,6 +186,22 @@ class ServerConfig:
                 f"allowed_origins must be None or a list of host patterns, "
                 f"not {self.allowed_origins!r}"
             )
+
+    def connection_limit(self) -> int:
+        """``max_connections``, or its default: 10 000, or the soft open-file
+        limit minus a margin (listeners, the layer, log files, spooled bodies)
+        if that is lower, so accept() never meets EMFILE."""
+        if self.max_connections is not None:
+            return self.max_connections
+        try:
+            import resource
+
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+            return 10_000
+        if soft == resource.RLIM_INFINITY:
+            return 10_000
+        return max(1, min(10_000, soft - max(64, soft // 10)))
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ServerConfig:

@@ -13,6 +13,8 @@ response is finished, so pipelined requests wait in h11's buffer in order.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -98,6 +100,11 @@ class RequestHead:
     headers: list[tuple[bytes, bytes]]
     websocket: bool = False
     content_length: int | None = None
+    # Who sent it, as the app should see it (``proxy.apply_proxy_headers``
+    # fills these from the socket, or from trusted proxy headers).
+    client: list | None = None
+    scheme: str = "http"
+    root_path: str = ""
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case bytes), or None."""
@@ -168,6 +175,19 @@ def error_response(status: int, detail: str = "", headers: list | None = None) -
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+# What a client is told for a protocol error (the details are logged).
+_PUBLIC_DETAIL = {
+    400: "malformed request",
+    431: "request line and headers too large",
+    501: "not implemented",
+    505: "HTTP version not supported",
+}
+
+
+def _has_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    return any(key == name for key, _ in headers)
+
+
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
     """``(raw_path, query_string)`` of an origin-form or absolute-form target."""
     if target[:1] != b"/" and b"://" in target[:10]:
@@ -233,7 +253,11 @@ class HTTPCore:
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             self.must_close = True
-            return Reject(status, str(exc), error_response(status, str(exc)))
+            # The parser's text goes to our log (``reason``), never to the
+            # client: it may quote the client's bytes back (reflection) and
+            # tells a prober which parser and version it is talking to.
+            return Reject(status, str(exc), error_response(status, _PUBLIC_DETAIL.get(
+                status, "malformed request")))
         kind = type(event)
         if kind is h11.Data:
             self.body_received += len(event.data)
@@ -264,6 +288,13 @@ class HTTPCore:
             size += len(key) + len(value) + 4
             if key == b"content-length":
                 length = int(value)  # h11 validated it
+        if length is not None and _has_header(headers, b"transfer-encoding"):
+            # RFC 9112 6.1: both framings at once is how request smuggling
+            # starts (a proxy in front may frame by the other one). Refuse,
+            # and close: we cannot know where the next request begins.
+            self.must_close = True
+            detail = "request has both Content-Length and Transfer-Encoding"
+            return Reject(400, detail, error_response(400, detail))
         if size > self.max_header_size:
             # h11 only limits *incomplete* heads; a big one read at once lands here.
             self.must_close = True
@@ -297,13 +328,20 @@ class HTTPCore:
     def _websocket_problem(head: RequestHead) -> str:
         if head.method != "GET":
             return "WebSocket handshake must use GET"
+        if head.http_version != "1.1":
+            # RFC 6455 4.1: the handshake is HTTP/1.1 (1.0 has no Upgrade).
+            return "WebSocket handshake must use HTTP/1.1"
         if b"upgrade" not in _comma_tokens(head.header(b"connection")):
             return "WebSocket handshake needs 'Connection: Upgrade'"
         if head.header(b"sec-websocket-version") != b"13":
             return "unsupported Sec-WebSocket-Version (only 13 is supported)"
-        key = head.header(b"sec-websocket-key")
-        if not key or len(key.strip()) != 24:
-            return "missing or malformed Sec-WebSocket-Key"
+        key = (head.header(b"sec-websocket-key") or b"").strip()
+        try:
+            nonce = base64.b64decode(key, validate=True)
+        except (ValueError, binascii.Error):
+            nonce = b""
+        if len(nonce) != 16:  # RFC 6455 4.1: base64 of a random 16-byte nonce
+            return "missing or malformed Sec-WebSocket-Key (base64 of 16 bytes)"
         return ""
 
     def continue_100(self) -> bytes:
@@ -375,6 +413,7 @@ class HTTPCore:
         out = self.conn.send(
             h11.InformationalResponse(
                 status_code=101,
+                reason=b"Switching Protocols",
                 headers=[
                     (b"upgrade", b"websocket"),
                     (b"connection", b"Upgrade"),

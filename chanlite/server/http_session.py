@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from ..layers.base import ChannelFull, MessageTooLarge
+from .bodies import SpooledBody
 from .http import (
     Body,
     Disconnected,
@@ -33,6 +34,7 @@ from .http import (
     error_response,
     response_headers,
 )
+from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -50,7 +52,8 @@ class HTTPSession:
     __slots__ = (
         "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "_wsgi_drained", "deadline", "on_deadline",
+        "_wsgi_drained", "deadline", "on_deadline", "body", "body_held", "body_deadline",
+        "answered",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -63,10 +66,17 @@ class HTTPSession:
         self.on_deadline = None
         self.gone = False
         self._wsgi_drained = None
+        self.body: SpooledBody | None = None  # a WSGI request's body, until submitted
+        self.body_held = 0  # bytes of body_parts taken from the server's body_memory
+        # (reply_channel, path) of consumer requests answered on this connection:
+        # they get http.disconnect when it closes (Daphne 1.x did).
+        self.answered: list[tuple[str, str]] = []
         self._reset()
         self._set_timer(config.header_timeout, self._header_timeout)
 
     def _reset(self) -> None:
+        self._release_body()
+        self.body_deadline = 0.0
         self.head: RequestHead | None = None
         self.route = ""
         self.reply_channel = ""
@@ -111,6 +121,36 @@ class HTTPSession:
             return
         self.on_deadline = None
         callback()
+
+    def _release_body(self) -> None:
+        """Give back the body memory this request holds (and its spool file)."""
+        self.server.body_memory.give(self.body_held)
+        self.body_held = 0
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+    def _arm_body_timer(self) -> None:
+        """The body must keep coming (``body_idle_timeout`` between bytes) and
+        end in time (``body_timeout`` after the head); 0 turns either off."""
+        config = self.server.config
+        delays = [config.body_idle_timeout] if config.body_idle_timeout else []
+        if config.body_timeout:
+            delays.append(max(0.001, self.body_deadline - time.monotonic()))
+        if delays:
+            self._set_timer(min(delays), self._body_timeout)
+
+    def _body_timeout(self) -> None:
+        if self.head is None or self.conn.closed or self.core.body_complete:
+            return
+        config = self.server.config
+        detail = (f"request body not complete within {config.body_timeout}s"
+                  if config.body_timeout and time.monotonic() >= self.body_deadline - 0.001
+                  else f"no request body bytes for {config.body_idle_timeout}s")
+        log.info("%s %s from %s: %s; answering 408", self.head.method, self.head.path,
+                 self.conn.client, detail)
+        self.core.must_close = True
+        self._on_reject(Reject(408, detail, error_response(408, "request body too slow")))
 
     def _header_timeout(self) -> None:
         if self.head is not None or self.conn.closed:
@@ -177,29 +217,60 @@ class HTTPSession:
 
     def _on_head(self, head: RequestHead) -> None:
         self._cancel_timer()
+        config = self.server.config
+        apply_proxy_headers(head, self.conn.client, "http", config.root_path,
+                            config.proxy_headers, config.trusted_proxies)
         self.head = head
         self.started_at = time.monotonic()
         if head.websocket:
             from .ws_session import WebSocketSession
 
+            for reply_channel, path in self.answered:  # this session's HTTP part ends
+                self._disconnect_answered(reply_channel, path)
+            self.answered = []
             self.conn.session = WebSocketSession(self.conn, head, self.core)
             self.conn.session.start()
             return
         self.route = "channel" if self.server.has_http_route(head) else "wsgi"
         if self.route == "channel":
             self.reply_channel = self.server.new_reply_channel()
+        else:
+            self.body = SpooledBody(self.server.body_memory, config.body_spool_threshold)
+        if head.content_length or head.header(b"transfer-encoding") is not None:
+            self.body_deadline = self.started_at + config.body_timeout
+            self._arm_body_timer()
         self.conn.write(self.core.continue_100())
 
     def _on_body(self, data: bytes) -> None:
         if not data or self.head is None:
             return
+        if self.body_deadline:
+            self._arm_body_timer()
+        if self.route == "wsgi":
+            body = self.body
+            if body is None:
+                return  # already answered (503 below): the rest is discarded
+            try:
+                body.write(data)  # memory while small and within budget, else a file
+            except OSError as exc:
+                log.error("cannot spool the body of %s %s to disk (%s): answering 503",
+                          self.head.method, self.head.path, exc)
+                self._release_body()
+                self._simple_response(503, b"server busy, try again\n", close=True)
+            return
+        held = self.server.body_memory.take(len(data))
+        if held:
+            self.body_held += len(data)
         self.body_parts.append(data)
         self.body_size += len(data)
-        if self.route == "channel" and self.body_size >= self.server.config.body_chunk_size:
+        # Over the memory budget: pass what we have to the layer now.
+        if self.body_size >= self.server.config.body_chunk_size or not held:
             self._send_body_chunk(more=True)
 
     def _send_body_chunk(self, more: bool) -> None:
         """Stream the body: the first chunk rides on ``http.request`` itself."""
+        self.server.body_memory.give(self.body_held)
+        self.body_held = 0
         chunk = b"".join(self.body_parts)
         self.body_parts = []
         self.body_size = 0
@@ -220,20 +291,35 @@ class HTTPSession:
         if head is None or self.conn.session is not self:
             return
         if self.route == "wsgi":
-            body = b"".join(self.body_parts)
-            self.body_parts = []
-            self.server.wsgi.submit(self, head, body)
+            body, self.body = self.body, None  # the pool thread closes it after the view
+            self._cancel_timer()
+            if body is None:
+                return
+            if not self.server.wsgi.submit(self, head, body):
+                body.close()
+                self.server.log_limited("%d WSGI requests wait for a thread "
+                                       "(max_queued_requests): answering 503",
+                                       self.server.config.max_queued_requests)
+                self._simple_response(503, b"server busy, try again\n",
+                                      headers=[(b"retry-after", b"1")])
         elif self.body_channel:
             self._send_body_chunk(more=False)
+            if self.reply_channel in self.server.replies:  # the body timer is done
+                self._set_timer(self.server.config.http_response_timeout,
+                                self._response_timeout)
         else:
-            self._send_request(b"".join(self.body_parts))
+            body = b"".join(self.body_parts)
+            self.body_parts = []
+            self.server.body_memory.give(self.body_held)
+            self.body_held = 0
+            self._send_request(body)
 
     def _send_request(self, body: bytes) -> None:
         assert self.head is not None
         server = self.server
         message = asgi_request(
-            self.head, self.reply_channel, body, self.conn.client, self.conn.server_addr,
-            server.config.root_path, body_channel=self.body_channel or None,
+            self.head, self.reply_channel, body, self.head.client, self.conn.server_addr,
+            self.head.root_path, self.head.scheme, body_channel=self.body_channel or None,
         )
         try:
             server.layer.send("http.request", message)
@@ -301,7 +387,19 @@ class HTTPSession:
             self.timer = None
         if self.head is not None and not self.core.response_done:
             self._client_gone()
+        for reply_channel, path in self.answered:
+            self._disconnect_answered(reply_channel, path)
+        self.answered = []
+        self._release_body()
         self.drained()  # never leave a WSGI thread waiting on a dead socket
+
+    def _disconnect_answered(self, reply_channel: str, path: str) -> None:
+        """``http.disconnect`` for a consumer request already answered."""
+        try:
+            self.server.layer.send("http.disconnect", {"reply_channel": reply_channel,
+                                                       "path": path})
+        except Exception as exc:  # ChannelFull, or a failing layer: best effort
+            log.warning("cannot send http.disconnect for %s: %s", reply_channel, exc)
 
     def _forget_reply(self) -> None:
         if self.reply_channel:
@@ -343,11 +441,13 @@ class HTTPSession:
         if not more:
             self._response_done()
 
-    def _simple_response(self, status: int, body: bytes, close: bool = False) -> None:
+    def _simple_response(self, status: int, body: bytes, close: bool = False,
+                         headers: list | None = None) -> None:
         if close:
             self.core.must_close = True
         try:
-            data = self.core.response_start(status, [(b"content-type", b"text/plain")], body)
+            data = self.core.response_start(
+                status, [(b"content-type", b"text/plain"), *(headers or ())], body)
         except h11.LocalProtocolError:
             self.conn.write(error_response(status))
             self.conn.close()
@@ -359,6 +459,13 @@ class HTTPSession:
         self._response_done()
 
     def _response_done(self) -> None:
+        if self.route == "channel" and self.reply_channel in self.server.replies:
+            # Delivered to a consumer: it hears http.disconnect when the
+            # connection closes, even though this response is complete.
+            assert self.head is not None
+            self.answered.append((self.reply_channel, self.head.path))
+            if len(self.answered) > 64:  # a long keep-alive: don't hoard them
+                self._disconnect_answered(*self.answered.pop(0))
         self._forget_reply()
         self._cancel_timer()
         head = self.head

@@ -12,10 +12,10 @@ HTTP requests finish (up to ``shutdown_timeout``), then stop the threads.
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import secrets
+import selectors
 import socket
 import string
 import threading
@@ -24,13 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
+from .bodies import MemoryBudget
 from .config import ServerConfig
 from .connection import Connection
 from .http import RequestHead
 from .http_session import HTTPSession
 from .loop import Loop
+from .proxy import origin_matches, parse_origin
 from .pump import ReplyPump
-from .ws_session import WebSocketSession, origin_host
+from .ws_session import WebSocketSession
 
 __all__ = ["Server", "reply_prefix"]
 
@@ -72,7 +74,6 @@ class Server:
         self.config = config if config is not None else ServerConfig.from_settings()
         self.loop = Loop()
         self.prefix = reply_prefix()
-        self._ids = itertools.count(1)
         self.replies: dict[str, Any] = {}
         self.connections: set[Connection] = set()
         self.draining = False
@@ -87,7 +88,11 @@ class Server:
         from .wsgi import WSGIPool
 
         self.wsgi = WSGIPool(wsgi_app, self.config.threads, self.loop.call_soon_threadsafe,
-                             self.config.root_path)
+                             self.config.root_path, self.config.max_queued_requests)
+        self.body_memory = MemoryBudget(self.config.max_body_memory)
+        self.max_connections = self.config.connection_limit()
+        self._accept_paused: list[socket.socket] = []
+        self._limit_logged_at: dict[str, float] = {}
         self.pump = ReplyPump(self.layer, self.prefix, self._deliver_threadsafe)
         self.listeners: list[socket.socket] = []
         self.address: Any = None
@@ -112,7 +117,17 @@ class Server:
             return None
 
     def new_reply_channel(self) -> str:
-        return self.prefix + str(next(self._ids))
+        """A reply channel for one connection or request: this process's prefix
+        plus 22 random characters (~131 bits from ``secrets``).
+
+        Unguessable, not a counter: a client learns its own reply channel
+        (consumers may echo it), and must not be able to name anyone else's
+        (to send on it, or to find its channel session).
+        """
+        while True:
+            name = self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+            if name not in self.replies:
+                return name
 
     def has_http_route(self, head: RequestHead) -> bool:
         router = self.router
@@ -121,17 +136,23 @@ class Server:
         content = {"path": head.path, "method": head.method}
         return router.match("http.request", content) is not None
 
-    def origin_allowed(self, origin: bytes | None) -> bool:
+    def origin_allowed(self, origin: bytes | None, head: RequestHead) -> bool:
+        """The WebSocket origin check (``proxy.origin_matches`` says how)."""
         if not self.config.check_origin:
             return True
-        host = origin_host(origin)
-        if host is None:
+        if origin is None:
             return True  # no Origin header: not a browser, nothing to protect
+        parsed = parse_origin(origin.decode("latin-1"))
+        if parsed is None:
+            return False  # "null" (opaque) or unparsable
         if self._allowed_origins is None:
             self._allowed_origins = self._origin_patterns()
-        from django.http.request import validate_host
-
-        return bool(host) and validate_host(host, self._allowed_origins)
+        # Host patterns taken from ALLOWED_HOSTS name *this* site, so the origin
+        # must also have the request's own scheme and port; hosts listed in
+        # allowed_origins are other sites the user chose (any scheme/port,
+        # unless the entry spells them: "https://app.example.com:8443").
+        strict = self.config.check_origin_scheme_port and self.config.allowed_origins is None
+        return origin_matches(parsed, self._allowed_origins, head, strict)
 
     def _origin_patterns(self) -> list[str]:
         if self.config.allowed_origins is not None:
@@ -147,6 +168,8 @@ class Server:
                started_at: float | None) -> None:
         if self._access is None:
             return
+        if head.client is not None:
+            client = head.client  # as proxy headers say, when trusted
         self._access.info(
             '"%s %s HTTP/%s" %s %s', head.method, head.target.decode("latin-1"),
             head.http_version, status, size,
@@ -204,13 +227,23 @@ class Server:
     def _accept(self, listener: socket.socket) -> None:
         tcp = listener.family != socket.AF_UNIX
         for _ in range(64):
+            if len(self.connections) >= self.max_connections:
+                # Stop accepting: the kernel's listen backlog holds the rest,
+                # and connection_closed() resumes when one leaves.
+                self.log_limited("%d connections open (max_connections): not accepting more "
+                                "until one closes", len(self.connections))
+                self.loop.remove(listener)
+                self._accept_paused.append(listener)
+                return
             try:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept (%s): pausing accepts for 0.5s", exc)
+                    self.log_limited("cannot accept (%s) with %d connections open: pausing "
+                                    "accepts for 0.5s; lower max_connections or raise the "
+                                    "open-file limit (ulimit -n)", exc, len(self.connections))
                     self.loop.remove(listener)
                     self.loop.call_later(0.5, lambda: self._resume_accept(listener))
                 return
@@ -226,10 +259,25 @@ class Server:
 
     def _resume_accept(self, listener: socket.socket) -> None:
         if not self.draining and listener in self.listeners:
-            self.loop.add_reader(listener, lambda mask, s=listener: self._accept(s))
+            # modify() registers it, or updates it if already registered (both
+            # a connection closing and the EMFILE timer may resume it).
+            self.loop.modify(listener, selectors.EVENT_READ,
+                             lambda mask, s=listener: self._accept(s))
+
+    def log_limited(self, text: str, *args: Any) -> None:
+        """Log a limit being hit at most once a minute: under a flood the
+        limit is hit thousands of times a second, and the log must survive."""
+        now = time.monotonic()
+        if now - self._limit_logged_at.get(text, -1e9) >= 60.0:  # per kind of message
+            self._limit_logged_at[text] = now
+            log.warning(text + " (logged at most once a minute)", *args)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        if self._accept_paused and len(self.connections) < self.max_connections:
+            paused, self._accept_paused = self._accept_paused, []
+            for listener in paused:
+                self._resume_accept(listener)
         if self.draining and not self.connections:
             self.loop.stop()
 

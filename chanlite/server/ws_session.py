@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from functools import partial
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ..layers.base import ChannelFull, MessageTooLarge
 from .websocket import Closed, PongReceived, WebSocketCore, check_send, handshake_action
@@ -61,7 +60,7 @@ class WebSocketSession:
         if server.draining:
             self._reject(503)
             return
-        if not server.origin_allowed(self.head.header(b"origin")):
+        if not server.origin_allowed(self.head.header(b"origin"), self.head):
             log.warning("WebSocket to %s rejected: origin %r not allowed (ALLOWED_HOSTS or "
                         "CHANLITE_SERVER['allowed_origins'])", self.head.path,
                         self.head.header(b"origin"))
@@ -74,7 +73,9 @@ class WebSocketSession:
             "path": self.head.path,
             "headers": [[k, v] for k, v in self.head.headers],
             "query_string": self.head.query_string,
-            "client": self.conn.client,
+            "root_path": self.head.root_path,
+            "scheme": "wss" if self.head.scheme in ("https", "wss") else "ws",
+            "client": self.head.client,
             "server": self.conn.server_addr,
             "order": 0,
         }
@@ -183,8 +184,20 @@ class WebSocketSession:
     # -------------------------------------------------------------- output
 
     def on_reply(self, message: dict) -> None:
+        if self.state == CONNECTING and _closes_handshake(message):
+            # Daphne 1.x: before the 101, ``close`` with any integer rejects
+            # (the code cannot reach the client: an HTTP refusal has none).
+            self._reject(403)
+            return
         problem = check_send(message)
         if problem:
+            if self.state == CONNECTING:
+                # Waiting for the connect timeout would only leave the client
+                # hanging: this consumer's answer is broken, so refuse now.
+                log.error("invalid reply to the WebSocket handshake for %s on %s: %s; "
+                          "rejecting with 403", self.head.path, self.reply_channel, problem)
+                self._reject(403)
+                return
             log.error("invalid websocket.send on %s: %s", self.reply_channel, problem)
             return
         if self.state == CONNECTING:
@@ -298,14 +311,10 @@ class WebSocketSession:
             self.pong_timer.cancel()
 
 
-def origin_host(origin: bytes | None) -> str | None:
-    """The host part of an ``Origin`` header: ``None`` if absent (not a browser,
-    so nothing to protect), ``""`` if opaque (``null``) or unparsable."""
-    if origin is None:
-        return None
-    if origin == b"null":
-        return ""
-    try:
-        return urlsplit(origin.decode("latin-1")).hostname or ""
-    except ValueError:
-        return ""
+def _closes_handshake(message: dict) -> bool:
+    """``close`` with an integer (any: a 1.x consumer may send 4000 or 3001)
+    and nothing that would accept the handshake."""
+    close = message.get("close", False)
+    return (type(close) is int and message.get("accept") is not True
+            and "text" not in message and "bytes" not in message)
+

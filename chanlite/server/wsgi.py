@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .bodies import SpooledBody
 from .http import RequestHead, wsgi_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,10 +33,17 @@ _STREAM_AFTER = 256 * 1024
 _DRAIN_WAIT = 60.0
 
 
-def build_environ(head: RequestHead, body: bytes, client: list | None, server: list | None,
-                  root_path: str = "", scheme: str = "http") -> dict[str, Any]:
+def build_environ(head: RequestHead, body: bytes | SpooledBody, client: list | None,
+                  server: list | None, root_path: str = "", scheme: str = "http") -> dict[str, Any]:
     """A PEP 3333 environ for a parsed request (headers with ``_`` are dropped,
-    as Django's runserver does, so ``X_Forwarded`` cannot spoof ``X-Forwarded``)."""
+    as Django's runserver does, so ``X_Forwarded`` cannot spoof ``X-Forwarded``).
+
+    ``body`` is bytes or a :class:`SpooledBody` (then ``wsgi.input`` reads its
+    memory or its temporary file)."""
+    if isinstance(body, SpooledBody):
+        size, stream = body.size, body.reader()
+    else:
+        size, stream = len(body), io.BytesIO(body)
     environ: dict[str, Any] = {
         "REQUEST_METHOD": head.method,
         "SCRIPT_NAME": root_path,
@@ -48,7 +56,7 @@ def build_environ(head: RequestHead, body: bytes, client: list | None, server: l
         "REMOTE_PORT": str(client[1]) if client else "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
-        "wsgi.input": io.BytesIO(body),
+        "wsgi.input": stream,
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
@@ -70,8 +78,8 @@ def build_environ(head: RequestHead, body: bytes, client: list | None, server: l
                 environ[key] += sep + text
             else:
                 environ[key] = text
-    if head.content_length is None and body:
-        environ["CONTENT_LENGTH"] = str(len(body))
+    if head.content_length is None and size:
+        environ["CONTENT_LENGTH"] = str(size)
     return environ
 
 
@@ -79,10 +87,11 @@ class WSGIPool:
     """A fixed pool of threads running one WSGI application."""
 
     def __init__(self, app: Callable, threads: int, call_soon_threadsafe: Callable,
-                 root_path: str = "") -> None:
+                 root_path: str = "", max_queued: int = 1000) -> None:
         self.app = app
         self.call = call_soon_threadsafe
-        self.root_path = root_path
+        self.root_path = root_path  # the default; each request carries its own
+        self.max_queued = max_queued
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"chanlite-wsgi-{i}", daemon=True)
@@ -95,8 +104,14 @@ class WSGIPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, session: HTTPSession, head: RequestHead, body: bytes) -> None:
+    def submit(self, session: HTTPSession, head: RequestHead, body: bytes | SpooledBody) -> bool:
+        """Queue a request for the next free thread; False when ``max_queued``
+        requests already wait (views are not keeping up: the caller answers
+        503 instead of letting the queue, and its bodies, grow without end)."""
+        if self._jobs.qsize() >= self.max_queued:
+            return False
         self._jobs.put((session, head, body))
+        return True
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Let queued requests finish, then end the threads; True if all ended."""
@@ -125,12 +140,16 @@ class WSGIPool:
             finally:
                 with self._lock:
                     self.busy -= 1
+                close = getattr(job[2], "close", None)
+                if close is not None:
+                    close()  # a spooled body: give back its memory, delete its file
 
-    def _handle(self, session: HTTPSession, head: RequestHead, body: bytes) -> None:
+    def _handle(self, session: HTTPSession, head: RequestHead, body: bytes | SpooledBody) -> None:
         if session.gone:
             return
         conn = session.conn
-        environ = build_environ(head, body, conn.client, conn.server_addr, self.root_path)
+        environ = build_environ(head, body, head.client, conn.server_addr, head.root_path,
+                                head.scheme)
         started: list = []
         chunks: list[bytes] = []
 

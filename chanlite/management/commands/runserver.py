@@ -21,6 +21,10 @@ from django.conf import settings
 from django.core.management.commands.runserver import Command as DjangoRunserver
 from django.db import connections
 
+#: runserver options that are ServerConfig fields (None: from settings / default).
+_SERVER_OPTIONS = ("proxy_headers", "max_connections", "max_queued_requests", "max_body_memory",
+                   "body_spool_threshold", "body_idle_timeout", "body_timeout")
+
 
 class Command(DjangoRunserver):
     help = (
@@ -56,6 +60,24 @@ class Command(DjangoRunserver):
             "--insecure", action="store_true", dest="insecure_serving",
             help="Serve static files even if DEBUG is False.",
         )
+        # Server limits (also settings.CHANLITE_SERVER keys; a flag wins).
+        parser.add_argument(
+            "--proxy-headers", action="store_true", default=None,
+            help="Trust X-Forwarded-For/-Port/-Proto and Daphne-Root-Path from "
+            "CHANLITE_SERVER['trusted_proxies'] (default 127.0.0.1, ::1).",
+        )
+        parser.add_argument("--max-connections", type=int, default=None,
+                            help="Open connections before the server stops accepting.")
+        parser.add_argument("--max-queued-requests", type=int, default=None,
+                            help="Views waiting for a thread before 503 + Retry-After.")
+        parser.add_argument("--max-body-memory", type=int, default=None,
+                            help="Request body bytes held in memory by all connections.")
+        parser.add_argument("--body-spool-threshold", type=int, default=None,
+                            help="Request body bytes above which a body goes to a temp file.")
+        parser.add_argument("--body-idle-timeout", type=float, default=None,
+                            help="Seconds without a request body byte before 408.")
+        parser.add_argument("--body-timeout", type=float, default=None,
+                            help="Seconds for a whole request body before 408.")
 
     def get_handler(self, *args: Any, **options: Any) -> Any:
         """Django's WSGI app, wrapped to serve static files like staticfiles' runserver."""
@@ -123,7 +145,10 @@ class Command(DjangoRunserver):
 
         layer = get_channel_layer(options.get("layer", "default"))
         workers = options["threads"] if options.get("run_worker", True) else 0
-        config = ServerConfig.from_settings(host=self.addr, port=int(self.port))
+        config = ServerConfig.from_settings(
+            host=self.addr, port=int(self.port),
+            **{name: options.get(name) for name in _SERVER_OPTIONS},
+        )
         try:
             server = Server(layer, config, wsgi_app=self.get_handler(*args, **options),
                             workers=workers, access_logger="django.server")

@@ -8,9 +8,11 @@ several hosts (``CHAT_LAYER=redis``) - see docs/deployment.md.
 ``CHAT_LAYER``      memory (default) | ipc | redis
 ``CHAT_DB``         path of the SQLite file (default: db.sqlite3 beside manage.py)
 ``CHAT_REDIS_URL``  Redis host(s) for CHAT_LAYER=redis, comma-separated
-``CHAT_DEBUG``      1 (default) or 0
+``CHAT_DEBUG``      1 or 0 (default 0; ``bash scripts/chat`` sets 1 for the demo)
 ``CHAT_ALLOWED_HOSTS`` extra host names, comma-separated
 ``CHAT_CSRF_TRUSTED_ORIGINS``, ``CHAT_BEHIND_TLS_PROXY`` behind an https proxy
+                    (the latter also makes the server trust the proxy's
+                    X-Forwarded-* headers from 127.0.0.1)
 ``CHAT_SECRET_KEY`` set it in production; the default is only for the demo
 """
 
@@ -24,7 +26,9 @@ import django
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("CHAT_SECRET_KEY", "chanlite-chat-demo-not-secret")
-DEBUG = os.environ.get("CHAT_DEBUG", "1") == "1"
+# Off unless asked for: DEBUG pages show settings and code to anyone. The
+# demo script (scripts/chat) turns it on for local use.
+DEBUG = os.environ.get("CHAT_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"] + [
     h.strip() for h in os.environ.get("CHAT_ALLOWED_HOSTS", "").split(",") if h.strip()
 ]
@@ -37,6 +41,9 @@ CSRF_TRUSTED_ORIGINS = [
 if os.environ.get("CHAT_BEHIND_TLS_PROXY") == "1":
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # The server too: client address, scheme (the WebSocket origin check
+    # compares it) from the proxy on this host (docs/deployment.md).
+    CHANLITE_SERVER = {"proxy_headers": True}
 
 INSTALLED_APPS = [
     # chanlite before staticfiles: its runserver (HTTP + WebSocket + workers)
