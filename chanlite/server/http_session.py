@@ -48,7 +48,7 @@ class HTTPSession:
     __slots__ = (
         "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "_wsgi_drained", "deadline", "on_deadline",
+        "_wsgi_drained", "deadline", "on_deadline", "outbox",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -61,6 +61,8 @@ class HTTPSession:
         self.on_deadline = None
         self.gone = False
         self._wsgi_drained = None
+        # Messages to the layer, in order; waits (not drops) when a channel is full.
+        self.outbox = self.server.sender.outbox(self)
         self._reset()
         self._set_timer(config.header_timeout, self._header_timeout)
 
@@ -206,10 +208,10 @@ class HTTPSession:
             self._send_request(chunk)
             return
         try:
-            self.server.layer.send(
+            self.outbox.send(
                 self.body_channel, {"content": chunk, "closed": False, "more_content": more}
             )
-        except (ChannelFull, MessageTooLarge) as exc:
+        except MessageTooLarge as exc:
             log.error("cannot stream request body on %s: %s", self.body_channel, exc)
             self._simple_response(503, b"server busy\n", close=True)
 
@@ -234,20 +236,46 @@ class HTTPSession:
             server.config.root_path, body_channel=self.body_channel or None,
         )
         try:
-            server.layer.send("http.request", message)
-        except ChannelFull:
-            log.error("http.request channel is full: answering 503 to %s %s",
-                      self.head.method, self.head.path)
-            self._simple_response(503, b"server busy, try again\n")
-            return
+            # A full channel: kept (not read further) until there is room.
+            self.outbox.send("http.request", message, on_sent=self._request_sent)
         except MessageTooLarge as exc:
             log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
             self._simple_response(431, b"request too large for the channel layer\n", close=True)
-            return
+
+    def _request_sent(self, message: dict) -> None:
         # Registered only once sent: an undelivered request gets no http.disconnect.
         # (Replies reach us on this thread, after this returns: none can be missed.)
-        server.replies[self.reply_channel] = self
-        self._set_timer(server.config.http_response_timeout, self._response_timeout)
+        self.server.replies[self.reply_channel] = self
+        self._set_timer(self.server.config.http_response_timeout, self._response_timeout)
+
+    # ---------------------------------------------------- back-pressure
+
+    def layer_blocked(self) -> None:
+        """A channel is full: stop reading (TCP pushes back on the client)."""
+        self.conn.pause_reading()
+
+    def layer_unblocked(self) -> None:
+        if not self.conn.closed:
+            self.conn.resume_reading()
+
+    def layer_timeout(self, channel: str, dropped: list) -> None:
+        """``channel`` stayed full for ``backpressure_timeout`` (counted and
+        logged per interval by the server): 503 with ``Retry-After``."""
+        if self.conn.closed or self.head is None or self.status:
+            self.conn.abort()
+            return
+        self._client_gone()  # a consumer already has the request: it is abandoned
+        self._simple_response(503, b"server busy, try again\n", close=True,
+                              headers=[(b"retry-after", b"%d" % max(1, round(
+                                  self.server.config.backpressure_timeout)))])
+
+    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+        log.error("cannot send %s for %s: %s", channel, self.head and self.head.path, exc)
+        if self.conn.closed or self.head is None or self.status:
+            self.conn.abort()
+            return
+        self._client_gone()
+        self._simple_response(503, b"server busy\n", close=True)
 
     def _on_reject(self, event: Reject) -> None:
         log.info("bad request from %s: %s %s", self.conn.client, event.status, event.reason)
@@ -271,6 +299,7 @@ class HTTPSession:
 
     def _client_gone(self) -> None:
         """The client left before its response finished: tell the consumer."""
+        self.outbox.discard()  # an abandoned request's messages still waiting for room
         if self.route == "channel" and self.reply_channel in self.server.replies:
             assert self.head is not None
             try:
@@ -340,11 +369,13 @@ class HTTPSession:
         if not more:
             self._response_done()
 
-    def _simple_response(self, status: int, body: bytes, close: bool = False) -> None:
+    def _simple_response(self, status: int, body: bytes, close: bool = False,
+                         headers: list | None = None) -> None:
         if close:
             self.core.must_close = True
         try:
-            data = self.core.response_start(status, [(b"content-type", b"text/plain")], body)
+            data = self.core.response_start(
+                status, [(b"content-type", b"text/plain"), *(headers or ())], body)
         except h11.LocalProtocolError:
             self.conn.write(error_response(status))
             self.conn.close()

@@ -24,13 +24,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
+from .backpressure import LayerSender
 from .config import ServerConfig
 from .connection import Connection
 from .http import RequestHead
 from .http_session import HTTPSession
 from .loop import Loop
 from .pump import ReplyPump
-from .ws_session import WebSocketSession, origin_host
+from .ws_session import WebSocketSession, envelope_size, origin_host
 
 __all__ = ["Server", "reply_prefix"]
 
@@ -72,6 +73,9 @@ class Server:
         self.config = config if config is not None else ServerConfig.from_settings()
         self.loop = Loop()
         self.prefix = reply_prefix()
+        self._check_message_size()
+        # Sends to full channels wait here (the socket is not read meanwhile).
+        self.sender = LayerSender(channel_layer, self.loop, self.config.backpressure_timeout)
         self._ids = itertools.count(1)
         self.replies: dict[str, Any] = {}
         self.connections: set[Connection] = set()
@@ -110,6 +114,24 @@ class Server:
         except ImproperlyConfigured as exc:
             log.info("no routing for layer %r (%s): HTTP goes to WSGI only", self.layer.alias, exc)
             return None
+
+    def _check_message_size(self) -> None:
+        """An explicit ``websocket_max_message_size`` must fit the layer's
+        ``max_message_size`` with a message's envelope: a message the server
+        accepts must be deliverable (not closed with 1009 after it arrived)."""
+        wanted = self.config.websocket_max_message_size
+        if wanted is None:
+            return
+        envelope = envelope_size(self.prefix + "0" * 20, "/")
+        room = self.layer.max_message_size - envelope
+        if wanted > room:
+            raise ValueError(
+                f"websocket_max_message_size={wanted} does not fit the channel layer: its "
+                f"max_message_size={self.layer.max_message_size} leaves {room} bytes after "
+                f"the message envelope. Raise max_message_size in CHANNEL_LAYERS[...]['CONFIG'] "
+                f"to at least {wanted + envelope} (plus the longest path you serve), lower "
+                "websocket_max_message_size, or leave it unset to derive it from the layer"
+            )
 
     def new_reply_channel(self) -> str:
         return self.prefix + str(next(self._ids))
@@ -356,6 +378,7 @@ class Server:
         deadline = time.monotonic() + 10
         for conn in list(self.connections):
             conn.abort()
+        self.sender.close()  # a last try for messages still waiting for room
         for listener in self.listeners:
             try:
                 listener.close()

@@ -44,6 +44,12 @@ class Command(DjangoRunserver):
             help="CHANNEL_LAYERS alias to serve (default 'default').",
         )
         parser.add_argument(
+            "--backpressure-timeout", type=float, default=None, metavar="SECONDS",
+            help="Seconds a connection whose channel is full waits (not read) for room "
+            "before it gets 1013 / 503 (default: CHANLITE_SERVER['backpressure_timeout'] "
+            "or 10).",
+        )
+        parser.add_argument(
             "--nostatic", action="store_false", dest="use_static_handler",
             help="Do not serve static files automatically in DEBUG.",
         )
@@ -111,11 +117,16 @@ class Command(DjangoRunserver):
 
         layer = get_channel_layer(options.get("layer", "default"))
         workers = options["threads"] if options.get("run_worker", True) else 0
-        config = ServerConfig.from_settings(host=self.addr, port=int(self.port))
         try:
+            config = ServerConfig.from_settings(
+                host=self.addr, port=int(self.port),
+                backpressure_timeout=options.get("backpressure_timeout"))
             server = Server(layer, config, wsgi_app=self.get_handler(*args, **options),
                             workers=workers, access_logger="django.server")
             server.bind()
+        except ValueError as exc:  # CHANLITE_SERVER values, or limits that do not fit the layer
+            self.stderr.write(f"Error: {exc}")
+            os._exit(1)
         except OSError as exc:
             messages = {
                 errno.EACCES: "You don't have permission to access that port.",
