@@ -136,6 +136,51 @@ class Server:
     def new_reply_channel(self) -> str:
         return self.prefix + str(next(self._ids))
 
+    def websocket_refusal(self, content: dict) -> str | None:
+        """Why a ``websocket.connect`` with ``content`` cannot succeed, or None.
+
+        Known without asking a consumer: the routing (the same ROUTING every
+        worker of this layer uses) has no route for it, or the layer's
+        statistics show nothing is taking ``websocket.connect`` (its oldest
+        message has waited half the connect timeout). Such a handshake is
+        rejected at once rather than after ``websocket_connect_timeout``.
+        """
+        router = self.router
+        if router is not None:
+            if "websocket.connect" not in router.channels:
+                return ("no route: the routing has no websocket.connect route, so no worker "
+                        "listens on it; add route('websocket.connect', consumer, path=...)")
+            if router.match("websocket.connect", content) is None:
+                return ("no route: no websocket.connect route matches this path; add "
+                        "route('websocket.connect', consumer, path=...) for it")
+        waited = self._connect_backlog()
+        if waited is not None and waited[1] >= self.config.websocket_connect_timeout / 2:
+            return (f"no worker: nothing is taking websocket.connect ({waited[0]} handshake(s) "
+                    f"waiting, the oldest for {waited[1]:.0f}s); run embedded workers or "
+                    "`manage.py runworker`")
+        return None
+
+    def _connect_backlog(self) -> tuple[int, float] | None:
+        """``(pending, oldest age)`` of ``websocket.connect``, None if empty/unknown."""
+        try:
+            stats = self.layer.channel_statistics("websocket.connect")
+        except Exception:  # statistics are advice: a failing layer shows up elsewhere
+            return None
+        if not stats["messages_pending"]:
+            return None
+        return stats["messages_pending"], stats["messages_max_age"]
+
+    def connect_timeout_reason(self) -> str:
+        """What a handshake that timed out could have met, for its log line."""
+        waited = self._connect_backlog()
+        if waited is not None and waited[1] >= self.config.websocket_connect_timeout * 0.9:
+            return (f"no worker took it: {waited[0]} websocket.connect message(s) waiting, the "
+                    f"oldest for {waited[1]:.0f}s; run embedded workers or `manage.py "
+                    "runworker`")
+        return ("a worker took websocket.connect but nothing answered: its consumer must reply "
+                "{'accept': True} or {'close': True} (or it raised in a worker of another "
+                "process: see that worker's log)")
+
     def has_http_route(self, head: RequestHead) -> bool:
         router = self.router
         if router is None or "http.request" not in router.channels:

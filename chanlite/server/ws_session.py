@@ -100,6 +100,12 @@ class WebSocketSession:
             "server": self.conn.server_addr,
             "order": 0,
         }
+        refusal = server.websocket_refusal(message)
+        if refusal is not None:
+            log.warning("WebSocket %s rejected (403): %s", self.head.path, refusal)
+            self._forget_reply()
+            self._reject(403)
+            return
         # Keep reading while the consumer decides (or while websocket.connect
         # waits for room), so a client that leaves is noticed now
         # (eof_received), not at a timeout. Bytes sent before our 101 wait in
@@ -122,8 +128,9 @@ class WebSocketSession:
     def _connect_timeout(self) -> None:
         self.timer = None
         if self.state == CONNECTING:
-            log.warning("WebSocket %s not accepted within %ss: rejecting with 403",
-                        self.head.path, self.server.config.websocket_connect_timeout)
+            log.warning("WebSocket %s not accepted within %ss: rejecting with 403. Either %s",
+                        self.head.path, self.server.config.websocket_connect_timeout,
+                        self.server.connect_timeout_reason())
             self._reject(403)
 
     def message_limit(self) -> int:
