@@ -346,3 +346,42 @@ def test_an_explicit_websocket_limit_the_layer_cannot_carry_is_an_error_at_start
                wsgi_app=lambda environ, start: [], router=None)
     Server(layer, ServerConfig(port=0, websocket_max_message_size=60 * 1024),
            wsgi_app=lambda environ, start: [], router=None).loop.close()
+
+
+# ------------------------------------------------- settings and commands
+
+
+def test_backpressure_timeout_is_a_validated_setting():
+    from chanlite.server.config import ServerConfig
+
+    assert ServerConfig().backpressure_timeout == 10.0
+    assert ServerConfig(backpressure_timeout=2.5).backpressure_timeout == 2.5
+    with pytest.raises(ValueError, match="backpressure_timeout must be a number of seconds"):
+        ServerConfig(backpressure_timeout=-1)
+
+
+@pytest.mark.parametrize("flag, value, error", [
+    ("--backpressure-timeout", "-1", "backpressure_timeout must be a number of seconds >= 0"),
+    ("--websocket-max-message-size", "2000000", "websocket_max_message_size=2000000 does not "
+                                                 "fit the channel layer"),
+])
+def test_chanlite_serve_flags_are_validated_before_serving(flag, value, error):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
+         "--port", "0", flag, value],
+        cwd=root, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.server_settings"))
+    assert out.returncode != 0 and error in out.stderr, out.stderr
+
+
+def test_runserver_has_a_backpressure_timeout_option():
+    from chanlite.management.commands.runserver import Command
+
+    parser = Command().create_parser("manage.py", "runserver")
+    assert parser.parse_args(["--backpressure-timeout", "3"]).backpressure_timeout == 3.0
+    assert parser.parse_args([]).backpressure_timeout is None  # CHANLITE_SERVER or 10
