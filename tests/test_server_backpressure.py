@@ -244,28 +244,51 @@ def test_in_memory_layer_wakes_a_paused_connection_without_polling(chanlite_serv
     _paused_connection_resumes(server, layer, max_retries=3)
 
 
-def test_ipc_layer_retries_a_paused_connection_with_a_bounded_backoff(chanlite_server):
+@pytest.mark.parametrize("kind", ["ipc", "redis"])
+def test_cross_process_layers_retry_a_paused_connection_with_a_bounded_backoff(
+        chanlite_server, kind):
     """Cross-process layers cannot signal another process's receive: the
     server retries with a backoff (1 ms doubling to 50 ms) - one failed send
     per full channel per retry, about 25 a second while it stays full."""
     import secrets
 
-    from chanlite.layers.ipc import IPCChannelLayer
+    if kind == "ipc":
+        from chanlite.layers.ipc import IPCChannelLayer
 
-    from .server_fixtures import IPC_MEMORY
+        from .server_fixtures import IPC_MEMORY
 
-    prefix = "bp" + secrets.token_hex(4)
-    layer = IPCChannelLayer(prefix=prefix, channel_capacity={"websocket.receive": 1},
-                            **IPC_MEMORY)
+        prefix = "bp" + secrets.token_hex(4)
+        layer = IPCChannelLayer(prefix=prefix, channel_capacity={"websocket.receive": 1},
+                                **IPC_MEMORY)
+
+        def cleanup():
+            layer.close()
+            IPCChannelLayer.remove_prefix(prefix)
+    else:
+        from property_tests.layers import LAYERS
+
+        reason = LAYERS["redis"].unavailable()
+        if reason:
+            print(f"skipping: {reason}")
+            pytest.skip(reason)
+        from chanlite.layers.redis import RedisChannelLayer
+
+        layer = RedisChannelLayer(hosts=["redis://127.0.0.1:6379/0"],
+                                  prefix="chanlite-bp-" + secrets.token_hex(6),
+                                  channel_capacity={"websocket.receive": 1})
+
+        def cleanup():
+            layer.flush()
+            layer.close()
+    assert not layer.space_signal_complete
     server = None
     try:
         server = chanlite_server(workers=0, layer=layer)
         _paused_connection_resumes(server, layer, max_retries=40)
     finally:
-        if server is not None:  # before the segment is unmapped under its threads
+        if server is not None:  # before the layer is closed under its threads
             assert server.shutdown(10)
-        layer.close()
-        IPCChannelLayer.remove_prefix(prefix)
+        cleanup()
 
 
 def _paused_connection_resumes(server, layer, max_retries: int) -> None:
