@@ -408,3 +408,89 @@ def test_runserver_has_a_backpressure_timeout_option():
     parser = Command().create_parser("manage.py", "runserver")
     assert parser.parse_args(["--backpressure-timeout", "3"]).backpressure_timeout == 3.0
     assert parser.parse_args([]).backpressure_timeout is None  # CHANLITE_SERVER or 10
+
+
+def test_an_http_request_waits_for_room_instead_of_503(chanlite_server):
+    from .server_fixtures import http_request
+
+    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
+    server = chanlite_server(workers=0, layer=layer)
+    layer.send("http.request", {"filler": True})
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("r", http_request(server, "GET", "/chan/hello/")))
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while not server.sender.waiting:
+        assert time.monotonic() < deadline, "the request never waited for room"
+        time.sleep(0.01)
+    assert layer_wait(layer, "http.request") == {"filler": True}
+    request = layer_wait(layer, "http.request")
+    assert request["path"] == "/chan/hello/"
+    layer.send(request["reply_channel"], {"status": 200, "content": b"late but fine"})
+    thread.join(WAIT)
+    assert result["r"][0] == 200 and result["r"][2] == b"late but fine"
+
+
+def test_a_handshake_waits_for_room_on_websocket_connect(chanlite_server):
+    from .server_fixtures import ws_connect
+
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.connect": 1})
+    server = chanlite_server(workers=0, layer=layer)
+    layer.send("websocket.connect", {"filler": True})
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while not server.sender.waiting:
+        assert time.monotonic() < deadline, "the handshake never waited for room"
+        time.sleep(0.01)
+    assert layer_wait(layer, "websocket.connect") == {"filler": True}
+    connect = layer_wait(layer, "websocket.connect")
+    layer.send(connect["reply_channel"], {"accept": True})
+    thread.join(WAIT)
+    ws = result["ws"]
+    ws.send("hi")
+    assert layer_wait(layer, "websocket.receive")["order"] == 1
+    ws.close()
+    assert layer_wait(layer, "websocket.disconnect")["order"] == 2
+
+
+def test_a_request_body_waits_for_room_on_its_body_channel(chanlite_server):
+    """A body streamed to a consumer that reads slowly: a chunk that finds the
+    body channel full (capacity 1 here) waits for room, in order, instead of
+    failing the request with 503."""
+    from .server_fixtures import raw_socket, read_until_closed
+
+    layer = InMemoryChannelLayer(channel_capacity={"http.request.body?*": 1})
+    server = chanlite_server(workers=0, layer=layer, body_chunk_size=1000)
+    pieces = [bytes([65 + i]) * 1000 for i in range(4)]
+    sock = raw_socket(server)
+    sock.sendall(b"POST /chan/body/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 b"Content-Length: 4000\r\n\r\n" + pieces[0])
+    request = layer_wait(layer, "http.request")  # the first chunk rides on it
+    body_channel = request["body_channel"]
+
+    def wait_until(predicate, what):
+        deadline = time.monotonic() + WAIT
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    sock.sendall(pieces[1])
+    wait_until(lambda: layer.channel_statistics(body_channel)["messages_pending"] == 1,
+               "the second chunk never reached the body channel")
+    sock.sendall(pieces[2])
+    wait_until(lambda: server.sender.waiting, "the third chunk never waited for room")
+    sock.sendall(pieces[3])
+    received = request["body"]
+    while True:
+        chunk = layer_wait(layer, body_channel)
+        received += chunk["content"]
+        if not chunk["more_content"]:
+            break
+    assert received == b"".join(pieces)
+    layer.send(request["reply_channel"], {"status": 200, "content": b"%d" % len(received)})
+    reply = read_until_closed(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"4000"), reply
