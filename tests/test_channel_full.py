@@ -128,3 +128,29 @@ def test_group_send_from_a_consumer_never_raises():
     with deferred_sends():
         Group("g", channel_layer=layer).send({"n": 1})
     assert layer.channel_statistics("a!")["channel_full_count"] == 1
+
+
+def test_space_signal_fires_once_after_a_receive_or_flush(layer):
+    """``call_when_space``: one call per registration, from the receive that
+    took a message off that channel's queue (or from flush); a discarded
+    registration never fires. Complete only on the in-memory layer."""
+    calls = []
+    layer.send("sig", {"n": 1})
+    layer.send("sig", {"n": 2})
+    complete = layer.call_when_space("sig", lambda: calls.append("sig"))
+    assert complete is (type(layer) is InMemoryChannelLayer)
+    layer.call_when_space("other", lambda: calls.append("other"))
+    assert calls == []
+    layer.receive(["sig"])
+    assert calls == ["sig"]
+    layer.receive(["sig"])
+    assert calls == ["sig"], "one-shot"
+    dropped = []
+    callback = lambda: dropped.append(1)  # noqa: E731
+    layer.call_when_space("full!a", callback)  # process-specific: the "full!" queue
+    layer.discard_space_callback("full!b", callback)
+    layer.send("full!x", {"n": 3})
+    layer.receive(["full!"])
+    assert dropped == []
+    layer.flush()
+    assert calls == ["sig", "other"]

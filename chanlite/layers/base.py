@@ -293,6 +293,21 @@ class BaseChannelLayer:
             self._space_waiters.setdefault(queue, []).append(callback)
         return self.space_signal_complete
 
+    def discard_space_callback(self, channel: str, callback: Callable[[], None]) -> None:
+        """Forget a :meth:`call_when_space` registration that is no longer
+        wanted (e.g. a request's body channel its client abandoned, which
+        nobody may ever receive from again)."""
+        queue = queue_for_send(channel)
+        with self._space_lock:
+            callbacks = self._space_waiters.get(queue)
+            if callbacks is not None:
+                try:
+                    callbacks.remove(callback)
+                except ValueError:
+                    pass
+                if not callbacks:
+                    del self._space_waiters[queue]
+
     def _space_freed(self, channel: str) -> None:
         queue = queue_for_send(channel)
         with self._space_lock:

@@ -144,7 +144,7 @@ class LayerSender:
         # True: every receive signals (in-memory layer), so no timer but the deadline.
         self._complete = layer.space_signal_complete
         self._waiting: dict[str, deque[Outbox]] = {}
-        self._armed: set[str] = set()
+        self._armed: dict[str, Callable[[], None]] = {}  # channel -> its registered callback
         self._timers: dict[str, Timer] = {}
         self._backoff: dict[str, float] = {}
         self._flush_timer: Timer | None = None
@@ -188,16 +188,16 @@ class LayerSender:
     def _arm(self, channel: str) -> None:
         if channel in self._armed:
             return
-        self._armed.add(channel)
         loop = self.loop
 
         def space(channel: str = channel) -> None:  # runs on the receiving thread
             loop.call_soon_threadsafe(self._signalled, channel)
 
+        self._armed[channel] = space
         self.layer.call_when_space(channel, space)
 
     def _signalled(self, channel: str) -> None:
-        self._armed.discard(channel)
+        self._armed.pop(channel, None)
         self._retry(channel)
 
     def _retry(self, channel: str) -> None:
@@ -293,8 +293,9 @@ class LayerSender:
         timer = self._timers.pop(channel, None)
         if timer is not None:
             timer.cancel()
-        # An armed signal stays registered in the layer; firing it later only
-        # costs one empty retry.
+        callback = self._armed.pop(channel, None)
+        if callback is not None:  # nobody waits: do not leave it in the layer
+            self.layer.discard_space_callback(channel, callback)
 
     # ------------------------------------------------------------ logging
 
