@@ -255,7 +255,7 @@ class HTTPSession:
         self.conn.pause_reading()
 
     def layer_unblocked(self) -> None:
-        if not self.conn.closed:
+        if not self.conn.closed and not self.conn.closing:
             self.conn.resume_reading()
 
     def layer_timeout(self, channel: str, dropped: list) -> None:

@@ -336,6 +336,14 @@ class WebSocketSession:
 
     def _pong_timeout(self) -> None:
         self.pong_timer = None
+        if self.state == OPEN and self.outbox.blocked:
+            # Back-pressure stopped reading: the pong may be waiting unread.
+            # The backpressure timeout bounds this wait, not the ping timeout.
+            self.pong_timer = self.server.loop.call_later(
+                self.server.config.websocket_ping_timeout,
+                partial(self.conn.guard, self._pong_timeout),
+            )
+            return
         if self.state == OPEN and self.ws is not None:
             log.info("WebSocket %s: no pong in time, closing 1011", self.reply_channel)
             self._apply_events(self.ws.close(1011, "ping timeout"))
