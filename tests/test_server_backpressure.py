@@ -494,3 +494,36 @@ def test_a_request_body_waits_for_room_on_its_body_channel(chanlite_server):
     reply = read_until_closed(sock)
     sock.close()
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"4000"), reply
+
+
+def test_a_paused_websocket_is_not_closed_for_a_pong_it_could_not_read(chanlite_server):
+    """While back-pressure stops reading, the client's pong may sit unread in
+    the socket: the ping timeout must not close the connection (1011) - only
+    the backpressure timeout may end the wait."""
+    from .server_fixtures import ws_connect
+
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    server = chanlite_server(workers=0, layer=layer, websocket_ping_interval=0.1,
+                             websocket_ping_timeout=0.2, backpressure_timeout=30)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
+    thread.start()
+    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
+    layer.send(reply_channel, {"accept": True})
+    thread.join(WAIT)
+    ws = result["ws"]
+    layer.send("websocket.receive", {"filler": True})
+    ws.send("waits")
+    [conn] = server.connections
+    deadline = time.monotonic() + WAIT
+    while conn.reading:
+        assert time.monotonic() < deadline, "back-pressure never paused the connection"
+        time.sleep(0.01)
+    time.sleep(1.0)  # several ping timeouts pass while paused
+    from chanlite.server.ws_session import OPEN
+
+    assert conn.session.state == OPEN, "closed while paused: an unread pong taken for silence"
+    assert layer_wait(layer, "websocket.receive") == {"filler": True}
+    got = layer_wait(layer, "websocket.receive")
+    assert (got["text"], got["order"]) == ("waits", 1)
+    ws.close()
