@@ -153,11 +153,12 @@ class LayerSender:
             "back-pressure: gave up on %d connection(s)%s whose channel stayed full "
             "for the whole backpressure_timeout (WebSocket closed 1013, handshake or HTTP "
             "request answered 503; consumers are not keeping up: add workers or raise the "
-            "channel's capacity); last: %s")
+            "channel's capacity); last: %s", interval=log_interval)
         self.paused_count = IntervalLog(
             log, logging.INFO,
             "back-pressure: paused reading %d time(s)%s because a channel was full "
-            "(the connections resume when consumers catch up); last: %s")
+            "(the connections resume when consumers catch up); last: %s",
+            interval=log_interval)
         self.retries = 0  # send attempts made by retries (measured in tests/benchmarks)
 
     def outbox(self, owner: Owner) -> Outbox:
