@@ -527,3 +527,36 @@ def test_a_paused_websocket_is_not_closed_for_a_pong_it_could_not_read(chanlite_
     got = layer_wait(layer, "websocket.receive")
     assert (got["text"], got["order"]) == ("waits", 1)
     ws.close()
+
+
+def test_connections_given_up_are_logged_as_counts_not_one_line_each(chanlite_server, caplog):
+    import logging
+
+    from .server_fixtures import recv_close_code, ws_connect
+
+    caplog.set_level(logging.INFO, logger="chanlite.server")
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    server = chanlite_server(workers=0, layer=layer, backpressure_timeout=0.3)
+    sockets = []
+    for _ in range(5):
+        result = {}
+        thread = threading.Thread(
+            target=lambda result=result: result.setdefault("ws", ws_connect(server, "/echo/")))
+        thread.start()
+        layer.send(layer_wait(layer, "websocket.connect")["reply_channel"], {"accept": True})
+        thread.join(WAIT)
+        sockets.append(result["ws"])
+    layer.send("websocket.receive", {"filler": True})
+    for ws in sockets:
+        ws.send("stuck")
+    assert [recv_close_code(ws) for ws in sockets] == [1013] * 5
+    gave_up = [r.getMessage() for r in caplog.records if "gave up on" in r.getMessage()]
+    paused = [r.getMessage() for r in caplog.records if "paused reading" in r.getMessage()]
+    assert len(gave_up) == 1 and "gave up on 1 connection(s)" in gave_up[0], gave_up
+    assert len(paused) == 1, paused
+    assert server.sender.closed_count.total == 5
+    server.sender.closed_count.flush()  # what the interval timer writes 10 s later
+    gave_up = [r.getMessage() for r in caplog.records if "gave up on" in r.getMessage()]
+    assert "gave up on 4 connection(s) in the last 10s" in gave_up[-1], gave_up
+    for ws in sockets:
+        ws.close()
