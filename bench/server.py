@@ -13,6 +13,7 @@ Usage::
     python bench/server.py                      # everything
     python bench/server.py --only http,echo1 --duration 5
     python bench/server.py --workers 2 --threads 8
+    python bench/server.py --only echo1000 --duration 20   # default layer settings
     PYTHONPATH=/tmp/wt python bench/server.py --only http,http1 --against-waitress
 
 Figures are printed as a table; record them in docs/performance.md.
@@ -52,17 +53,19 @@ WAITRESS = (
 
 class ServerProcess:
     def __init__(self, workers: int, threads: int, extra: list[str] | None = None,
-                 waitress: bool = False) -> None:
+                 waitress: bool = False, defaults: bool = False) -> None:
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.server_project",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                             os.environ.get("PYTHONPATH")])))
+        if defaults:  # a default install: layer without CONFIG, `chanlite serve` defaults
+            env["BENCH_LAYER_DEFAULTS"] = "1"
         if waitress:  # the reference WSGI server, same project (must be importable)
             command = [sys.executable, "-c", WAITRESS, str(threads)]
         else:
+            sizing = [] if defaults else ["--workers", str(workers), "--threads", str(threads)]
             command = [sys.executable, "-m", "chanlite.server", "serve",
-                       "bench.server_project:channel_layer", "--port", "0", "--workers",
-                       str(workers), "--threads", str(threads), "--log-level", "WARNING",
-                       *(extra or [])]
+                       "bench.server_project:channel_layer", "--port", "0", *sizing,
+                       "--log-level", "WARNING", *(extra or [])]
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE,
                                      text=True)
         # The server logs its address at INFO; WARNING hides it, so find the port in /proc.
@@ -292,6 +295,100 @@ def echo_many(port: int, duration: int, clients: int = 100, procs: int = 2) -> d
             "_ops": len(latencies)}
 
 
+def _echo_checked_clients(port: int, clients: int, duration: float, ready, go,
+                          out: mp.Queue) -> None:
+    """Closed-loop clients that check every echo: each carries the client's
+    sequence number, so a lost, duplicated or reordered message is counted,
+    and so is every connection the server closes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(clients):
+        socks.append(ws_open(port, "/echo/"))
+    ready.wait()
+    go.wait()
+    state = {}
+    latencies: list[float] = []
+    wrong = closed = 0
+    for sock in socks:
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+        state[sock] = [1, time.perf_counter(), bytearray()]
+        sock.send(frame(b"%010d" % 1 + PAYLOAD[:90]))
+    end = time.monotonic() + duration
+    while time.monotonic() < end and state:
+        for key, _ in sel.select(0.5):
+            sock = key.fileobj
+            entry = state[sock]
+            try:
+                data = sock.recv(65536)
+            except ConnectionError:
+                data = b""
+            entry[2] += data
+            frames = _frames(entry[2])
+            if not data or any(opcode == 8 for opcode, _ in frames):  # EOF or close frame
+                closed += 1
+                sel.unregister(sock)
+                del state[sock]
+                continue
+            for opcode, payload in frames:
+                if opcode == 9:  # the server's keep-alive ping: answer, not an echo
+                    sock.send(frame(payload, opcode=10))
+                    continue
+                if payload[:10] != b"%010d" % entry[0]:
+                    wrong += 1
+                now = time.perf_counter()
+                latencies.append(now - entry[1])
+                entry[0] += 1
+                entry[1] = now
+                sock.send(frame(b"%010d" % entry[0] + PAYLOAD[:90]))
+    out.put((latencies, wrong, closed))
+    for sock in socks:
+        sock.close()
+
+
+def _frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Remove complete server frames from ``buf``: ``[(opcode, payload)]``."""
+    found = []
+    while len(buf) >= 2:
+        n, start = buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, start = struct.unpack_from("!H", buf, 2)[0], 4
+        if len(buf) < start + n:
+            break
+        found.append((buf[0] & 0x0F, bytes(buf[start:start + n])))
+        del buf[:start + n]
+    return found
+
+
+def echo_checked(port: int, duration: int, clients: int = 1000, procs: int = 4) -> dict:
+    out: mp.Queue = mp.Queue()
+    ready = mp.Barrier(procs + 1)
+    go = mp.Event()
+    workers = [mp.Process(target=_echo_checked_clients,
+                          args=(port, clients // procs, duration, ready, go, out))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    ready.wait(300)
+    go.set()
+    results = [out.get(timeout=duration + 300) for _ in workers]
+    for w in workers:
+        w.join()
+    latencies = [x for r in results for x in r[0]]
+    return {f"echo{clients}_msgs_s": len(latencies) / duration,
+            f"echo{clients}_p50_ms": statistics.median(latencies) * 1e3,
+            f"echo{clients}_p99_ms": percentile(latencies, 0.99) * 1e3,
+            f"echo{clients}_lost_or_reordered": sum(r[1] for r in results),
+            f"echo{clients}_connections_closed": sum(r[2] for r in results),
+            "_ops": len(latencies)}
+
+
 def _bcast_clients(port: int, clients: int, expect: int, ready, out: mp.Queue) -> None:
     socks = [ws_open(port, "/bcast/") for _ in range(clients)]
     sel = selectors.DefaultSelector()
@@ -396,6 +493,7 @@ def main() -> None:
         ("http1", lambda s: http_one_conn(s.port)),
         ("echo1", lambda s: echo_one(s.port)),
         ("echo100", lambda s: echo_many(s.port, args.duration)),
+        ("echo1000", lambda s: echo_checked(s.port, args.duration)),
         ("broadcast", lambda s: broadcast(s.port)),
         ("idle", idle),
     ]
@@ -405,7 +503,8 @@ def main() -> None:
     for name, run, waitress in runs:
         if name not in only:
             continue
-        server = ServerProcess(args.workers, args.threads, waitress=waitress)
+        server = ServerProcess(args.workers, args.threads, waitress=waitress,
+                               defaults=name == "echo1000")
         if waitress:
             name = "waitress_" + name
         try:

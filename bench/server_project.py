@@ -46,6 +46,8 @@ CHANNEL_LAYERS = {
         "ROUTING": "bench.server_project.channel_routing",
     },
 }
+if os.environ.get("BENCH_LAYER_DEFAULTS"):  # echo1000: a default install's layer
+    del CHANNEL_LAYERS["default"]["CONFIG"]
 
 
 def hello(request):

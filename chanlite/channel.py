@@ -9,6 +9,18 @@ a send that still finds the channel full after a short bounded retry is
 logged instead of raising out of the worker loop (1.x crashed the worker).
 ``send(..., immediately=True)`` bypasses the buffer.
 
+A full channel, from the consumer's side:
+
+* ``Channel(...).send(..., immediately=True)`` (and any send outside a
+  consumer) raises ``ChannelFull`` to the caller, which decides.
+* A deferred send (the default inside a consumer) cannot raise to the
+  consumer - it has returned. It waits up to ``FLUSH_RETRY_TIME`` for room
+  (woken by the layer's space signal; cross-process layers re-check every
+  ``FLUSH_RETRY_INTERVAL``) and is then dropped, counted in one log line per
+  interval.
+* ``Group(...).send`` never raises: full members are skipped, and the layer
+  logs how many, once per interval.
+
 :func:`deferred_sends` is the context manager the worker (and the testing
 package) wraps around each consumer call.
 """
@@ -23,6 +35,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import DEFAULT_CHANNEL_LAYER
+from .interval_log import IntervalLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers.base import BaseChannelLayer
@@ -38,6 +51,11 @@ FLUSH_RETRY_TIME = 2.0
 FLUSH_RETRY_INTERVAL = 0.05
 
 _local = threading.local()
+_dropped = IntervalLog(
+    logger, logging.ERROR,
+    "dropped %d deferred send(s)%s: the channel was still full after FLUSH_RETRY_TIME; the "
+    "receiver is not keeping up (raise the layer's capacity, or send with "
+    "immediately=True and handle ChannelFull yourself); last: %s")
 
 
 class _Sendable:
@@ -188,18 +206,22 @@ def flush(pending: list[tuple[_Sendable, Any]]) -> None:
     for target, content in pending:
         deadline = time.monotonic() + FLUSH_RETRY_TIME
         while True:
+            layer = target.channel_layer
+            room = threading.Event()
             try:
                 target._send_now(content)
                 break
-            except target.channel_layer.ChannelFull:
-                if time.monotonic() >= deadline:
-                    logger.error(
-                        "dropped a deferred send to %r: still full after %.1fs; the "
-                        "receiver is not keeping up (raise the layer's capacity, or "
-                        "send with immediately=True and handle ChannelFull yourself)",
-                        target.name,
-                        FLUSH_RETRY_TIME,
-                    )
+            except layer.ChannelFull:
+                # Register, then retry once: a receive in between is not missed.
+                complete = layer.call_when_space(target.name, room.set)
+                try:
+                    target._send_now(content)
                     break
-                time.sleep(FLUSH_RETRY_INTERVAL)
+                except layer.ChannelFull:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _dropped.note(1, f"to {target.name!r}")
+                    break
+                room.wait(left if complete else min(left, FLUSH_RETRY_INTERVAL))
     pending.clear()

@@ -53,10 +53,6 @@ class RequestTimeout(RequestAborted):
     """The rest of an HTTP request body did not arrive in time."""
 
 
-class ResponseLater(Exception):
-    """Raised by a view consumer that will send its response later (1.x name)."""
-
-
 class ChannelSocketException(Exception):
     """Base for exceptions that answer the client themselves.
 

@@ -104,11 +104,7 @@ def run_consumer(
     ``Client.consume`` hands the result back to the test, as 1.x did."""
     matched = router.match(channel, content)
     if matched is None:
-        logger.warning(
-            "no route matches a message on %r%s; add a route() for it or stop sending it",
-            channel,
-            f" (path {content['path']!r})" if "path" in content else "",
-        )
+        _log_unrouted(router, channel, content)
         return False, None
     consumer, kwargs = matched
     message = Message(content, channel, channel_layer)
@@ -139,6 +135,33 @@ def run_consumer(
     finally:
         consumer_finished.send(sender=Worker, message=message)
     return True, result
+
+
+def _log_unrouted(router: Router, channel: str, content: dict) -> None:
+    path = content.get("path")
+    if channel == "websocket.disconnect" and router.match("websocket.connect", content) is None:
+        # Its websocket.connect was unrouted too and already logged (and rejected).
+        logger.debug("no route for websocket.disconnect of unrouted path %r", path)
+        return
+    logger.warning(
+        "no route matches a message on %r%s; add a route() for it or stop sending it%s",
+        channel, f" (path {path!r})" if path is not None else "",
+        " (a worker rejects this WebSocket at once: 403)" if channel == "websocket.connect"
+        else "",
+    )
+
+
+def reject_connect(layer: BaseChannelLayer, content: dict) -> None:
+    """Answer a ``websocket.connect`` that no consumer will answer (no route,
+    or its consumer raised) with ``{"close": True}``: the server rejects the
+    handshake (403) now instead of at its connect timeout."""
+    reply_channel = content.get("reply_channel")
+    if not isinstance(reply_channel, str):
+        return
+    try:
+        layer.send(reply_channel, {"close": True})
+    except Exception:
+        logger.exception("could not reject the WebSocket on %s", reply_channel)
 
 
 def _requeue(layer: BaseChannelLayer, channel: str, content: dict, consumer: Any,
@@ -360,10 +383,17 @@ class Worker:
         """Dispatch one message, logging (not raising) the consumer's error."""
         self.busy.set()
         try:
-            dispatch(self.channel_layer, self.router, channel, content,
-                     message_retries=self.message_retries, callback=self.callback)
+            if not dispatch(self.channel_layer, self.router, channel, content,
+                            message_retries=self.message_retries, callback=self.callback) and (
+                    channel == "websocket.connect"):
+                reject_connect(self.channel_layer, content)
         except Exception:
-            logger.exception("error in the consumer of a message on %r", channel)
+            if channel == "websocket.connect":
+                logger.exception("WebSocket %r rejected (403): its websocket.connect consumer "
+                                 "raised", content.get("path"))
+                reject_connect(self.channel_layer, content)
+            else:
+                logger.exception("error in the consumer of a message on %r", channel)
         finally:
             self.busy.clear()
 

@@ -232,14 +232,15 @@ def test_request_body_small_and_via_body_channel(layered_server, size, chunked):
     assert headers["x-body-channel"] == str(chunked)
 
 
-def test_channel_full_answers_503(chanlite_server):
+def test_channel_full_for_the_whole_backpressure_timeout_answers_503(chanlite_server):
     from chanlite.layers.memory import InMemoryChannelLayer
 
     layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
-    server = chanlite_server(workers=0, layer=layer)
+    server = chanlite_server(workers=0, layer=layer, backpressure_timeout=0.3)
     layer.send("http.request", {"filler": True})
-    status, _, _ = http_request(server, "GET", "/chan/hello/")
+    status, headers, _ = http_request(server, "GET", "/chan/hello/")
     assert status == 503
+    assert headers["retry-after"] == "1"
 
 
 # ------------------------------------------------------------ shutdown

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import logging
 import re
 import secrets
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ..interval_log import IntervalLog
 from . import codec
 from .names import (
     check_group_name,
@@ -34,9 +37,17 @@ from .names import (
     queue_for_send,
 )
 
-__all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock"]
+__all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock", "PROTOCOL_CHANNELS"]
 
+log = logging.getLogger("chanlite.layers")
 Clock = Callable[[], float]
+#: The channels an interface server sends client traffic to. Their default
+#: capacity is ``protocol_capacity`` (sized for one message in flight per
+#: connection the server allows), not the per-channel ``capacity``.
+PROTOCOL_CHANNELS = frozenset({
+    "http.request", "http.disconnect",
+    "websocket.connect", "websocket.receive", "websocket.disconnect",
+})
 _encode = codec.encode
 _decode = codec.decode
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -108,6 +119,10 @@ class BaseChannelLayer:
             queue, so one group send to N connections of that server queues
             N messages at once; a per-channel figure would make such a
             broadcast skip members, hence a larger default.
+        protocol_capacity: capacity of the channels an interface server
+            sends client traffic to (:data:`PROTOCOL_CHANNELS`): 10 000, the
+            server's default connection limit, so every connection can have a
+            message in flight before back-pressure starts.
         max_message_size: maximum encoded message size in bytes.
         clock: a callable returning seconds as a float; used for expiry and
             group expiry so tests can drive time with a fake clock.
@@ -128,11 +143,13 @@ class BaseChannelLayer:
         max_message_size: int = 1024 * 1024,
         clock: Clock | None = None,
         process_capacity: int = 10_000,
+        protocol_capacity: int = 10_000,
     ) -> None:
         _check_positive_number("expiry", expiry)
         _check_positive_number("group_expiry", group_expiry)
         _check_positive_int("capacity", capacity)
         _check_positive_int("process_capacity", process_capacity)
+        _check_positive_int("protocol_capacity", protocol_capacity)
         _check_positive_int("max_message_size", max_message_size)
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
@@ -140,11 +157,19 @@ class BaseChannelLayer:
         self.group_expiry = group_expiry
         self.capacity = capacity
         self.process_capacity = process_capacity
+        self.protocol_capacity = protocol_capacity
         self.channel_capacity = _compile_capacities(channel_capacity)
         self.max_message_size = max_message_size
         self.clock: Clock = clock or time.time
         self._capacity_cache: dict[str, int] = {}
         self._rotation = itertools.count()
+        # "space available" signal: queue -> one-shot callbacks (call_when_space)
+        self._space_waiters: dict[str, list[Callable[[], None]]] = {}
+        self._space_lock = threading.Lock()
+        self._skips = IntervalLog(
+            log, logging.WARNING,
+            "group sends skipped %d full member(s)%s (those clients are not reading fast "
+            "enough, or their server is behind); last: %s")
 
     # ------------------------------------------------------------------ rules
 
@@ -154,7 +179,12 @@ class BaseChannelLayer:
             return self._capacity_cache[queue]
         except KeyError:
             pass
-        capacity = self.process_capacity if queue.endswith("!") else self.capacity
+        if queue.endswith("!"):
+            capacity = self.process_capacity
+        elif queue in PROTOCOL_CHANNELS:
+            capacity = self.protocol_capacity
+        else:
+            capacity = self.capacity
         for regex, value in self.channel_capacity:
             if regex.fullmatch(queue):
                 capacity = value
@@ -234,7 +264,69 @@ class BaseChannelLayer:
         got = self._receive(queues, bool(block), timeout)
         if got is None:
             return None, None
+        if self._space_waiters:
+            self._space_freed(got[0])
         return got[0], _decode(got[1])
+
+    # "space available" signal
+
+    #: True when every receive from this layer's queues goes through this
+    #: object (one process: the in-memory layer), so :meth:`call_when_space`
+    #: sees every message taken. Cross-process layers only see their own
+    #: process's receives: callers must also retry on a timer.
+    space_signal_complete = False
+
+    def call_when_space(self, channel: str, callback: Callable[[], None]) -> bool:
+        """Call ``callback()`` once, after the next message is taken off
+        ``channel``'s queue by this object (or on :meth:`flush`).
+
+        Interface servers use it to resume a connection whose channel was
+        full instead of polling. The callback runs in the receiving thread,
+        after the layer's lock is released: it must only hand work over
+        (e.g. ``loop.call_soon_threadsafe``). Register *before* re-trying the
+        send that failed, or a message taken in between is missed. Returns
+        :attr:`space_signal_complete`: False means receives in other
+        processes do not signal, so retry on a timer as well.
+        """
+        queue = queue_for_send(channel)
+        with self._space_lock:
+            self._space_waiters.setdefault(queue, []).append(callback)
+        return self.space_signal_complete
+
+    def discard_space_callback(self, channel: str, callback: Callable[[], None]) -> None:
+        """Forget a :meth:`call_when_space` registration that is no longer
+        wanted (e.g. a request's body channel its client abandoned, which
+        nobody may ever receive from again)."""
+        queue = queue_for_send(channel)
+        with self._space_lock:
+            callbacks = self._space_waiters.get(queue)
+            if callbacks is not None:
+                try:
+                    callbacks.remove(callback)
+                except ValueError:
+                    pass
+                if not callbacks:
+                    del self._space_waiters[queue]
+
+    def _space_freed(self, channel: str) -> None:
+        queue = queue_for_send(channel)
+        with self._space_lock:
+            callbacks = self._space_waiters.pop(queue, None)
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not break the receiver
+                log.exception("space-available callback for %r failed", queue)
+
+    def _space_freed_all(self) -> None:
+        with self._space_lock:
+            waiting, self._space_waiters = self._space_waiters, {}
+        for callbacks in waiting.values():
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("space-available callback failed")
 
     def new_channel(self, pattern: str) -> str:
         """Return a fresh, unique channel name for ``"name?"`` or ``"name!"``."""
@@ -266,19 +358,27 @@ class BaseChannelLayer:
         return self._group_members(group, self.clock() - self.group_expiry)
 
     def send_group(self, group: str, message: dict) -> None:
-        """Send ``message`` to every member; full members are skipped."""
+        """Send ``message`` to every member; full members are skipped.
+
+        Skipped members are counted (``channel_full_count``) and logged as a
+        count, at most one line per 10 s per layer (never one per member).
+        """
         check_group_name(group)
         data = self.encode(message)
         now = self.clock()
         members = self._group_members(group, now - self.group_expiry)
         if members:
-            self._push_many(members, data, now + self.expiry)
+            skipped = self._push_many(members, data, now + self.expiry)
+            if skipped:
+                self._skips.note(skipped, f"group {group!r}, {skipped} of {len(members)}")
 
     # flush extension
 
     def flush(self) -> None:
         """Remove every message, group and statistic of this layer."""
         self._flush()
+        if self._space_waiters:
+            self._space_freed_all()
 
     # statistics extension
 
@@ -312,11 +412,15 @@ class BaseChannelLayer:
         unexpired messages; on refusal count it for statistics and return False."""
         raise NotImplementedError
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
-        """Group delivery: push ``data`` to each channel, skipping full ones."""
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+        """Group delivery: push ``data`` to each channel, skipping full ones;
+        return how many were skipped."""
+        skipped = 0
         for channel in channels:
             queue = queue_for_send(channel)
-            self._push(queue, channel, data, expires, self.capacity_for(queue))
+            if not self._push(queue, channel, data, expires, self.capacity_for(queue)):
+                skipped += 1
+        return skipped
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

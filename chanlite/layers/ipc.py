@@ -224,9 +224,10 @@ class IPCChannelLayer(BaseChannelLayer):
             store.ring_mask(rings)
         return ok
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
         now = expires - self.expiry
         store = self._store
+        skipped = 0
         store.lock()
         try:
             for channel in channels:
@@ -234,9 +235,11 @@ class IPCChannelLayer(BaseChannelLayer):
                 qkey, qh = self._key(queue)
                 chan = b"" if channel == queue else channel.encode("ascii")
                 try:
-                    store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue))
+                    if not store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue)):
+                        skipped += 1
                 except IPCMemoryFull:  # like a full member: skipped, never an error
                     store.abort()
+                    skipped += 1
             rings, store.rings = store.rings, 0
         except BaseException:
             store.rings = 0
@@ -246,6 +249,7 @@ class IPCChannelLayer(BaseChannelLayer):
             store.unlock()
         if rings:
             store.ring_mask(rings)
+        return skipped
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

@@ -22,6 +22,9 @@ __all__ = ["InMemoryChannelLayer"]
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channel layer living in this process's memory (threads share it)."""
 
+    # Every receive goes through this object: "space available" needs no polling.
+    space_signal_complete = True
+
     def __init__(self, **config) -> None:
         # A monotonic clock keeps each deque sorted by expiry even if the
         # wall clock is stepped back; nothing outside this process sees it.
@@ -52,9 +55,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 self._ready.notify_all()
             return True
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
         # One lock acquisition for the whole fan-out.
         now = expires - self.expiry
+        skipped = 0
         with self._lock:
             for channel in channels:
                 queue = queue_for_send(channel)
@@ -67,10 +71,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
                         self._drop_expired(items, now)
                         if len(items) >= capacity:
                             self._full[queue] = self._full.get(queue, 0) + 1
+                            skipped += 1
                             continue
                 items.append((expires, channel, data))
             if self._waiting:
                 self._ready.notify_all()
+        return skipped
 
     @staticmethod
     def _drop_expired(items: deque, now: float) -> None:

@@ -209,7 +209,7 @@ class RedisChannelLayer(BaseChannelLayer):
             (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue, self._full_ttl),
         ) == 1
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
+    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
         # One script per host: every member on that host in one round trip.
         per_host: dict[int, tuple[list[str], list[Any]]] = {}
         qprefix, capacities, ring = self._qprefix, self._capacity_cache, self._ring
@@ -224,17 +224,19 @@ class RedisChannelLayer(BaseChannelLayer):
             entry[1].append("" if channel == queue else channel)
         head, now = repr(expires), repr(expires - self.expiry)
         failed: list[Exception] = []
+        skipped = 0
         for index, (keys, args) in per_host.items():
             try:
-                self._hosts[index].run(
+                skipped += int(self._hosts[index].run(
                     _scripts.PUSH_MANY,
                     keys,
                     [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix), *args],
-                )
+                ))
             except RedisUnavailable as exc:  # deliver to the other hosts first
                 failed.append(exc)
         if failed:
             raise failed[0]
+        return skipped
 
     # receiving --------------------------------------------------------------
 

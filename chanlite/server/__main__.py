@@ -40,7 +40,9 @@ _LIMITS = {
         float, "seconds to wait for a consumer's http.response (long-poll), else 504 (default 60)"),
     "websocket_connect_timeout": (
         float, "seconds for a consumer to accept a WebSocket, else 403 (default 20)"),
-    "websocket_max_message_size": (int, "WebSocket message bytes before close 1009 (default 1 MiB)"),
+    "websocket_max_message_size": (
+        int, "WebSocket message bytes before close 1009 (default: the layer's max_message_size "
+        "minus the message envelope, ~1 MiB)"),
     "websocket_ping_interval": (float, "seconds between pings on a WebSocket, 0 = off (default 20)"),
     "websocket_ping_timeout": (float, "seconds to wait for a pong, else close 1011 (default 20)"),
     "max_outbound_buffer": (int, "unsent bytes per connection before a slow client is dropped"),
@@ -56,6 +58,9 @@ _LIMITS = {
         int, "request body bytes held in memory by all connections (default 64 MiB)"),
     "body_idle_timeout": (float, "seconds without a request body byte, else 408 (default 30)"),
     "body_timeout": (float, "seconds for a whole request body, else 408 (default 300)"),
+    "backpressure_timeout": (
+        float, "seconds a connection waits (not read) for room on a full channel before "
+        "1013 / 503 (default 10)"),
 }
 
 
@@ -171,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers
     if workers is None:
         workers = 4 if isinstance(layer, InMemoryChannelLayer) else 0
-    server = Server(layer, config, workers=workers,
-                    access_logger="chanlite.server.access" if config.access_log else None)
+    try:
+        server = Server(layer, config, workers=workers,
+                        access_logger="chanlite.server.access" if config.access_log else None)
+    except ValueError as exc:  # limits that do not fit the layer
+        raise SystemExit(f"chanlite serve: {exc}") from exc
     try:
         server.bind()
     except OSError as exc:

@@ -27,6 +27,7 @@ _SECONDS = (
     "shutdown_timeout",
     "body_idle_timeout",
     "body_timeout",
+    "backpressure_timeout",
 )
 _SIZES = (
     "max_header_size",
@@ -60,6 +61,10 @@ class ServerConfig:
         websocket_connect_timeout: a ``websocket.connect`` not accepted or
             rejected in this time is rejected with 403.
         websocket_max_message_size: larger messages close with 1009.
+            ``None`` (default): derived from the channel layer - its
+            ``max_message_size`` minus the connection's message envelope
+            (reply channel, path, order), so every message accepted can be
+            delivered. An explicit value above that is an error at start.
         websocket_ping_interval: ping an idle WebSocket this often (0: never).
         websocket_ping_timeout: close (1011) if no pong arrives in this time.
         websocket_close_timeout: after sending a close frame, wait this long
@@ -72,6 +77,10 @@ class ServerConfig:
         access_log: log one line per request/handshake (logger
             ``chanlite.server.access``).
         shutdown_timeout: on SIGTERM, wait this long for in-flight HTTP.
+        backpressure_timeout: a connection whose channel (``websocket.receive``,
+            ``websocket.connect``, ``http.request``, a body channel) is full is
+            not read until there is room; after this long it gets 1013
+            (WebSocket) or 503 with ``Retry-After`` (HTTP).
         backlog: listen() backlog.
         root_path: ``root_path`` / ``SCRIPT_NAME`` when mounted under a prefix.
         proxy_headers: trust ``X-Forwarded-For`` / ``-Port`` / ``-Proto`` and
@@ -113,7 +122,7 @@ class ServerConfig:
     keepalive_timeout: float = 30.0
     http_response_timeout: float = 60.0
     websocket_connect_timeout: float = 20.0
-    websocket_max_message_size: int = 1024 * 1024
+    websocket_max_message_size: int | None = None
     websocket_ping_interval: float = 20.0
     websocket_ping_timeout: float = 20.0
     websocket_close_timeout: float = 5.0
@@ -131,6 +140,7 @@ class ServerConfig:
     body_timeout: float = 300.0
     max_connections: int | None = None
     max_queued_requests: int = 1000
+    backpressure_timeout: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +156,8 @@ class ServerConfig:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
         for name in _SIZES:
             value = getattr(self, name)
+            if value is None and name == "websocket_max_message_size":
+                continue  # derived from the channel layer
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive number of bytes, not {value!r}")
         if type(self.threads) is not int or self.threads < 1:

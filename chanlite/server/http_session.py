@@ -53,7 +53,7 @@ class HTTPSession:
         "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
         "_wsgi_drained", "deadline", "on_deadline", "body", "body_held", "body_deadline",
-        "answered",
+        "answered", "outbox",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -71,6 +71,8 @@ class HTTPSession:
         # (reply_channel, path) of consumer requests answered on this connection:
         # they get http.disconnect when it closes (Daphne 1.x did).
         self.answered: list[tuple[str, str]] = []
+        # Messages to the layer, in order; waits (not drops) when a channel is full.
+        self.outbox = self.server.sender.outbox(self)
         self._reset()
         self._set_timer(config.header_timeout, self._header_timeout)
 
@@ -279,10 +281,10 @@ class HTTPSession:
             self._send_request(chunk)
             return
         try:
-            self.server.layer.send(
+            self.outbox.send(
                 self.body_channel, {"content": chunk, "closed": False, "more_content": more}
             )
-        except (ChannelFull, MessageTooLarge) as exc:
+        except MessageTooLarge as exc:
             log.error("cannot stream request body on %s: %s", self.body_channel, exc)
             self._simple_response(503, b"server busy\n", close=True)
 
@@ -316,26 +318,51 @@ class HTTPSession:
 
     def _send_request(self, body: bytes) -> None:
         assert self.head is not None
-        server = self.server
         message = asgi_request(
             self.head, self.reply_channel, body, self.head.client, self.conn.server_addr,
             self.head.root_path, self.head.scheme, body_channel=self.body_channel or None,
         )
         try:
-            server.layer.send("http.request", message)
-        except ChannelFull:
-            log.error("http.request channel is full: answering 503 to %s %s",
-                      self.head.method, self.head.path)
-            self._simple_response(503, b"server busy, try again\n")
-            return
+            # A full channel: kept (not read further) until there is room.
+            self.outbox.send("http.request", message, on_sent=self._request_sent)
         except MessageTooLarge as exc:
             log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
             self._simple_response(431, b"request too large for the channel layer\n", close=True)
-            return
+
+    def _request_sent(self, message: dict) -> None:
         # Registered only once sent: an undelivered request gets no http.disconnect.
         # (Replies reach us on this thread, after this returns: none can be missed.)
-        server.replies[self.reply_channel] = self
-        self._set_timer(server.config.http_response_timeout, self._response_timeout)
+        self.server.replies[self.reply_channel] = self
+        self._set_timer(self.server.config.http_response_timeout, self._response_timeout)
+
+    # ---------------------------------------------------- back-pressure
+
+    def layer_blocked(self) -> None:
+        """A channel is full: stop reading (TCP pushes back on the client)."""
+        self.conn.pause_reading()
+
+    def layer_unblocked(self) -> None:
+        if not self.conn.closed and not self.conn.closing:
+            self.conn.resume_reading()
+
+    def layer_timeout(self, channel: str, dropped: list) -> None:
+        """``channel`` stayed full for ``backpressure_timeout`` (counted and
+        logged per interval by the server): 503 with ``Retry-After``."""
+        if self.conn.closed or self.head is None or self.status:
+            self.conn.abort()
+            return
+        self._client_gone()  # a consumer already has the request: it is abandoned
+        self._simple_response(503, b"server busy, try again\n", close=True,
+                              headers=[(b"retry-after", b"%d" % max(1, round(
+                                  self.server.config.backpressure_timeout)))])
+
+    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+        log.error("cannot send %s for %s: %s", channel, self.head and self.head.path, exc)
+        if self.conn.closed or self.head is None or self.status:
+            self.conn.abort()
+            return
+        self._client_gone()
+        self._simple_response(503, b"server busy\n", close=True)
 
     def _on_reject(self, event: Reject) -> None:
         log.info("bad request from %s: %s %s", self.conn.client, event.status, event.reason)
@@ -359,6 +386,7 @@ class HTTPSession:
 
     def _client_gone(self) -> None:
         """The client left before its response finished: tell the consumer."""
+        self.outbox.discard()  # an abandoned request's messages still waiting for room
         if self.route == "channel" and self.reply_channel in self.server.replies:
             assert self.head is not None
             try:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
+from .backpressure import LayerSender
 from .bodies import MemoryBudget
 from .config import ServerConfig
 from .connection import Connection
@@ -32,7 +33,7 @@ from .http_session import HTTPSession
 from .loop import Loop
 from .proxy import origin_matches, parse_origin
 from .pump import ReplyPump
-from .ws_session import WebSocketSession
+from .ws_session import WebSocketSession, envelope_size
 
 __all__ = ["Server", "reply_prefix"]
 
@@ -74,6 +75,9 @@ class Server:
         self.config = config if config is not None else ServerConfig.from_settings()
         self.loop = Loop()
         self.prefix = reply_prefix()
+        self._check_message_size()
+        # Sends to full channels wait here (the socket is not read meanwhile).
+        self.sender = LayerSender(channel_layer, self.loop, self.config.backpressure_timeout)
         self.replies: dict[str, Any] = {}
         self.connections: set[Connection] = set()
         self.draining = False
@@ -116,6 +120,24 @@ class Server:
             log.info("no routing for layer %r (%s): HTTP goes to WSGI only", self.layer.alias, exc)
             return None
 
+    def _check_message_size(self) -> None:
+        """An explicit ``websocket_max_message_size`` must fit the layer's
+        ``max_message_size`` with a message's envelope: a message the server
+        accepts must be deliverable (not closed with 1009 after it arrived)."""
+        wanted = self.config.websocket_max_message_size
+        if wanted is None:
+            return
+        envelope = envelope_size(self.prefix + "0" * 20, "/")
+        room = self.layer.max_message_size - envelope
+        if wanted > room:
+            raise ValueError(
+                f"websocket_max_message_size={wanted} does not fit the channel layer: its "
+                f"max_message_size={self.layer.max_message_size} leaves {room} bytes after "
+                f"the message envelope. Raise max_message_size in CHANNEL_LAYERS[...]['CONFIG'] "
+                f"to at least {wanted + envelope} (plus the longest path you serve), lower "
+                "websocket_max_message_size, or leave it unset to derive it from the layer"
+            )
+
     def new_reply_channel(self) -> str:
         """A reply channel for one connection or request: this process's prefix
         plus 22 random characters (~131 bits from ``secrets``).
@@ -128,6 +150,51 @@ class Server:
             name = self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(22))
             if name not in self.replies:
                 return name
+
+    def websocket_refusal(self, content: dict) -> str | None:
+        """Why a ``websocket.connect`` with ``content`` cannot succeed, or None.
+
+        Known without asking a consumer: the routing (the same ROUTING every
+        worker of this layer uses) has no route for it, or the layer's
+        statistics show nothing is taking ``websocket.connect`` (its oldest
+        message has waited half the connect timeout). Such a handshake is
+        rejected at once rather than after ``websocket_connect_timeout``.
+        """
+        router = self.router
+        if router is not None:
+            if "websocket.connect" not in router.channels:
+                return ("no route: the routing has no websocket.connect route, so no worker "
+                        "listens on it; add route('websocket.connect', consumer, path=...)")
+            if router.match("websocket.connect", content) is None:
+                return ("no route: no websocket.connect route matches this path; add "
+                        "route('websocket.connect', consumer, path=...) for it")
+        waited = self._connect_backlog()
+        if waited is not None and waited[1] >= self.config.websocket_connect_timeout / 2:
+            return (f"no worker: nothing is taking websocket.connect ({waited[0]} handshake(s) "
+                    f"waiting, the oldest for {waited[1]:.0f}s); run embedded workers or "
+                    "`manage.py runworker`")
+        return None
+
+    def _connect_backlog(self) -> tuple[int, float] | None:
+        """``(pending, oldest age)`` of ``websocket.connect``, None if empty/unknown."""
+        try:
+            stats = self.layer.channel_statistics("websocket.connect")
+        except Exception:  # statistics are advice: a failing layer shows up elsewhere
+            return None
+        if not stats["messages_pending"]:
+            return None
+        return stats["messages_pending"], stats["messages_max_age"]
+
+    def connect_timeout_reason(self) -> str:
+        """What a handshake that timed out could have met, for its log line."""
+        waited = self._connect_backlog()
+        if waited is not None and waited[1] >= self.config.websocket_connect_timeout * 0.9:
+            return (f"no worker took it: {waited[0]} websocket.connect message(s) waiting, the "
+                    f"oldest for {waited[1]:.0f}s; run embedded workers or `manage.py "
+                    "runworker`")
+        return ("a worker took websocket.connect but nothing answered: its consumer must reply "
+                "{'accept': True} or {'close': True} (or it raised in a worker of another "
+                "process: see that worker's log)")
 
     def has_http_route(self, head: RequestHead) -> bool:
         router = self.router
@@ -404,6 +471,7 @@ class Server:
         deadline = time.monotonic() + 10
         for conn in list(self.connections):
             conn.abort()
+        self.sender.close()  # a last try for messages still waiting for room
         for listener in self.listeners:
             try:
                 listener.close()

@@ -109,7 +109,7 @@ class WebSocketCore:
 
     __slots__ = (
         "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed", "_closing_code",
-        "_buf", "_mid",
+        "_buf", "_mid", "more",
     )
 
     def __init__(self, max_message_size: int = 1024 * 1024):
@@ -123,6 +123,8 @@ class WebSocketCore:
         self._closing_code = 1000
         self._buf = b""  # an incomplete frame waiting for more bytes
         self._mid = False  # wsproto is inside a fragmented message
+        #: the last receive() stopped at ``max_messages``: call receive(b"") for more
+        self.more = False
 
     def data_to_send(self) -> bytes:
         """Bytes produced so far (and forget them)."""
@@ -139,8 +141,16 @@ class WebSocketCore:
         """Both close frames exchanged: the socket can be closed now."""
         return self.ws.state is ConnectionState.CLOSED
 
-    def receive(self, data: bytes | None) -> list:
-        """Feed bytes (``None``: the TCP connection dropped) and return events."""
+    def receive(self, data: bytes | None, max_messages: int | None = None) -> list:
+        """Feed bytes (``None``: the TCP connection dropped) and return events.
+
+        With ``max_messages``, stop after that many messages and keep the
+        rest of the bytes (:attr:`more` tells): a server whose channel is
+        full parses no further than it can send, so unsent input stays as
+        bytes (bounded by what it read) instead of becoming message objects.
+        ``max_messages=0`` only buffers ``data``.
+        """
+        self.more = False
         if self.closed is not None:
             # Closed already; only watch for the reply to our close frame.
             if data and self.ws.state is ConnectionState.LOCAL_CLOSING:
@@ -155,7 +165,11 @@ class WebSocketCore:
             self._buf = b""
         events: list = []
         pos, n = 0, len(data)
+        budget = -1 if max_messages is None else max_messages
         while n - pos >= 2:
+            if not budget:
+                self.more = True
+                break
             b0, b1 = data[pos], data[pos + 1]
             length, head = b1 & 0x7F, 2
             if length == 126:
@@ -188,18 +202,23 @@ class WebSocketCore:
                 if b0 == 0x82:
                     events.append({"bytes": payload})
                     pos = end
+                    budget -= 1
                     continue
                 try:
                     events.append({"text": payload.decode("utf-8")})
                     pos = end
+                    budget -= 1
                     continue
                 except UnicodeDecodeError:
                     pass  # wsproto closes with 1007
             if opcode <= 2:
                 self._mid = not b0 & 0x80
+            before = len(events)
             if self._slow(data[pos:end], events):
                 return events
             pos = end
+            if len(events) > before and type(events[-1]) is dict:
+                budget -= 1
         if pos < n:
             self._buf = data[pos:]  # bounded: the frame's length was checked above
         return events

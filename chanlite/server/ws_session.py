@@ -16,7 +16,8 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ..layers.base import ChannelFull, MessageTooLarge
+from ..layers import codec
+from ..layers.base import MessageTooLarge
 from .websocket import Closed, PongReceived, WebSocketCore, check_send, handshake_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,14 +31,28 @@ log = logging.getLogger("chanlite.server")
 
 CONNECTING, OPEN, CLOSED = 0, 1, 2
 _EARLY_LIMIT = 64 * 1024  # bytes read before the 101 (clients should send none)
+_PARSE_BATCH = 32  # messages parsed per step: no more than a full channel can refuse
+
+
+def envelope_size(reply_channel: str, path: str) -> int:
+    """Encoded bytes a ``websocket.receive`` adds around its payload.
+
+    ``text``/``bytes`` of N bytes encode as N plus a 5-byte (str32/bin32)
+    header at most; ``order`` is counted at its largest (9 bytes). The
+    layer's ``max_message_size`` minus this is the largest payload that can
+    always be delivered on this connection.
+    """
+    base = {"reply_channel": reply_channel, "path": path, "order": 2**63 - 1}
+    return max(len(codec.encode({"text": "", **base})) + 4,   # fixstr 1 byte -> str32 5
+               len(codec.encode({"bytes": b"", **base})) + 3)  # bin8 2 bytes -> bin32 5
 
 
 class WebSocketSession:
     """Bridges one WebSocket connection and the channel layer."""
 
     __slots__ = (
-        "conn", "server", "head", "core", "ws", "state", "reply_channel", "order", "timer",
-        "pong_timer", "disconnect_sent",
+        "conn", "server", "head", "core", "ws", "state", "reply_channel", "timer",
+        "pong_timer", "connect_sent", "disconnect_sent", "outbox",
     )
 
     def __init__(self, conn: Connection, head: RequestHead, core: HTTPCore) -> None:
@@ -48,10 +63,17 @@ class WebSocketSession:
         self.ws: WebSocketCore | None = None
         self.state = CONNECTING
         self.reply_channel = ""
-        self.order = 0
         self.timer: Timer | None = None
         self.pong_timer: Timer | None = None
-        self.disconnect_sent = True  # until websocket.connect is sent
+        self.connect_sent = False
+        self.disconnect_sent = False
+        # Messages to the layer, in order; waits (not drops) when a channel is full.
+        self.outbox = self.server.sender.outbox(self)
+
+    @property
+    def order(self) -> int:
+        """``order`` of the last ``websocket.receive`` sent to the layer."""
+        return self.outbox.order
 
     # ----------------------------------------------------------- handshake
 
@@ -79,28 +101,47 @@ class WebSocketSession:
             "server": self.conn.server_addr,
             "order": 0,
         }
+        refusal = server.websocket_refusal(message)
+        if refusal is not None:
+            log.warning("WebSocket %s rejected (403): %s", self.head.path, refusal)
+            self._forget_reply()
+            self._reject(403)
+            return
+        # Keep reading while the consumer decides (or while websocket.connect
+        # waits for room), so a client that leaves is noticed now
+        # (eof_received), not at a timeout. Bytes sent before our 101 wait in
+        # h11's buffer (bounded: data_received).
         try:
-            server.layer.send("websocket.connect", message)
-        except (ChannelFull, MessageTooLarge) as exc:
+            self.outbox.send("websocket.connect", message, on_sent=self._connect_sent)
+        except MessageTooLarge as exc:
             log.error("cannot send websocket.connect for %s (%s): refusing with 503",
                       self.head.path, exc)
             self._forget_reply()
             self._reject(503)
-            return
-        self.disconnect_sent = False
-        self.timer = server.loop.call_later(
-            server.config.websocket_connect_timeout, partial(self.conn.guard, self._connect_timeout)
+
+    def _connect_sent(self, message: dict) -> None:
+        self.connect_sent = True
+        self.timer = self.server.loop.call_later(
+            self.server.config.websocket_connect_timeout,
+            partial(self.conn.guard, self._connect_timeout),
         )
-        # Keep reading while the consumer decides, so a client that leaves is
-        # noticed now (eof_received), not at the connect timeout. Bytes sent
-        # before our 101 wait in h11's buffer (bounded: data_received).
 
     def _connect_timeout(self) -> None:
         self.timer = None
         if self.state == CONNECTING:
-            log.warning("WebSocket %s not accepted within %ss: rejecting with 403",
-                        self.head.path, self.server.config.websocket_connect_timeout)
+            log.warning("WebSocket %s not accepted within %ss: rejecting with 403. Either %s",
+                        self.head.path, self.server.config.websocket_connect_timeout,
+                        self.server.connect_timeout_reason())
             self._reject(403)
+
+    def message_limit(self) -> int:
+        """The largest message this connection accepts (close 1009 above it):
+        ``websocket_max_message_size``, or by default what the layer's
+        ``max_message_size`` leaves after this connection's envelope."""
+        room = self.server.layer.max_message_size - envelope_size(self.reply_channel,
+                                                                   self.head.path)
+        configured = self.server.config.websocket_max_message_size
+        return room if configured is None else min(configured, room)
 
     def _reject(self, status: int) -> None:
         assert self.core is not None
@@ -114,7 +155,7 @@ class WebSocketSession:
         data, trailing = self.core.accept_websocket()
         self.core = None
         self.state = OPEN
-        self.ws = WebSocketCore(self.server.config.websocket_max_message_size)
+        self.ws = WebSocketCore(self.message_limit())
         self._cancel_timer()
         self.conn.write(data)
         self.server.access(self.head, 101, 0, self.conn.client, None)
@@ -139,36 +180,74 @@ class WebSocketSession:
         ws = self.ws
         if ws is None or self.conn.closed:
             return
-        events = ws.receive(data)
-        if self.state == CLOSED:
-            if ws.close_complete:
-                self.conn.close()
+        outbox = self.outbox
+        if outbox.blocked and self.state == OPEN and data is not None:
+            ws.receive(data, max_messages=0)  # keep the bytes; parse when there is room
             return
-        for event in events:
-            if type(event) is dict:
-                event["reply_channel"] = self.reply_channel
-                event["path"] = self.head.path
-                event["order"] = self.order + 1
-                try:
-                    self.server.layer.send("websocket.receive", event)
-                    # Counted only once sent: websocket.disconnect's order must
-                    # follow the last delivered receive (strict ordering waits
-                    # for every number).
-                    self.order += 1
-                except ChannelFull:
-                    log.error("websocket.receive is full: closing %s with 1013", self.reply_channel)
-                    self._apply_events(ws.close(1013, "try again later"))
-                    break
-                except MessageTooLarge:
-                    self._apply_events(ws.close(1009, "message too big for the channel layer"))
-                    break
-            elif type(event) is PongReceived:
-                if self.pong_timer is not None:
-                    self.pong_timer.cancel()
-                    self.pong_timer = None
-            else:
-                self._apply_events([event])
-        self._flush()
+        while True:
+            events = ws.receive(data, max_messages=_PARSE_BATCH)
+            data = b""
+            if self.state == CLOSED:
+                if ws.close_complete:
+                    self.conn.close()
+                return
+            for event in events:
+                if type(event) is dict:
+                    event["reply_channel"] = self.reply_channel
+                    event["path"] = self.head.path
+                    try:
+                        # "order" is given when really sent: websocket.disconnect's
+                        # order must follow the last delivered receive (strict
+                        # ordering waits for every number).
+                        outbox.send("websocket.receive", event, numbered=True)
+                    except MessageTooLarge:
+                        self._apply_events(ws.close(1009, "message too big for the channel layer"))
+                        break
+                elif type(event) is PongReceived:
+                    if self.pong_timer is not None:
+                        self.pong_timer.cancel()
+                        self.pong_timer = None
+                else:
+                    self._apply_events([event])
+            self._flush()
+            if not ws.more or outbox.blocked or self.state != OPEN or self.conn.closed:
+                return
+
+    # ---------------------------------------------------- back-pressure
+
+    def layer_blocked(self) -> None:
+        """A channel is full: stop reading this socket (TCP pushes back on the
+        client). While connecting, keep reading: a client that leaves must
+        still be noticed, and early bytes are bounded anyway."""
+        if self.state == OPEN:
+            self.conn.pause_reading()
+
+    def layer_unblocked(self) -> None:
+        """Everything waiting went out: parse what is buffered, read again."""
+        if self.state != OPEN or self.conn.closed:
+            return
+        self._feed(b"")
+        if not self.outbox.blocked and self.state == OPEN:
+            self.conn.resume_reading()
+
+    def layer_timeout(self, channel: str, dropped: list) -> None:
+        """``channel`` stayed full for ``backpressure_timeout`` (the server logs
+        a count per interval): 503 for a handshake, 1013 for an open socket."""
+        if self.state == CONNECTING:
+            self._forget_reply()
+            self._reject(503)
+        elif self.state == OPEN and self.ws is not None:
+            self._apply_events(self.ws.close(1013, "try again later"))
+            self._flush()
+
+    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+        if isinstance(exc, MessageTooLarge) and self.state == OPEN and self.ws is not None:
+            self._apply_events(self.ws.close(1009, "message too big for the channel layer"))
+            self._flush()
+            return
+        log.error("cannot send %s for %s: %s", channel, self.reply_channel or self.head.path, exc)
+        if self.state != CLOSED:
+            self.conn.abort()
 
     def eof_received(self) -> None:
         if self.state == CONNECTING:
@@ -223,10 +302,12 @@ class WebSocketSession:
                 if ws is not None and (ws.close_complete or event.fatal or event.code == 1006):
                     self.conn.close()
                 else:
-                    # We sent our close frame: give the client a moment to reply.
+                    # We sent our close frame: give the client a moment to reply
+                    # (and read it, even if back-pressure had paused reading).
                     self.timer = self.server.loop.call_later(
                         self.server.config.websocket_close_timeout, self.conn.abort
                     )
+                    self.conn.resume_reading()
 
     def _flush(self) -> None:
         if self.ws is not None:
@@ -263,6 +344,14 @@ class WebSocketSession:
 
     def _pong_timeout(self) -> None:
         self.pong_timer = None
+        if self.state == OPEN and self.outbox.blocked:
+            # Back-pressure stopped reading: the pong may be waiting unread.
+            # The backpressure timeout bounds this wait, not the ping timeout.
+            self.pong_timer = self.server.loop.call_later(
+                self.server.config.websocket_ping_timeout,
+                partial(self.conn.guard, self._pong_timeout),
+            )
+            return
         if self.state == OPEN and self.ws is not None:
             log.info("WebSocket %s: no pong in time, closing 1011", self.reply_channel)
             self._apply_events(self.ws.close(1011, "ping timeout"))
@@ -287,18 +376,19 @@ class WebSocketSession:
             self.pong_timer.cancel()
             self.pong_timer = None
         self._forget_reply()
+        if not self.connect_sent:
+            self.outbox.discard()  # a websocket.connect still waiting for room
+            return
         if self.disconnect_sent:
             return
         self.disconnect_sent = True
         try:
-            self.server.layer.send("websocket.disconnect", {
+            # Behind any receives still waiting for room; waits itself if full.
+            self.outbox.send("websocket.disconnect", {
                 "reply_channel": self.reply_channel,
                 "path": self.head.path,
                 "code": int(code),
-                "order": self.order + 1,
-            })
-        except ChannelFull:
-            log.error("websocket.disconnect is full: dropped for %s", self.reply_channel)
+            }, numbered=True)
         except Exception:
             # Callers close the socket after this; a failing layer must not stop them.
             log.exception("cannot send websocket.disconnect for %s", self.reply_channel)

@@ -30,6 +30,7 @@ RULE_KEYS = (
     "group_expiry",
     "capacity",
     "process_capacity",
+    "protocol_capacity",
     "channel_capacity",
     "max_message_size",
 )

@@ -23,7 +23,8 @@ from django.db import connections
 
 #: runserver options that are ServerConfig fields (None: from settings / default).
 _SERVER_OPTIONS = ("proxy_headers", "max_connections", "max_queued_requests", "max_body_memory",
-                   "body_spool_threshold", "body_idle_timeout", "body_timeout")
+                   "body_spool_threshold", "body_idle_timeout", "body_timeout",
+                   "backpressure_timeout")
 
 
 class Command(DjangoRunserver):
@@ -51,6 +52,12 @@ class Command(DjangoRunserver):
             "--nodelay", action="store_false", dest="run_delay",
             help="Do not run the delay service (asgi.delay) in-process; it runs only for "
             "the in-memory layer with embedded workers.",
+        )
+        parser.add_argument(
+            "--backpressure-timeout", type=float, default=None, metavar="SECONDS",
+            help="Seconds a connection whose channel is full waits (not read) for room "
+            "before it gets 1013 / 503 (default: CHANLITE_SERVER['backpressure_timeout'] "
+            "or 10).",
         )
         parser.add_argument(
             "--nostatic", action="store_false", dest="use_static_handler",
@@ -145,14 +152,17 @@ class Command(DjangoRunserver):
 
         layer = get_channel_layer(options.get("layer", "default"))
         workers = options["threads"] if options.get("run_worker", True) else 0
-        config = ServerConfig.from_settings(
-            host=self.addr, port=int(self.port),
-            **{name: options.get(name) for name in _SERVER_OPTIONS},
-        )
         try:
+            config = ServerConfig.from_settings(
+                host=self.addr, port=int(self.port),
+                **{name: options.get(name) for name in _SERVER_OPTIONS},
+            )
             server = Server(layer, config, wsgi_app=self.get_handler(*args, **options),
                             workers=workers, access_logger="django.server")
             server.bind()
+        except ValueError as exc:  # CHANLITE_SERVER values, or limits that do not fit the layer
+            self.stderr.write(f"Error: {exc}")
+            os._exit(1)
         except OSError as exc:
             messages = {
                 errno.EACCES: "You don't have permission to access that port.",
