@@ -11,7 +11,6 @@ __all__ = [
     "ResponseLater",
     "RequestAborted",
     "RequestTimeout",
-    "ResponseLater",
     "ChannelSocketException",
     "WebsocketCloseException",
 ]

@@ -390,9 +390,9 @@ class HTTPSession:
         if self.route == "channel" and self.reply_channel in self.server.replies:
             assert self.head is not None
             try:
-                self.server.layer.send(
-                    "http.disconnect", {"reply_channel": self.reply_channel, "path": self.head.path}
-                )
+                if self.server.routes_http_disconnect(self.head.path):
+                    self.server.layer.send("http.disconnect", {
+                        "reply_channel": self.reply_channel, "path": self.head.path})
             except ChannelFull:
                 log.warning("http.disconnect channel full; dropped for %s", self.reply_channel)
             except Exception:
@@ -491,7 +491,8 @@ class HTTPSession:
             # Delivered to a consumer: it hears http.disconnect when the
             # connection closes, even though this response is complete.
             assert self.head is not None
-            self.answered.append((self.reply_channel, self.head.path))
+            if self.server.routes_http_disconnect(self.head.path):
+                self.answered.append((self.reply_channel, self.head.path))
             if len(self.answered) > 64:  # a long keep-alive: don't hoard them
                 self._disconnect_answered(*self.answered.pop(0))
         self._forget_reply()

@@ -203,6 +203,18 @@ class Server:
         content = {"path": head.path, "method": head.method}
         return router.match("http.request", content) is not None
 
+    def routes_http_disconnect(self, path: str) -> bool:
+        """Whether an ``http.disconnect`` for ``path`` would reach a consumer.
+
+        Sent only then: with a catch-all ``http.request`` route (views in
+        workers) and no ``http.disconnect`` route, every request would leave a
+        message nobody receives, filling the channel until it expires.
+        """
+        router = self.router
+        if router is None or "http.disconnect" not in router.channels:
+            return False
+        return router.match("http.disconnect", {"path": path, "reply_channel": ""}) is not None
+
     def origin_allowed(self, origin: bytes | None, head: RequestHead) -> bool:
         """The WebSocket origin check (``proxy.origin_matches`` says how)."""
         if not self.config.check_origin:
