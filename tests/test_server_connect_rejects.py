@@ -47,7 +47,7 @@ routing = [
     route("websocket.connect", ws_accept, path=r"^/ok/$"),
     route("websocket.connect", boom, path=r"^/boom/$"),
     route("websocket.connect", ws_silent, path=r"^/silent/$"),
-    route("websocket.disconnect", noop, path=r"^/(ok|boom|silent)/$"),
+    route("websocket.disconnect", noop, path=r"^/(?:ok|boom|silent)/$"),
 ]
 
 
