@@ -6,3 +6,6 @@ class ChanliteConfig(AppConfig):
 
     name = "chanlite"
     verbose_name = "chanlite"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers chanlite's system checks
