@@ -257,11 +257,11 @@ def record(
     """
     import platform
     import shlex
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     data = {
         "command": "python bench/layers.py " + shlex.join(argv),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": sys.version.split()[0],
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
         "timer": args.timer,
