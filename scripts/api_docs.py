@@ -15,6 +15,7 @@ import importlib
 import inspect
 import re
 import sys
+import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,11 @@ def _attribute_doc(module: object, name: str) -> str:
     return ""
 
 
+def _alias(obj: object) -> str:
+    """A type alias as written, the same on every Python version."""
+    return re.sub(r"\btyping\.|\bcollections\.abc\.|\bbuiltins\.", "", repr(obj))
+
+
 def _render_value(qual: str, module: object, name: str, obj: object) -> list[str]:
     """A module-level value: its type and its ``#:`` comment, never its
     ``repr`` when that is the default ``<... object at 0x...>`` (an address
@@ -186,7 +192,11 @@ def render() -> str:
             if home != module_name and home in documented:
                 continue  # re-exported: documented where it is defined
             qual = f"{module_name}.{name}"
-            if inspect.isclass(obj):
+            if typing.get_origin(obj) is not None:  # a type alias, e.g. Callable[..., Any]
+                body += [f"### `{qual}`", "", f"type alias: `{_alias(obj)}`", ""]
+                text = _attribute_doc(module, name)
+                body += [text, ""] if text else []
+            elif inspect.isclass(obj):
                 body += _render_class(qual, obj)
             elif callable(obj):
                 body += [f"### `{qual}{_signature(obj)}`", "", _doc(obj), ""]
