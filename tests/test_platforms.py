@@ -88,6 +88,23 @@ def test_missing_posix_functions_are_named(monkeypatch):
         _ipc_platform.check_ipc_support()
 
 
+def test_redis_waits_with_select_where_poll_is_missing():
+    """Windows has no select.poll: the Redis layer's multi-host wait uses select()."""
+    import socket
+
+    from chanlite.layers.redis import _SelectPoller
+
+    a, b = socket.socketpair()
+    with a, b:
+        poller = _SelectPoller()
+        poller.register(a.fileno(), 1)
+        assert poller.poll(10) == []
+        b.send(b"x")
+        assert poller.poll(1000) == [(a.fileno(), 1)]
+        poller.unregister(a.fileno())
+        assert poller.poll(0) == []
+
+
 # ------------------------------------------- simulated platforms, in subprocesses
 
 
@@ -154,6 +171,7 @@ REPRESENTATIVE = [
     "tests/test_layers_memory.py", "tests/test_worker.py", "tests/test_testing_cases.py",
     "tests/test_testing_pytest.py", "tests/test_testing_live.py", "tests/test_server_live.py",
     "tests/test_server_commands.py", "tests/test_layers_redis.py",
+    "tests/test_layers_redis_multihost.py",
 ]
 DESELECT = "not ipc and not unix and not interrupted_blocking_receive"
 
