@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``.
+"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``, ``report``.
 
 Why nox: each session gets a clean virtualenv, so "works on my machine"
 dependencies cannot leak in, and the benchmark's baseline (asgiref 1.1.2,
@@ -69,3 +69,10 @@ def bench(session: nox.Session) -> None:
         "python", "bench/layers.py", LAYER, "--kw", "capacity=100000",
         "--baseline-python", str(baseline_python), *session.posargs,
     )
+
+
+@nox.session(python=False)
+def report(session: nox.Session) -> None:
+    """Rewrite docs/performance.md's tables from the runs in bench/results/
+    (record one with ``nox -s bench -- ... --record bench/results/NAME.json``)."""
+    session.run("python", "bench/report.py", *session.posargs)

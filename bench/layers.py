@@ -241,6 +241,43 @@ def print_table(
         print(f"  {key}: {WORKLOADS[key].title}")
 
 
+def record(
+    path: str,
+    argv: list[str],
+    args: argparse.Namespace,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+    results: dict[str, dict[str, list[float]]],
+    baseline: dict[str, dict[str, list[float]]] | None,
+) -> None:
+    """Write one run as JSON: what ``bench/report.py`` renders into the docs.
+
+    Why every rate and not only medians: the report computes medians and
+    ratios itself, so a table can never disagree with the run it names.
+    """
+    import platform
+    import shlex
+    from datetime import UTC, datetime
+
+    data = {
+        "command": "python bench/layers.py " + shlex.join(argv),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
+        "timer": args.timer,
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in load_after]},
+        "layer": args.layer,
+        "baseline": args.baseline_layer if args.baseline_python else args.baseline,
+        "titles": {key: WORKLOADS[key].title for key in results},
+        "results": results,
+        "baseline_results": baseline,
+    }
+    with open(path, "w") as out:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark a channel layer (median rates; higher is better).",
@@ -270,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                         "steadier on a shared machine for these single-threaded workloads")
     parser.add_argument("--json", action="store_true",
                         help="print raw results as JSON (used for the baseline run)")
+    parser.add_argument("--record", metavar="PATH",
+                        help="also write the run (command, date, load average, every rate, "
+                        "the baseline's) as JSON to PATH; bench/report.py turns recorded "
+                        "runs into the tables of docs/performance.md")
     args = parser.parse_args(argv)
 
     keys = [key.strip().upper() for key in args.workloads.split(",") if key.strip()]
@@ -281,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
     global timer
     timer = TIMERS[args.timer]
+    load_before = os.getloadavg()
     factory = load_factory(args.layer, parse_kw(args.kw))
     if args.json:
         print(json.dumps(run_workloads(factory, keys, args.repeat, args.warmup)))
@@ -292,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_python:
         base_kw = args.baseline_kw if args.baseline_kw is not None else ["capacity=100000"]
         base_run = lambda warmup: run_baseline(  # noqa: E731
-            args.baseline_python, args.baseline_layer, base_kw, keys, 1)
+            args.baseline_python, args.baseline_layer, base_kw, keys, 1, args.timer)
     elif args.baseline:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import redis_baseline
@@ -315,8 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("flush", "close"):
         if hasattr(leftover, method):
             getattr(leftover, method)()
+    load = os.getloadavg()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.timer} time, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+          f"load average {' '.join(f'{x:.1f}' for x in load)}")
+    if args.record:
+        record(args.record, argv if argv is not None else sys.argv[1:], args, load_before,
+               load, results, baseline)
     title = f"{args.layer} {' '.join(args.kw)}"
     if baseline is not None:
         title += f"   (baseline: {base_name})"

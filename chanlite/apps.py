@@ -12,3 +12,4 @@ class ChanliteConfig(AppConfig):
         from .binding.base import BindingMetaclass
 
         BindingMetaclass.register_all()
+        from . import checks  # noqa: F401 - registers chanlite's system checks

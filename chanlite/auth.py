@@ -12,7 +12,8 @@ The usual WebSocket pattern (the seed's)::
 
 Django's ``auth.get_user`` only needs ``request.session``, so a stand-in
 request carrying the session is enough; the session auth hash is copied too,
-so a password change logs the WebSocket user out as it would a view.
+so a password change logs the WebSocket user out as it would a view (only
+the login: the rest of the channel session, the connection's state, stays).
 """
 
 from __future__ import annotations
@@ -44,12 +45,49 @@ class _SessionRequest:
         self.session = session
 
 
-def _user_from(session: Any) -> Any:
+class _LoginOnly:
+    """The channel session as ``auth.get_user`` sees it: its ``flush()`` logs
+    the user out without emptying the rest of the session.
+
+    Why: when the session auth hash no longer matches (the password changed),
+    Django flushes the *whole* session — right for a browser session, wrong
+    for a channel session, which also holds the connection's own state
+    (``message.channel_session["room"]``): a consumer reading it after the
+    logout would raise ``KeyError``. The WebSocket stays connected as an
+    anonymous user and keeps its state. ``cycle_key()`` (Django re-keying a
+    session verified with a fallback ``SECRET_KEY``) keeps the key, because a
+    channel session's key is derived from its reply channel.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __getitem__(self, key: str) -> Any:
+        return self._session[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._session[key] = value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._session
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._session.get(key, default)
+
+    def flush(self) -> None:
+        for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY):
+            self._session.pop(key, None)
+
+    def cycle_key(self) -> None:
+        self._session.modified = True
+
+
+def _user_from(session: Any, keep_session: bool = False) -> Any:
     if session is None:
         from django.contrib.auth.models import AnonymousUser
 
         return AnonymousUser()
-    return auth.get_user(_SessionRequest(session))
+    return auth.get_user(_SessionRequest(_LoginOnly(session) if keep_session else session))
 
 
 def transfer_user(from_session: Any, to_session: Any) -> None:
@@ -66,7 +104,7 @@ def channel_session_user(func: F) -> F:
     @functools.wraps(func)
     def inner(*args: Any, **kwargs: Any) -> Any:
         message = find_message(args, "channel_session_user")
-        message.user = _user_from(message.channel_session)
+        message.user = _user_from(message.channel_session, keep_session=True)
         return func(*args, **kwargs)
 
     return inner  # type: ignore[return-value]

@@ -10,9 +10,12 @@ object's own docstring. Only names in a module's ``__all__`` are public.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import re
 import sys
+import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +116,52 @@ def _render_class(qual: str, cls: type) -> list[str]:
     return lines
 
 
+def _attribute_doc(module: object, name: str) -> str:
+    """The ``#:`` comment lines right above ``name = ...`` in ``module``'s source.
+
+    Module-level objects (signals, registries) have no docstring of their
+    own, and their ``repr`` carries a memory address that changes on every
+    run; the ``#:`` comment (the Sphinx convention) is their documentation.
+    """
+    try:
+        source = inspect.getsource(module)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+    lines = source.splitlines()
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            comment: list[str] = []
+            index = node.lineno - 2
+            while index >= 0 and lines[index].lstrip().startswith("#:"):
+                comment.insert(0, lines[index].lstrip()[2:].strip())
+                index -= 1
+            return " ".join(comment)
+    return ""
+
+
+def _alias(obj: object) -> str:
+    """A type alias as written, the same on every Python version."""
+    return re.sub(r"\btyping\.|\bcollections\.abc\.|\bbuiltins\.", "", repr(obj))
+
+
+def _render_value(qual: str, module: object, name: str, obj: object) -> list[str]:
+    """A module-level value: its type and its ``#:`` comment, never its
+    ``repr`` when that is the default ``<... object at 0x...>`` (an address
+    makes the file differ on every run, so ``--check`` could never pass)."""
+    kind = type(obj)
+    text = _attribute_doc(module, name)
+    if not text and kind.__module__.startswith("chanlite"):
+        text = inspect.getdoc(kind) or ""
+    shown = repr(obj)
+    if re.search(r" at 0x[0-9a-fA-F]+>$", shown):
+        shown = f"instance of `{kind.__module__}.{kind.__qualname__}`"
+    else:
+        shown = f"`{shown}`"
+    return [f"### `{qual}`", "", shown, ""] + ([text, ""] if text else [])
+
+
 def render() -> str:
     _setup_django()
     out = [
@@ -149,12 +198,16 @@ def render() -> str:
             if home != module_name and home in documented:
                 continue  # re-exported: documented where it is defined
             qual = f"{module_name}.{name}"
-            if inspect.isclass(obj):
+            if typing.get_origin(obj) is not None:  # a type alias, e.g. Callable[..., Any]
+                body += [f"### `{qual}`", "", f"type alias: `{_alias(obj)}`", ""]
+                text = _attribute_doc(module, name)
+                body += [text, ""] if text else []
+            elif inspect.isclass(obj):
                 body += _render_class(qual, obj)
             elif callable(obj):
                 body += [f"### `{qual}{_signature(obj)}`", "", _doc(obj), ""]
             else:
-                body += [f"### `{qual}`", "", f"`{obj!r}`", ""]
+                body += _render_value(qual, module, name, obj)
     return "\n".join(out + toc + [""] + body).rstrip() + "\n"
 
 

@@ -79,6 +79,32 @@ def test_password_change_logs_the_websocket_user_out(layer, logged_in_cookie):
 
 
 @pytest.mark.django_db
+def test_password_change_keeps_the_rest_of_the_channel_session(layer, logged_in_cookie):
+    """Only the login goes: the connection's own state (docs/sessions-auth.md's
+    ``room``) survives, so a consumer reading it does not raise KeyError."""
+
+    def connect(message):
+        message.channel_session["room"] = "lobby"
+        whoami(message)
+
+    def receive(message):
+        whoami(message)
+        message.reply_channel.send({"text": message.channel_session["room"]})
+
+    router = Router([
+        route("websocket.connect", channel_session_user_from_http(connect)),
+        route("websocket.receive", channel_session_user(receive)),
+    ])
+    dispatch(layer, router, "websocket.connect", connect_msg(logged_in_cookie))
+    user = User.objects.get(username="alice")
+    user.set_password("changed-pw-2")
+    user.save()
+    dispatch(layer, router, "websocket.receive", recv_msg())
+    dispatch(layer, router, "websocket.receive", recv_msg(order=2))
+    assert texts(layer) == ["alice", "anon", "lobby", "anon", "lobby"]
+
+
+@pytest.mark.django_db
 def test_http_session_user(layer, logged_in_cookie):
     router = Router([route("http.request", http_session_user(whoami))])
     dispatch(layer, router, "http.request", connect_msg(logged_in_cookie))

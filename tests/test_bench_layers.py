@@ -60,3 +60,31 @@ def test_main_prints_a_table_of_medians(capsys) -> None:
     assert "W2       pairs/s" in out
     with pytest.raises(SystemExit):
         bench.main([layer, "--workloads", "W9"])
+
+
+def test_the_baseline_is_timed_with_the_same_timer(monkeypatch) -> None:
+    """--timer cpu must reach the baseline run: CPU against CPU, not against wall."""
+    seen = []
+
+    def fake_baseline(python, layer, kw, keys, repeat, timer_name="wall"):
+        seen.append(timer_name)
+        return {"W2": {"pairs/s": [1.0]}}
+
+    monkeypatch.setattr(bench, "run_baseline", fake_baseline)
+    monkeypatch.setattr(bench, "timer", bench.timer)  # main() sets the module's clock
+    bench.main(["chanlite.layers.memory.InMemoryChannelLayer", "--kw", "capacity=100000",
+                "--workloads", "W2", "--repeat", "1", "--warmup", "0", "--timer", "cpu",
+                "--baseline-python", "/unused"])
+    assert seen == ["cpu"]
+
+
+def test_cross_process_workloads_run_on_a_layer_without_receive_timeout() -> None:
+    """asgiref 1.1.2's receive(channels, block=False) takes no timeout: W3/W4
+    must find out the layer is in-process without calling one."""
+
+    class Asgiref112Like(InMemoryChannelLayer):
+        def receive(self, channels, block=False):
+            return super().receive(channels, block=block)
+
+    for key in ("W3", "W4"):
+        assert bench.WORKLOADS[key].run(lambda: Asgiref112Like(capacity=100_000)) == {}

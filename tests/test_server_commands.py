@@ -118,6 +118,18 @@ def test_chanlite_serve_console_script_help():
         assert flag in out.stdout
 
 
+def test_every_limit_and_timeout_is_a_serve_flag():
+    """docs/server.md promises each limit and timeout of ServerConfig as a flag."""
+    from chanlite.server import config
+    from chanlite.server.__main__ import build_parser
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    flags = {opt for action in serve._actions for opt in action.option_strings}
+    missing = [name for name in (*config._SECONDS, *config._SIZES, "threads")
+               if "--" + name.replace("_", "-") not in flags]
+    assert not missing, f"ServerConfig fields without a chanlite serve flag: {missing}"
+
+
 def test_chanlite_serve_rejects_a_non_layer():
     out = subprocess.run([sys.executable, "-m", "chanlite.server", "serve", "os:path"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,

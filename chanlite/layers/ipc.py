@@ -25,9 +25,16 @@ import threading
 import time
 from typing import Any
 
-import posix_ipc
+from ._ipc_platform import check_ipc_support
 
-from ._ipc_segment import (
+# Before anything POSIX-only is imported: on Windows, macOS or without
+# posix_ipc, importing (hence configuring or constructing) this layer raises
+# ImproperlyConfigured naming what is missing and the alternatives.
+check_ipc_support()
+
+import posix_ipc  # noqa: E402
+
+from ._ipc_segment import (  # noqa: E402
     CLEAN,
     FORMAT_VERSION,
     H_FLUSHING,
@@ -41,10 +48,10 @@ from ._ipc_segment import (
     remove_prefix,
     segment_name,
 )
-from ._ipc_segment import _mutex_trylock as _trylock
-from ._ipc_store import Store, name_key
-from .base import BaseChannelLayer
-from .names import queue_for_send
+from ._ipc_segment import _mutex_trylock as _trylock  # noqa: E402
+from ._ipc_store import Store, name_key  # noqa: E402
+from .base import BaseChannelLayer  # noqa: E402
+from .names import queue_for_send  # noqa: E402
 
 __all__ = [
     "DEFAULT_MEMORY",

@@ -62,6 +62,25 @@ class RedisUnavailable(ConnectionError):
     """
 
 
+class _SelectPoller:
+    """``select.poll``'s interface over ``select.select``, for platforms
+    without ``poll`` (Windows). A receive waits on one socket per Redis host,
+    far below select()'s descriptor limit."""
+
+    def __init__(self) -> None:
+        self._fds: set[int] = set()
+
+    def register(self, fd: int, _events: int) -> None:
+        self._fds.add(fd)
+
+    def unregister(self, fd: int) -> None:
+        self._fds.discard(fd)
+
+    def poll(self, timeout_ms: float) -> list[tuple[int, int]]:
+        ready, _, _ = select.select(list(self._fds), [], [], max(timeout_ms, 0) / 1000)
+        return [(fd, 1) for fd in ready]
+
+
 class RedisChannelLayer(BaseChannelLayer):
     """Channel layer storing queues and groups in one or more Redis servers.
 
@@ -390,9 +409,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """Wait on several BLPOP sockets (poll(): no FD_SETSIZE limit) until
         one delivers an item or ``end``; return the still pending ones."""
         pending = {conn._sock.fileno(): (host, conn) for host, conn in started}
-        poller = select.poll()
+        poller = select.poll() if hasattr(select, "poll") else _SelectPoller()  # Windows: no poll
         for fd in pending:
-            poller.register(fd, select.POLLIN)
+            poller.register(fd, select.POLLIN if hasattr(select, "poll") else 1)
         while pending:
             left = end - time.monotonic()
             if left <= 0:

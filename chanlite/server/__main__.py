@@ -45,6 +45,8 @@ _LIMITS = {
         "minus the message envelope, ~1 MiB)"),
     "websocket_ping_interval": (float, "seconds between pings on a WebSocket, 0 = off (default 20)"),
     "websocket_ping_timeout": (float, "seconds to wait for a pong, else close 1011 (default 20)"),
+    "websocket_close_timeout": (
+        float, "seconds to wait for the client's close frame after ours, then drop (default 5)"),
     "max_outbound_buffer": (int, "unsent bytes per connection before a slow client is dropped"),
     "shutdown_timeout": (float, "seconds to finish in-flight HTTP on SIGTERM (default 30)"),
     "max_connections": (

@@ -18,6 +18,7 @@ import secrets
 import selectors
 import socket
 import string
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -285,6 +286,10 @@ class Server:
         config = self.config
         if sock is None:
             if config.unix_socket:
+                if not hasattr(socket, "AF_UNIX"):
+                    raise ValueError(
+                        "unix_socket needs Unix domain sockets, which this platform "
+                        f"({sys.platform}) lacks: listen on a TCP host and port instead")
                 try:
                     os.unlink(config.unix_socket)
                 except FileNotFoundError:
@@ -304,7 +309,7 @@ class Server:
         return self.address
 
     def _accept(self, listener: socket.socket) -> None:
-        tcp = listener.family != socket.AF_UNIX
+        tcp = listener.family != getattr(socket, "AF_UNIX", None)  # Windows has no AF_UNIX
         for _ in range(64):
             if len(self.connections) >= self.max_connections:
                 # Stop accepting: the kernel's listen backlog holds the rest,

@@ -11,14 +11,15 @@ this command is how an operator looks inside and cleans up.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import posix_ipc
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chanlite.layers import layer_settings
-from chanlite.layers._ipc_segment import segment_name as _segment_name
-from chanlite.layers.ipc import IPCChannelLayer, IPCError
+from chanlite.layers._ipc_platform import IPCUnavailable
+
+if TYPE_CHECKING:
+    from chanlite.layers.ipc import IPCChannelLayer
 
 
 class Command(BaseCommand):
@@ -60,6 +61,16 @@ class Command(BaseCommand):
         return entry.get("CONFIG", {}).get("prefix", "chanlite")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Imported here, not at module level: `manage.py help` must list this
+        # command on platforms where the IPC layer cannot run (Windows, macOS).
+        try:
+            from chanlite.layers.ipc import IPCChannelLayer, IPCError  # checks first
+        except IPCUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        import posix_ipc
+
+        from chanlite.layers._ipc_segment import segment_name as _segment_name
+
         prefix = self._prefix(options)
         segment = f"/dev/shm{_segment_name(prefix)}"
         if options["remove"]:

@@ -1,0 +1,1 @@
+from docs_urls import urlpatterns  # noqa: F401
