@@ -154,7 +154,10 @@ def _render_value(qual: str, module: object, name: str, obj: object) -> list[str
     text = _attribute_doc(module, name)
     if not text and kind.__module__.startswith("chanlite"):
         text = inspect.getdoc(kind) or ""
-    shown = repr(obj)
+    if isinstance(obj, (set, frozenset)):  # hash order varies by run: sort for a stable page
+        shown = f"{type(obj).__name__}({sorted(obj, key=repr)!r})"
+    else:
+        shown = repr(obj)
     if re.search(r" at 0x[0-9a-fA-F]+>$", shown):
         shown = f"instance of `{kind.__module__}.{kind.__qualname__}`"
     else:
