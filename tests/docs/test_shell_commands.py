@@ -82,7 +82,7 @@ class Terminal:
                 "the block with <!-- not-run: why -->")
         if "serve" in argv or "runserver" in argv:
             self._server(self._listen_here(argv), env)
-        elif "runworker" in argv:
+        elif "runworker" in argv or "rundelay" in argv:
             self._worker(argv, env)
         else:
             done = subprocess.run(argv, cwd=self.cwd, env=env, capture_output=True, text=True,
@@ -155,7 +155,8 @@ class Terminal:
                                 stderr=subprocess.STDOUT, text=True)
         first = ""
         try:
-            first = proc.stdout.readline()  # "Worker: N thread(s) ... listening on ..."
+            # "Worker: N thread(s) ... listening on ..." / "Delay: ... listening on asgi.delay"
+            first = proc.stdout.readline()
         finally:
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=SERVER_WAIT)

@@ -10,6 +10,8 @@ import os
 from docs_settings import *  # noqa: F403
 
 ROOT_URLCONF = "myproject.urls"
+# the delay service's app, for the `migrate chanlite_delay` / `rundelay` commands of delay.md
+INSTALLED_APPS = [*INSTALLED_APPS, "chanlite.delay"]  # noqa: F405
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": os.environ.get("DOCS_DB", "db.sqlite3")}}
 CHANNEL_LAYERS = {
