@@ -163,7 +163,8 @@ class Worker:
     def run(self) -> None:
         """Block on the channels, running consumers, until :meth:`stop`."""
         listen = [*self.channels, self._wake]
-        logger.info("worker listening on %s", ", ".join(self.channels))
+        # debug: one line per thread; the commands print one banner instead
+        logger.debug("worker listening on %s", ", ".join(self.channels))
         worker_ready.send(sender=type(self), worker=self)
         while not self._stopping.is_set():
             try:

@@ -101,15 +101,39 @@ class Server:
     def _load_router(self, router: Any) -> Any:
         if router != "auto":
             return router
-        from django.core.exceptions import ImproperlyConfigured
+        from ..routing import NoRouting, get_router
 
-        from ..routing import get_router
-
+        # Only a missing ROUTING means "views only"; a routing that fails to
+        # import raises here, so the server fails at start instead of
+        # answering every WebSocket with a 403 after the connect timeout.
         try:
             return get_router(self.layer.alias or "default")
-        except ImproperlyConfigured as exc:
+        except NoRouting as exc:
             log.info("no routing for layer %r (%s): HTTP goes to WSGI only", self.layer.alias, exc)
             return None
+
+    def url(self) -> str:
+        """Where clients connect, as a user types it (no tuple reprs in logs)."""
+        if self.config.unix_socket:
+            return f"unix:{self.config.unix_socket}"
+        host, port = (self.address or (self.config.host, self.config.port))[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/"
+
+    def banner_parts(self) -> list[str]:
+        """What the one start-up line says: layer, consumers, threads."""
+        layer = f"layer {self.layer.alias or 'default'!r} ({type(self.layer).__name__})"
+        if self.workers and self.router is not None and self.router.channels:
+            workers = f"{self.workers} embedded worker thread(s)"
+        elif self.router is None:
+            workers = "no embedded workers (no ROUTING: Django views only)"
+        else:
+            workers = "no embedded workers (consumers run in `manage.py runworker`)"
+        return [layer, workers, f"{self.config.threads} HTTP thread(s)"]
+
+    def banner(self, name: str) -> str:
+        """``chanlite serve app:layer at http://...: layer ..., ...`` (one line)."""
+        return f"chanlite serve {name} at {self.url()}: " + ", ".join(self.banner_parts())
 
     def new_reply_channel(self) -> str:
         return self.prefix + str(next(self._ids))
@@ -243,7 +267,7 @@ class Server:
         self.pump.start()
         if self.workers:
             self._start_workers()
-        log.info("chanlite server listening on %s (reply prefix %s)", self.address, self.prefix)
+        log.debug("chanlite server listening on %s (reply prefix %s)", self.url(), self.prefix)
         self._check_reply_capacity()
         self.ready.set()
         try:
