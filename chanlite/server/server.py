@@ -32,10 +32,18 @@ from .loop import Loop
 from .pump import ReplyPump
 from .ws_session import WebSocketSession, origin_host
 
-__all__ = ["Server", "reply_prefix"]
+__all__ = ["Server", "reply_prefix", "client_text"]
 
 log = logging.getLogger("chanlite.server")
 _ALPHABET = string.ascii_letters + string.digits
+
+
+def client_text(client: Any) -> str:
+    """``127.0.0.1:51234`` (``[::1]:51234``; ``-`` for a Unix socket), never a repr."""
+    if not client:
+        return "-"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def reply_prefix() -> str:
@@ -176,6 +184,21 @@ class Server:
             head.http_version, status, size,
             # server_time: the same "[25/Nov/2026 10:00:00]" stamp Django's runserver logs.
             extra={"status_code": status, "client": client,
+                   "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        )
+
+    def access_websocket(self, event: str, head: RequestHead, client: Any,
+                         detail: int | None = None) -> None:
+        """One Django-style line per WebSocket event, e.g. ``"WSCONNECT /ws/chat/"
+        127.0.0.1:51234`` or ``"WSDISCONNECT /ws/chat/" 127.0.0.1:51234 1001``
+        (``event`` is WSCONNECT, WSREJECT with the status, or WSDISCONNECT with
+        the close code)."""
+        if self._access is None:
+            return
+        self._access.info(
+            '"%s %s" %s%s', event, head.target.decode("latin-1"), client_text(client),
+            "" if detail is None else f" {detail}",
+            extra={"status_code": 403 if event == "WSREJECT" else 101, "client": client,
                    "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
         )
 
