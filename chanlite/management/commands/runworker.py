@@ -106,6 +106,8 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         drained = shutdown.wait(on_stopping=stopping)
+        if pool.failure:
+            raise CommandError(f"Worker: stopped because {pool.failure}")
         if drained:
             self.stdout.write("Worker: stopped; every running consumer finished")
         else:
