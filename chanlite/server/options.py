@@ -69,6 +69,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("server limits (override settings.CHANLITE_SERVER)")
     for flag, (field, kind, text) in SERVER_OPTIONS.items():
         group.add_argument("--" + flag, dest=field, type=kind, default=None,
+                           metavar="SECONDS" if kind is float else "N",
                            help=with_default(text, _CONFIG_DEFAULTS[field]))
 
 
@@ -102,7 +103,7 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, replacement: str
     """Accept ``old`` as a deprecated spelling of ``replacement`` (same ``dest``)."""
     parser.add_argument(old, dest=dest, type=kind, action=_DeprecatedAlias,
                         replacement=replacement, default=argparse.SUPPRESS,
-                        help=f"deprecated spelling of {replacement}")
+                        help=argparse.SUPPRESS)  # works, warns, not advertised
 
 
 def show_defaults(parser: argparse.ArgumentParser, replace: dict[str, str] | None = None) -> None:

@@ -49,11 +49,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-channels", action="append", nargs="+", metavar="GLOB",
             help="Only take messages from channels matching these globs (repeatable), "
-            "e.g. --only-channels 'websocket.*' 'http.*'.",
+            "e.g. --only-channels 'websocket.*' 'http.*' (default: every routed channel).",
         )
         parser.add_argument(
             "--exclude-channels", action="append", nargs="+", metavar="GLOB",
-            help="Never take messages from channels matching these globs (repeatable).",
+            help="Never take messages from channels matching these globs (repeatable) "
+            "(default: none excluded).",
         )
         add_worker_option(parser, 4, "4")
         deprecated_alias(parser, "--threads", "--workers", dest="workers")
