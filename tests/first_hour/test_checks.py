@@ -32,6 +32,8 @@ def test_chanlite_after_staticfiles_says_to_move_it(project):
     out = check_fails(project, code="E001")
     assert ("move 'chanlite' above 'django.contrib.staticfiles' in INSTALLED_APPS, or "
             "runserver will be Django's own server without WebSockets") in out
+    # ...and staticfiles' own runserver, which runs the checks, refuses to start
+    check_fails(project, "runserver", "--noreload", "127.0.0.1:0", code="E001")
 
 
 @pytest.mark.parametrize("old, new", [
