@@ -29,6 +29,7 @@ from .http import (
     Reject,
     RequestHead,
     asgi_request,
+    client_text,
     error_response,
 )
 
@@ -115,7 +116,8 @@ class HTTPSession:
             return
         if self.saw_bytes:
             log.info("connection %s from %s: headers not complete after %ss; closing",
-                     self.conn.id, self.conn.client, self.server.config.header_timeout)
+                     self.conn.id, client_text(self.conn.client),
+                     self.server.config.header_timeout)
             self.conn.write(error_response(408, "request headers took too long"))
         self.conn.close()
 
@@ -250,7 +252,8 @@ class HTTPSession:
         self._set_timer(server.config.http_response_timeout, self._response_timeout)
 
     def _on_reject(self, event: Reject) -> None:
-        log.info("bad request from %s: %s %s", self.conn.client, event.status, event.reason)
+        log.info("bad request from %s: %s %s", client_text(self.conn.client), event.status,
+                 event.reason)
         self.status = event.status
         if self.route == "channel" and self.reply_channel in self.server.replies:
             self._client_gone()

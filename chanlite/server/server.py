@@ -26,7 +26,7 @@ from typing import Any
 from ..layers.base import BaseChannelLayer
 from .config import ServerConfig
 from .connection import Connection
-from .http import RequestHead
+from .http import RequestHead, client_text
 from .http_session import HTTPSession
 from .loop import Loop
 from .pump import ReplyPump
@@ -36,14 +36,6 @@ __all__ = ["Server", "reply_prefix", "client_text"]
 
 log = logging.getLogger("chanlite.server")
 _ALPHABET = string.ascii_letters + string.digits
-
-
-def client_text(client: Any) -> str:
-    """``127.0.0.1:51234`` (``[::1]:51234``; ``-`` for a Unix socket), never a repr."""
-    if not client:
-        return "-"
-    host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def reply_prefix() -> str:
