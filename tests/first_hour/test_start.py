@@ -112,3 +112,16 @@ def test_chanlite_serve_checks_installed_apps(project):
                          program="chanlite")
     assert proc.wait_exit(60) != 0
     assert "(chanlite.E001)" in proc.output
+
+
+def test_chanlite_serve_without_chanlite_in_installed_apps(project):
+    write_app(project)
+    project.add_settings(  # CHANNEL_LAYERS set, 'chanlite' forgotten
+        "INSTALLED_APPS += ['chat']\n"
+        "CHANNEL_LAYERS = {'default': {'BACKEND': 'chanlite.layers.memory.InMemoryChannelLayer',"
+        " 'ROUTING': 'chat.routing.channel_routing'}}")
+    project.write("mysite/asgi.py", ASGI)
+    proc = project.start("serve", "mysite.asgi:channel_layer", "--port", str(free_port()),
+                         program="chanlite")
+    assert proc.wait_exit(60) != 0
+    assert "(chanlite.E001) 'chanlite' is not in INSTALLED_APPS" in proc.output
