@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     server.install_signal_handlers()
     log.info("%s", server.banner(args.application))
     server.serve_forever()
+    if server.failure:
+        raise SystemExit(f"chanlite serve: stopped because {server.failure}")
     return 0
 
 

@@ -59,6 +59,11 @@ class Server:
         access_logger: logger name for one line per request (None: off).
     """
 
+    #: Seconds between checks that the layer is still shared (see _check_detached).
+    detach_check_interval: float = 2.0
+    #: Why the server stopped on its own (``None``: it did not); commands exit 1.
+    failure: str | None = None
+
     def __init__(
         self,
         channel_layer: BaseChannelLayer,
@@ -284,11 +289,26 @@ class Server:
             self._start_workers()
         log.debug("chanlite server listening on %s (reply prefix %s)", self.url(), self.prefix)
         self._check_reply_capacity()
+        self.loop.call_later(self.detach_check_interval, self._check_detached)
         self.ready.set()
         try:
             self.loop.run()
         finally:
             self._teardown()
+
+    def _check_detached(self) -> None:
+        """Stop (``failure`` says why) when the layer is no longer shared, e.g.
+        its IPC segment was removed: replies would never reach this process."""
+        if self.draining:
+            return
+        reason = self.layer.detached()
+        if reason is None:
+            self.loop.call_later(self.detach_check_interval, self._check_detached)
+            return
+        self.failure = reason
+        log.error("the channel layer is gone: %s; the server stops (restart it once the "
+                  "layer is back)", reason)
+        self._begin_drain(self.config.shutdown_timeout)
 
     def _check_reply_capacity(self) -> None:
         """Warn when this process's reply queue is small: every connection's

@@ -48,3 +48,25 @@ def test_remove_goes_ahead_once_the_users_are_gone(project):
         assert f"removed /dev/shm/chanlite.{prefix}" in removed.stdout
     finally:
         IPCChannelLayer.remove_prefix(prefix)
+
+
+def test_chanlite_serve_stops_when_its_segment_is_removed(project):
+    from .project import free_port
+    from .test_start import ASGI
+
+    prefix = f"firsthour-{uuid.uuid4().hex[:10]}"
+    write_app(project)
+    project.chanlite_first(backend="chanlite.layers.ipc.IPCChannelLayer",
+                           config={"prefix": prefix})
+    project.write("mysite/asgi.py", ASGI)
+    try:
+        server = project.start("serve", "mysite.asgi:channel_layer", "--port", str(free_port()),
+                               program="chanlite")
+        server.wait_for(r"no embedded workers \(consumers run in `manage.py runworker`\)")
+        refused = project.run("chanlite_ipc", "--remove")
+        assert f"in use by process(es) {server.proc.pid}" in refused.stdout, refused.stdout
+        assert project.run("chanlite_ipc", "--remove", "--force").returncode == 0
+        assert server.wait_exit(30) == 1, server.output
+        assert f"stopped because /dev/shm/chanlite.{prefix} was removed" in server.output
+    finally:
+        IPCChannelLayer.remove_prefix(prefix)

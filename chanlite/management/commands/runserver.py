@@ -165,6 +165,9 @@ class Command(DjangoRunserver):
             server.install_signal_handlers()
         try:
             server.serve_forever()
+            if server.failure:
+                self.stderr.write(f"Error: the server stopped because {server.failure}")
+                os._exit(1)  # sys.exit does not work from the autoreloader's thread
         except KeyboardInterrupt:
             shutdown_message = options.get("shutdown_message", "")
             if shutdown_message:
