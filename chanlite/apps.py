@@ -2,14 +2,16 @@ from django.apps import AppConfig
 
 
 class ChanliteConfig(AppConfig):
-    """Lets ``chanlite`` sit in INSTALLED_APPS (management commands, runserver)
-    and connects the model signals of data bindings once models are ready."""
+    """Lets ``chanlite`` sit in INSTALLED_APPS (management commands, runserver),
+    registers its system checks (``chanlite/checks.py``) and connects the
+    model signals of data bindings once models are ready."""
 
     name = "chanlite"
     verbose_name = "chanlite"
 
     def ready(self) -> None:
         from .binding.base import BindingMetaclass
+        from .checks import register_checks
 
+        register_checks()
         BindingMetaclass.register_all()
-        from . import checks  # noqa: F401 - registers chanlite's system checks

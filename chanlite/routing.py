@@ -34,10 +34,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from . import DEFAULT_CHANNEL_LAYER
+from .layers import InvalidChannelLayerError
 from .layers.names import queue_for_receive
 
 __all__ = ["route", "route_class", "include", "Route", "RouteClass", "Include", "Router",
-           "get_router", "set_router", "reset_routers", "Consumer", "Match"]
+           "get_router", "set_router", "reset_routers", "Consumer", "Match",
+           "NoRouting", "RoutingImportError", "import_routing"]
 
 Consumer = Callable[..., Any]
 Match = tuple[Consumer, dict[str, Any]]
@@ -240,6 +242,96 @@ def include(routing: Any, **filters: Any) -> Include:
 Entry = Route | Include
 
 
+class NoRouting(InvalidChannelLayerError):
+    """The layer has no ``ROUTING``: a plain Django project, views only (also
+    1.x's ``InvalidChannelLayerError``, which 1.x raised for it)."""
+
+
+class RoutingImportError(ImproperlyConfigured):
+    """The routing module could not be imported, or raised while importing.
+
+    Chained (``from``) to the real exception, so the traceback shows the
+    line that failed. ``filename`` names the file to fix: Django's autoreloader
+    watches it (as it does for a broken ``urls.py``) and restarts on a fix.
+    """
+
+    def __init__(self, message: str, filename: str | None = None) -> None:
+        super().__init__(message)
+        if filename:
+            self.filename = filename
+
+
+def _failing_file(exc: BaseException) -> str | None:
+    """The last real source file in ``exc``'s traceback (not importlib's frames)."""
+    import traceback
+
+    files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)
+             if not frame.filename.startswith("<")]
+    return files[-1] if files else None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` as Python prints it, including 3.10+'s "Did you mean"."""
+    import difflib
+    import traceback
+
+    text = "".join(traceback.format_exception_only(exc)).strip()
+    # Python 3.11 adds the suggestion only when printing a whole traceback.
+    name, obj = getattr(exc, "name", None), getattr(exc, "obj", None)
+    if isinstance(exc, AttributeError) and name and obj is not None and "Did you mean" not in text:
+        close = difflib.get_close_matches(name, [n for n in dir(obj) if not n.startswith("__")], 1)
+        if close:
+            text += f". Did you mean: {close[0]!r}?"
+    return text
+
+
+def import_routing(path: str) -> Any:
+    """Import the routing list named by a dotted path, reporting the real error.
+
+    Unlike ``import_string`` (which turns an ``AttributeError`` raised *while
+    importing* the module into "does not define an attribute"), this imports
+    the module first and looks the attribute up second, so the message says
+    what actually went wrong.
+    """
+    import importlib
+
+    module_path, _, attribute = path.rpartition(".")
+    if not module_path or not attribute:
+        raise ImproperlyConfigured(
+            f"routing {path!r} is not a dotted path; use e.g. 'myproject.routing.channel_routing'"
+        )
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_path == exc.name or module_path.startswith(exc.name + ".")):
+            raise RoutingImportError(
+                f"cannot import routing {path!r}: there is no module {exc.name!r}. Create "
+                f"{module_path.replace('.', '/')}.py with a list named {attribute!r}, or "
+                "fix the dotted path (e.g. 'myproject.routing.channel_routing')"
+            ) from exc
+        raise RoutingImportError(
+            f"cannot import routing {path!r}: importing {module_path!r} raised "
+            f"{describe_exception(exc)}", _failing_file(exc)
+        ) from exc
+    except Exception as exc:
+        raise RoutingImportError(
+            f"cannot import routing {path!r}: importing {module_path!r} raised "
+            f"{describe_exception(exc)}", _failing_file(exc)
+        ) from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        names = [n for n in vars(module) if not n.startswith("_")]
+        import difflib
+
+        close = difflib.get_close_matches(attribute, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RoutingImportError(
+            f"cannot import routing {path!r}: module {module_path!r} has no attribute "
+            f"{attribute!r}.{hint}", getattr(module, "__file__", None)
+        ) from None
+
+
 class Router:
     """The whole routing of a layer: resolves it once, matches messages.
 
@@ -275,13 +367,7 @@ class Router:
         """Turn a list / dotted path / dict into a validated list of entries."""
         source = routing
         if isinstance(routing, str):
-            try:
-                routing = import_string(routing)
-            except ImportError as exc:
-                raise ImproperlyConfigured(
-                    f"cannot import routing {source!r}: {exc}; it should be the dotted "
-                    "path of a list such as 'myproject.routing.channel_routing'"
-                ) from exc
+            routing = import_routing(routing)
         if isinstance(routing, Router):
             return list(routing.root.routing)
         if isinstance(routing, dict):
@@ -325,14 +411,16 @@ def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
             entry = layer_settings(alias)
             routing = entry.get("ROUTING")
             if routing is None:
-                from .layers import InvalidChannelLayerError
-
-                raise InvalidChannelLayerError(
+                raise NoRouting(
                     f"CHANNEL_LAYERS[{alias!r}] has no 'ROUTING'; add "
                     "'ROUTING': 'myproject.routing.channel_routing' (a list of route() entries)"
                 )
             try:
                 _routers[alias] = Router(routing)
+            except RoutingImportError as exc:
+                raise RoutingImportError(
+                    f"CHANNEL_LAYERS[{alias!r}]['ROUTING']: {exc}", getattr(exc, "filename", None)
+                ) from exc.__cause__
             except (ValueError, TypeError) as exc:
                 raise ImproperlyConfigured(
                     f"CHANNEL_LAYERS[{alias!r}]['ROUTING'] is invalid: {exc}"

@@ -217,6 +217,11 @@ class Worker:
     #: Seconds to wait before receiving again after the layer itself failed
     #: (e.g. Redis down), so a broken layer is not hammered in a tight loop.
     error_backoff: float = 1.0
+    #: Seconds between checks that the layer is still shared (an IPC segment
+    #: removed under a running worker leaves it serving a private copy).
+    detach_check_interval: float = 2.0
+    #: Why this worker stopped on its own (``None``: it did not).
+    failure: str | None = None
 
     def __init__(
         self,
@@ -339,13 +344,24 @@ class Worker:
         """Block on the channels, running consumers, until :meth:`stop`."""
         listen = [*self.channels, self._wake_channel()]
         previous = self._install_signal_handlers()
-        logger.info("worker listening on %s", ", ".join(self.channels))
+        # debug: one line per thread; the commands print one banner instead
+        logger.debug("worker listening on %s", ", ".join(self.channels))
+        next_check = time.monotonic() + self.detach_check_interval
         try:
             self.ready()
             # ``termed`` is read exactly once per turn (1.x tests subclass it
             # as a countdown property to run a fixed number of turns).
             while not self.termed:
                 self.in_job = False
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.detach_check_interval
+                    reason = self.channel_layer.detached()
+                    if reason:
+                        self.failure = reason
+                        logger.error("the channel layer is gone: %s; this worker stops "
+                                     "(restart it once the layer is back)", reason)
+                        self._stopping.set()
+                        break
                 try:
                     channel, content = self.channel_layer.receive(
                         listen, block=True, timeout=self.receive_timeout
@@ -461,6 +477,11 @@ class WorkerPool:
         return any(
             t.is_alive() and not w.stopping for t, w in zip(self._threads, self.workers)
         )
+
+    @property
+    def failure(self) -> str | None:
+        """Why a worker stopped on its own (e.g. its IPC segment was removed)."""
+        return next((w.failure for w in self.workers if w.failure), None)
 
     @property
     def busy(self) -> int:

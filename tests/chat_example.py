@@ -181,10 +181,10 @@ class ChatDeployment(ChatServer):
         server = Process([chanlite, "serve", "chatsite.asgi:channel_layer", "--port", "0",
                           "--workers", "0"], self.env)
         self.processes.append(server)
-        port = server.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1)
-        worker = Process([sys.executable, str(MANAGE), "runworker", "--threads", "2"], self.env)
+        port = server.wait_for(r" at http://127\.0\.0\.1:(\d+)/").group(1)
+        worker = Process([sys.executable, str(MANAGE), "runworker", "--workers", "2"], self.env)
         self.processes.append(worker)
-        worker.wait_for(r"Worker: \d+ thread\(s\)")
+        worker.wait_for(r"Worker: \d+ consumer thread\(s\)")
         self.url = f"http://127.0.0.1:{port}/"
         return self.url
 

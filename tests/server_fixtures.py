@@ -77,7 +77,7 @@ def ipc_runworker():
     env = dict(os.environ, CHANLITE_TEST_IPC_PREFIX=prefix,
                DJANGO_SETTINGS_MODULE="tests.server_ipc_settings")
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--threads", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--workers", "2"],
                             cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:

@@ -92,7 +92,7 @@ def events(layer, timeout=WAIT):
 
 
 def test_sigterm_drains_in_flight_consumer_and_exits_0(runworker, layer):
-    proc = runworker("--threads", "2", "--drain-timeout", "20")
+    proc = runworker("--workers", "2", "--drain-timeout", "20")
     read_line_containing(proc, "listening on")
     layer.send("worker-test.slow", {"n": 1})
     assert events(layer) == {"started": 1}
@@ -109,7 +109,7 @@ def test_sigterm_drains_in_flight_consumer_and_exits_0(runworker, layer):
 
 
 def test_failing_consumer_is_logged_and_worker_continues(runworker, layer):
-    proc = runworker("--threads", "1")
+    proc = runworker("--workers", "1")
     read_line_containing(proc, "listening on")
     layer.send("worker-test.fail", {"n": 1})
     layer.send("worker-test.echo", {"n": 2})
@@ -124,7 +124,7 @@ def test_failing_consumer_is_logged_and_worker_continues(runworker, layer):
 
 
 def test_only_and_exclude_channels(runworker, layer):
-    proc = runworker("--threads", "1", "--only-channels", "worker-test.*",
+    proc = runworker("--workers", "1", "--only-channels", "worker-test.*",
                      "--exclude-channels", "worker-test.slow", "--exclude-channels", "*.fail")
     line = read_line_containing(proc, "listening on")
     assert line.strip().endswith("listening on worker-test.echo")
@@ -139,7 +139,7 @@ def test_only_and_exclude_channels(runworker, layer):
         (["--layer", "norouting"], "has no 'ROUTING'"),
         (["--layer", "memory"], "in-memory layer"),
         (["--only-channels", "zzz"], "listen on no channel"),
-        (["--threads", "0"], "at least 1"),
+        (["--workers", "0"], "--workers must be at least 1"),
     ],
 )
 def test_command_errors_are_clear(args, error, settings, ipc_prefix):
@@ -165,7 +165,7 @@ def test_command_errors_are_clear(args, error, settings, ipc_prefix):
 
 def test_rolling_restart_loses_no_queued_message(runworker, layer):
     """Deploying new code = restart workers one at a time; messages wait in the layer."""
-    old = runworker("--threads", "2")
+    old = runworker("--workers", "2")
     read_line_containing(old, "listening on")
     for n in range(10):
         layer.send("worker-test.echo", {"n": n})
@@ -174,7 +174,7 @@ def test_rolling_restart_loses_no_queued_message(runworker, layer):
     assert old.wait(WAIT) == 0
     for n in range(10, 20):  # sent while no worker runs at all
         layer.send("worker-test.echo", {"n": n})
-    new = runworker("--threads", "2")
+    new = runworker("--workers", "2")
     read_line_containing(new, "listening on")
     while len(seen) < 20:
         seen.append(events(layer)["echo"])

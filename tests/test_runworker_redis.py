@@ -64,7 +64,7 @@ def test_runworker_survives_a_redis_restart():
            "CHANLITE_TEST_REDIS_URL": server.url, "CHANLITE_TEST_REDIS_PREFIX": prefix,
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "runworker", "--threads", "2"], cwd=ROOT, env=env,
+        [sys.executable, "-m", "django", "runworker", "--workers", "2"], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     layer = RedisChannelLayer(hosts=[server.url], prefix=prefix)

@@ -96,7 +96,7 @@ def processes():
 def test_chanlite_serve_http_websocket_and_sigterm(processes):
     proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
                       "--port", "0", "--access-log"])
-    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    port = int(proc.wait_for(r" at http://127\.0\.0\.1:(\d+)/").group(1))
     assert get(port, "/hello/") == (200, b"Hello, world")
     proc.wait_for(r'"GET /hello/ HTTP/1.1" 200 12')
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}/echo/", timeout=WAIT)
@@ -113,7 +113,7 @@ def test_chanlite_serve_console_script_help():
     out = subprocess.run([sys.executable, "-m", "chanlite.server", "serve", "--help"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
-    for flag in ["--bind", "--port", "--unix-socket", "--threads", "--workers", "--access-log",
+    for flag in ["--bind", "--port", "--unix-socket", "--http-threads", "--workers", "--access-log",
                  "--max-request-body", "--http-response-timeout"]:
         assert flag in out.stdout
 

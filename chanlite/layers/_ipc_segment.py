@@ -81,6 +81,8 @@ H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
 H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
 H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= 64 bytes)
 MUTEX_SIZE = 64
+H_PROCS = 3072  # MAX_PROCS x u32 pid: the processes attached (chanlite_ipc --remove)
+MAX_PROCS = 128
 HEADER_SIZE = 4096
 ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
 
@@ -195,6 +197,19 @@ def remove_prefix(prefix: str) -> bool:
     return existed
 
 
+_PID = struct.Struct("I")  # native: one aligned store, never torn by a kill
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -237,6 +252,8 @@ class Segment:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             self.close()
             raise
+        self._proc_slot = self._register_process()
+        self._inode = os.fstat(self._fd).st_ino
         fcntl.lockf(self._fd, fcntl.LOCK_UN)
         self._load_layout()
         self._jlen = 0
@@ -415,7 +432,68 @@ class Segment:
         """How many times a holder repaired a dead holder's half-done work."""
         return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
 
+    # ------------------------------------------------- attached processes
+    #
+    # A pid table in the header (guarded by the same fcntl lock as creation,
+    # which the kernel drops when its holder dies). A killed process leaves
+    # its pid behind; readers skip pids that are no longer alive and the next
+    # registration reuses the slot. A torn pid write is harmless: at worst a
+    # dead-looking slot is reused or a stray pid is listed once.
+
+    def _register_process(self) -> int:
+        pid = os.getpid()
+        free = -1
+        for slot in range(MAX_PROCS):
+            (owner,) = _PID.unpack_from(self.mm, H_PROCS + 4 * slot)
+            if owner == pid:
+                return slot
+            if free < 0 and (owner == 0 or not _pid_alive(owner)):
+                free = slot
+        if free >= 0:
+            _PID.pack_into(self.mm, H_PROCS + 4 * free, pid)
+        return free  # -1: table full; the process simply goes unlisted
+
+    def _unregister_process(self) -> None:
+        slot = getattr(self, "_proc_slot", -1)
+        if slot < 0 or getattr(self, "mm", None) is None or self._fd < 0:
+            return
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            at = H_PROCS + 4 * slot
+            if _PID.unpack_from(self.mm, at)[0] == os.getpid():
+                _PID.pack_into(self.mm, at, 0)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        self._proc_slot = -1
+
+    def attached_pids(self) -> list[int]:
+        """Live processes attached to this segment, this one excluded: those in
+        the pid table plus any blocked in a receive (the waiter slots)."""
+        me = os.getpid()
+        pids = {_PID.unpack_from(self.mm, H_PROCS + 4 * slot)[0] for slot in range(MAX_PROCS)}
+        for slot in range(MAX_WAITERS):
+            owner, claimed = struct.unpack_from("<II", self.mm, H_WAITERS + 8 * slot)
+            if claimed:
+                pids.add(owner)
+        return sorted(pid for pid in pids if pid and pid != me and _pid_alive(pid))
+
+    def detached(self) -> str | None:
+        """Why this process no longer shares the segment (it was removed, or
+        removed and created anew, in /dev/shm), or None while it does."""
+        path = f"/dev/shm{segment_name(self.prefix)}"
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            return f"{path} was removed (manage.py chanlite_ipc --remove?)"
+        if inode != self._inode:
+            return f"{path} was removed and created anew"
+        return None
+
     def close(self) -> None:
+        try:
+            self._unregister_process()
+        except (OSError, ValueError):  # pragma: no cover - closing anyway
+            pass
         self._mbuf = self._mref = None  # the ctypes view pins the mapping
         self.__dict__.pop("unlock", None)  # the partial holds _mref too
         mm = getattr(self, "mm", None)

@@ -328,6 +328,12 @@ class BaseChannelLayer:
                 except Exception:
                     log.exception("space-available callback failed")
 
+    def detached(self) -> str | None:
+        """Why this layer can no longer reach the others (e.g. the IPC segment
+        was removed), or None. Workers poll it and exit instead of serving a
+        layer nobody else sees; most layers can never be detached."""
+        return None
+
     def new_channel(self, pattern: str) -> str:
         """Return a fresh, unique channel name for ``"name?"`` or ``"name!"``."""
         check_new_channel_pattern(pattern)

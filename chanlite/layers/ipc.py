@@ -449,6 +449,20 @@ class IPCChannelLayer(BaseChannelLayer):
         finally:
             store.unlock()
 
+    def attached_pids(self) -> list[int]:
+        """Other live processes using this prefix (``chanlite_ipc --remove``)."""
+        store = self._store
+        if store is None:
+            return []
+        return store.attached_pids()
+
+    def detached(self) -> str | None:
+        """Why this process no longer shares its segment (removed from
+        /dev/shm), else None. Workers check it and exit rather than serve a
+        private copy nobody else sees."""
+        store = self._store
+        return None if store is None else store.detached()
+
     def close(self) -> None:
         """Detach from the segment (it stays for the other processes)."""
         if self._store is not None:

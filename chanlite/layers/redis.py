@@ -51,6 +51,10 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _OWN_KINDS = frozenset({"q", "g", "t", "f"})
 
 
+#: Seconds between two log lines about the same Redis host being unreachable
+#: (every receiving thread meets the outage; one line per interval says it).
+OUTAGE_LOG_INTERVAL = 10
+
 class RedisUnavailable(ConnectionError):
     """A Redis host could not be reached or dropped the connection.
 
@@ -456,15 +460,17 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _failed(self, host: Any, exc: Exception) -> None:
         delay = host.note_failure(self.reconnect_backoff, self.reconnect_backoff_max)
-        logger.warning(
-            "blocking receive: %s; reconnecting in %.2f s (attempt %d)", exc, delay, host.failures
-        )
+        if host.should_report(OUTAGE_LOG_INTERVAL):
+            logger.warning(
+                "blocking receive: %s; reconnecting in %.2f s (attempt %d; logged once per "
+                "%d s while it lasts)", exc, delay, host.failures, OUTAGE_LOG_INTERVAL)
 
     @staticmethod
     def _recovered(host: Any) -> None:
         if host.failures:
-            logger.info("Redis at %s is reachable again", host.label)
             host.failures = 0
+            host.reset_reports()
+            logger.info("Redis at %s is reachable again", host.label)
             host.retry_at = 0.0
 
     # groups -----------------------------------------------------------------

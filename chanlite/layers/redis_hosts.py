@@ -149,6 +149,7 @@ class Host:
         #: Reconnect bookkeeping for blocking receivers (see the layer).
         self.failures = 0
         self.retry_at = 0.0
+        self._reported_at = float("-inf")
 
     # connections -----------------------------------------------------------
 
@@ -294,6 +295,20 @@ class Host:
         delay = min(backoff_max, backoff * 2 ** (self.failures - 1))
         self.retry_at = time.monotonic() + delay
         return delay
+
+    def should_report(self, interval: float) -> bool:
+        """True at most once per ``interval`` seconds: every receiving thread
+        meets the same outage, and one log line per interval says it."""
+        now = time.monotonic()
+        with self._side_lock:
+            if now < self._reported_at + interval:
+                return False
+            self._reported_at = now
+            return True
+
+    def reset_reports(self) -> None:
+        """The host is back: report the next outage at once."""
+        self._reported_at = float("-inf")
 
     def close(self) -> None:
         """Close every connection of every thread (they reopen on next use)."""

@@ -28,50 +28,16 @@ __all__ = ["main", "build_parser", "load_layer"]
 
 log = logging.getLogger("chanlite.server")
 
-# flag -> ServerConfig field, for the limits and timeouts
-_LIMITS = {
-    "threads": (int, "WSGI pool threads running Django views (default 8)"),
-    "max_header_size": (int, "bytes of request line + headers before 431 (default 65536)"),
-    "max_request_body": (int, "request body bytes before 413 (default 10 MiB)"),
-    "body_chunk_size": (int, "body bytes per http.request(.body) message (default 256 KiB)"),
-    "header_timeout": (float, "seconds for a request's headers to arrive, else 408 (default 10)"),
-    "keepalive_timeout": (float, "seconds an idle keep-alive connection stays open (default 30)"),
-    "http_response_timeout": (
-        float, "seconds to wait for a consumer's http.response (long-poll), else 504 (default 60)"),
-    "websocket_connect_timeout": (
-        float, "seconds for a consumer to accept a WebSocket, else 403 (default 20)"),
-    "websocket_max_message_size": (
-        int, "WebSocket message bytes before close 1009 (default: the layer's max_message_size "
-        "minus the message envelope, ~1 MiB)"),
-    "websocket_ping_interval": (float, "seconds between pings on a WebSocket, 0 = off (default 20)"),
-    "websocket_ping_timeout": (float, "seconds to wait for a pong, else close 1011 (default 20)"),
-    "websocket_close_timeout": (
-        float, "seconds to wait for the client's close frame after ours, then drop (default 5)"),
-    "max_outbound_buffer": (int, "unsent bytes per connection before a slow client is dropped"),
-    "shutdown_timeout": (float, "seconds to finish in-flight HTTP on SIGTERM (default 30)"),
-    "max_connections": (
-        int, "open connections; beyond it stop accepting until one closes (default 10000, or "
-        "the open-file limit minus a margin)"),
-    "max_queued_requests": (
-        int, "WSGI requests waiting for a thread before 503 + Retry-After (default 1000)"),
-    "body_spool_threshold": (
-        int, "request body bytes above which a view's body goes to a temp file (default 512 KiB)"),
-    "max_body_memory": (
-        int, "request body bytes held in memory by all connections (default 64 MiB)"),
-    "body_idle_timeout": (float, "seconds without a request body byte, else 408 (default 30)"),
-    "body_timeout": (float, "seconds for a whole request body, else 408 (default 300)"),
-    "backpressure_timeout": (
-        float, "seconds a connection waits (not read) for room on a full channel before "
-        "1013 / 503 (default 10)"),
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    from .options import add_server_options, add_worker_option, deprecated_alias, with_default
+
     parser = argparse.ArgumentParser(
         prog="chanlite",
         description="chanlite's HTTP/WebSocket interface server (ASGI 1.0 messages over a "
         "channel layer; Django views through WSGI).",
     )
+    parser.add_argument("--version", action="version", version=_version_line(__version__))
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve",
@@ -81,36 +47,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("application", metavar="module:attribute",
                        help="a channel layer, e.g. myproject.asgi:channel_layer")
-    serve.add_argument("--bind", "-b", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve.add_argument("--port", "-p", type=int, default=8000, help="TCP port (default 8000)")
-    serve.add_argument("--unix-socket", "-u", help="listen on this Unix socket instead of TCP")
-    serve.add_argument(
-        "--workers", "-w", type=int, default=None,
-        help="embedded worker threads running consumers; 0 = none (use runworker processes). "
-        "Default: 4 for the in-memory layer, 0 for cross-process layers")
+    serve.add_argument("--bind", "-b", default="127.0.0.1",
+                       help=with_default("address to listen on", "127.0.0.1"))
+    serve.add_argument("--port", "-p", type=int, default=8000,
+                       help=with_default("TCP port", 8000))
+    serve.add_argument("--unix-socket", "-u",
+                       help=with_default("listen on this Unix socket instead of TCP", "TCP"))
+    add_worker_option(serve, None, "4 for the in-memory layer, 0 for cross-process layers "
+                      "(consumers run in `manage.py runworker` processes)")
     serve.add_argument("--nodelay", action="store_true",
-                       help="do not run the delay service (asgi.delay) in-process; it runs "
-                       "only for the in-memory layer with embedded workers")
+                       help=with_default("do not run the delay service (asgi.delay) in-process; "
+                                         "it runs only for the in-memory layer with embedded "
+                                         "workers", "off"))
     serve.add_argument("--access-log", action="store_true",
-                       help="log one line per request to stderr (logger chanlite.server.access)")
-    serve.add_argument("--log-level", default="INFO", help="server log level (default INFO)")
-    serve.add_argument("--root-path", default=None, help="SCRIPT_NAME / root_path prefix")
+                       help=with_default("log one line per request and WebSocket open/close "
+                                         "to stderr (logger chanlite.server.access)", "off"))
+    serve.add_argument("--log-level", default="INFO", help=with_default("server log level", "INFO"))
+    serve.add_argument("--root-path", default=None,
+                       help=with_default("SCRIPT_NAME / root_path prefix", "none"))
     serve.add_argument("--no-origin-check", action="store_true",
-                       help="accept WebSocket handshakes from any Origin")
+                       help=with_default("accept WebSocket handshakes from any Origin", "off"))
     serve.add_argument("--allowed-origin", action="append", default=None, metavar="HOST",
-                       help="allowed WebSocket Origin host (repeatable; default ALLOWED_HOSTS)")
+                       help=with_default("allowed WebSocket Origin: a host pattern or a full "
+                                         "origin such as https://app.example.com:8443 "
+                                         "(repeatable)", "ALLOWED_HOSTS"))
     serve.add_argument(
         "--proxy-headers", action="store_true", default=None,
-        help="trust X-Forwarded-For/-Port/-Proto and Daphne-Root-Path/X-Script-Name from "
-        "--trusted-proxy peers (use behind a reverse proxy only)")
+        help=with_default("trust X-Forwarded-For/-Port/-Proto and Daphne-Root-Path/X-Script-Name "
+                          "from --trusted-proxy peers (use behind a reverse proxy only)", "off"))
     serve.add_argument("--trusted-proxy", action="append", default=None, metavar="ADDR",
-                       help="peer address or network allowed to send proxy headers "
-                       "(repeatable; '*' = any; default 127.0.0.1 and ::1)")
+                       help=with_default("peer address or network allowed to send proxy "
+                                         "headers (repeatable; '*' = any)", "127.0.0.1 and ::1"))
     serve.add_argument("--no-origin-scheme-port-check", action="store_true",
-                       help="origin check compares the host only (not scheme and port)")
-    for name, (kind, text) in _LIMITS.items():
-        serve.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+                       help=with_default("origin check compares the host only (not scheme and "
+                                         "port)", "off"))
+    serve.add_argument("--skip-checks", action="store_true",
+                       help=with_default("do not run Django's system checks at start", "off"))
+    add_server_options(serve)
+    deprecated_alias(serve, "--threads", "--http-threads", dest="threads")
     return parser
+
+
+def _version_line(version: str) -> str:
+    import platform
+
+    try:
+        import django
+
+        django_version = django.get_version()
+    except ImportError:  # pragma: no cover - Django is a dependency
+        django_version = "missing"
+    return f"chanlite {version} (Django {django_version}, Python {platform.python_version()})"
+
+
+_ASGI_SNIPPET = """\
+    import os
+    from chanlite.asgi import get_channel_layer
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{settings}")
+    channel_layer = get_channel_layer()"""
 
 
 def load_layer(spec: str) -> Any:
@@ -130,7 +125,15 @@ def load_layer(spec: str) -> Any:
     try:
         layer = getattr(module, attribute)
     except AttributeError:
-        raise SystemExit(f"chanlite serve: {module_name!r} has no attribute {attribute!r}") from None
+        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE") or (
+            module_name.rpartition(".")[0] or "myproject") + ".settings"
+        raise SystemExit(
+            f"chanlite serve: {module_name!r} has no attribute {attribute!r}. Add these lines "
+            f"to {module_name.replace('.', '/')}.py (startproject's `application` is Django's "
+            f"ASGI app; chanlite serves a channel layer):\n\n"
+            + _ASGI_SNIPPET.format(settings=settings_module)
+            + f"\n\nthen run `chanlite serve {module_name}:channel_layer`."
+        ) from None
     from ..asgi import ChannelLayerWrapper
 
     if isinstance(layer, ChannelLayerWrapper):  # 1.x style: channel_layers["default"]
@@ -161,9 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from ..layers.memory import InMemoryChannelLayer
     from .config import ServerConfig
+    from .options import server_overrides
     from .server import Server
 
-    overrides = {name: getattr(args, name) for name in _LIMITS}
+    workers = args.workers
+    if workers is None:
+        workers = 4 if isinstance(layer, InMemoryChannelLayer) else 0
+    if workers < 0:
+        raise SystemExit(f"chanlite serve: --workers must be 0 or more, not {workers}")
+    router = _load_router_or_exit(layer)
+    if not args.skip_checks:
+        _run_checks(layer.alias or "default", workers)
     try:
         config = ServerConfig.from_settings(
             host=args.bind, port=args.port, unix_socket=args.unix_socket,
@@ -171,30 +182,65 @@ def main(argv: list[str] | None = None) -> int:
             check_origin=False if args.no_origin_check else None,
             proxy_headers=args.proxy_headers, trusted_proxies=args.trusted_proxy,
             check_origin_scheme_port=False if args.no_origin_scheme_port_check else None,
-            access_log=args.access_log or None, **overrides,
+            access_log=args.access_log or None, **server_overrides(vars(args)),
         )
     except ValueError as exc:
         raise SystemExit(f"chanlite serve: {exc}") from exc
-    workers = args.workers
-    if workers is None:
-        workers = 4 if isinstance(layer, InMemoryChannelLayer) else 0
+    if router is None or not router.channels:
+        workers = 0  # a plain Django project: views only (said once, in the banner)
     try:
-        server = Server(layer, config, workers=workers,
+        server = Server(layer, config, router=router, workers=workers,
                         access_logger="chanlite.server.access" if config.access_log else None)
     except ValueError as exc:  # limits that do not fit the layer
         raise SystemExit(f"chanlite serve: {exc}") from exc
     try:
         server.bind()
     except OSError as exc:
-        raise SystemExit(f"chanlite serve: cannot listen on "
-                         f"{config.unix_socket or (config.host, config.port)}: {exc}") from exc
+        where = config.unix_socket or f"{config.host}:{config.port}"
+        raise SystemExit(f"chanlite serve: cannot listen on {where}: {exc.strerror or exc}") \
+            from exc
     server.install_signal_handlers()
-    log.info("serving %s with %d embedded worker thread(s)", args.application, workers)
+    log.info("%s", server.banner(args.application))
     from ..delay.embedded import embedded_delay
 
     with embedded_delay(layer, workers=workers, enabled=not args.nodelay):
         server.serve_forever()
+    if server.failure:
+        raise SystemExit(f"chanlite serve: stopped because {server.failure}")
     return 0
+
+
+def _load_router_or_exit(layer: Any) -> Any:
+    """The layer's router; a routing that cannot be imported ends the process
+    here with its traceback (never "routes no channel" and 403s later)."""
+    import traceback
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ..routing import NoRouting, get_router
+
+    try:
+        return get_router(layer.alias or "default")
+    except NoRouting:
+        return None
+    except ImproperlyConfigured as exc:
+        traceback.print_exc()
+        raise SystemExit(f"chanlite serve: {exc}") from None
+
+
+def _run_checks(alias: str, workers: int) -> None:
+    """Django's system checks plus chanlite's (also when 'chanlite' is missing
+    from INSTALLED_APPS, which is itself one of the errors)."""
+    from django.core.management.base import BaseCommand, SystemCheckError
+
+    from ..checks import check_embedded_workers, raise_if_errors, register_checks
+
+    register_checks()
+    try:
+        BaseCommand().check(display_num_errors=False)
+        raise_if_errors(check_embedded_workers(alias, workers, "chanlite serve --workers 0"))
+    except SystemCheckError as exc:
+        raise SystemExit(f"chanlite serve: {exc}") from None
 
 
 if __name__ == "__main__":

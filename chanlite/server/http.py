@@ -19,12 +19,14 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
 import h11
 from wsproto.utilities import generate_accept_token
 
 __all__ = [
+    "client_text",
     "HTTPCore",
     "RequestHead",
     "Body",
@@ -475,3 +477,12 @@ def asgi_request(
 def wsgi_path(head: RequestHead) -> str:
     """PATH_INFO as a WSGI "bytes-as-latin-1" string."""
     return unquote_to_bytes(head.raw_path).decode("latin-1")
+
+
+def client_text(client: Any) -> str:
+    """``127.0.0.1:51234`` (``[::1]:51234``; ``-`` for a Unix socket): how log
+    lines name a client, never a Python repr of the address."""
+    if not client:
+        return "-"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

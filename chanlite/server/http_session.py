@@ -31,6 +31,7 @@ from .http import (
     RequestHead,
     asgi_request,
     check_response,
+    client_text,
     error_response,
     response_headers,
 )
@@ -159,7 +160,8 @@ class HTTPSession:
             return
         if self.saw_bytes:
             log.info("connection %s from %s: headers not complete after %ss; closing",
-                     self.conn.id, self.conn.client, self.server.config.header_timeout)
+                     self.conn.id, client_text(self.conn.client),
+                     self.server.config.header_timeout)
             self.conn.write(error_response(408, "request headers took too long"))
         self.conn.close()
 
@@ -365,7 +367,8 @@ class HTTPSession:
         self._simple_response(503, b"server busy\n", close=True)
 
     def _on_reject(self, event: Reject) -> None:
-        log.info("bad request from %s: %s %s", self.conn.client, event.status, event.reason)
+        log.info("bad request from %s: %s %s", client_text(self.conn.client), event.status,
+                 event.reason)
         self.status = event.status
         if self.route == "channel" and self.reply_channel in self.server.replies:
             self._client_gone()

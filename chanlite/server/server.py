@@ -29,14 +29,14 @@ from .backpressure import LayerSender
 from .bodies import MemoryBudget
 from .config import ServerConfig
 from .connection import Connection
-from .http import RequestHead
+from .http import RequestHead, client_text
 from .http_session import HTTPSession
 from .loop import Loop
 from .proxy import origin_matches, parse_origin
 from .pump import ReplyPump
 from .ws_session import WebSocketSession, envelope_size
 
-__all__ = ["Server", "reply_prefix"]
+__all__ = ["Server", "reply_prefix", "client_text"]
 
 log = logging.getLogger("chanlite.server")
 _ALPHABET = string.ascii_letters + string.digits
@@ -62,6 +62,11 @@ class Server:
             ``runworker`` processes on the IPC or Redis layer).
         access_logger: logger name for one line per request (None: off).
     """
+
+    #: Seconds between checks that the layer is still shared (see _check_detached).
+    detach_check_interval: float = 2.0
+    #: Why the server stopped on its own (``None``: it did not); commands exit 1.
+    failure: str | None = None
 
     def __init__(
         self,
@@ -111,13 +116,14 @@ class Server:
     def _load_router(self, router: Any) -> Any:
         if router != "auto":
             return router
-        from django.core.exceptions import ImproperlyConfigured
+        from ..routing import NoRouting, get_router
 
-        from ..routing import get_router
-
+        # Only a missing ROUTING means "views only"; a routing that fails to
+        # import raises here, so the server fails at start instead of
+        # answering every WebSocket with a 403 after the connect timeout.
         try:
             return get_router(self.layer.alias or "default")
-        except ImproperlyConfigured as exc:
+        except NoRouting as exc:
             log.info("no routing for layer %r (%s): HTTP goes to WSGI only", self.layer.alias, exc)
             return None
 
@@ -138,6 +144,28 @@ class Server:
                 f"to at least {wanted + envelope} (plus the longest path you serve), lower "
                 "websocket_max_message_size, or leave it unset to derive it from the layer"
             )
+    def url(self) -> str:
+        """Where clients connect, as a user types it (no tuple reprs in logs)."""
+        if self.config.unix_socket:
+            return f"unix:{self.config.unix_socket}"
+        host, port = (self.address or (self.config.host, self.config.port))[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/"
+
+    def banner_parts(self) -> list[str]:
+        """What the one start-up line says: layer, consumers, threads."""
+        layer = f"layer {self.layer.alias or 'default'!r} ({type(self.layer).__name__})"
+        if self.workers and self.router is not None and self.router.channels:
+            workers = f"{self.workers} embedded worker thread(s)"
+        elif self.router is None:
+            workers = "no embedded workers (no ROUTING: Django views only)"
+        else:
+            workers = "no embedded workers (consumers run in `manage.py runworker`)"
+        return [layer, workers, f"{self.config.threads} HTTP thread(s)"]
+
+    def banner(self, name: str) -> str:
+        """``chanlite serve app:layer at http://...: layer ..., ...`` (one line)."""
+        return f"chanlite serve {name} at {self.url()}: " + ", ".join(self.banner_parts())
 
     def new_reply_channel(self) -> str:
         """A reply channel for one connection or request: this process's prefix
@@ -258,6 +286,21 @@ class Server:
                    "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
         )
 
+    def access_websocket(self, event: str, head: RequestHead, client: Any,
+                         detail: int | None = None) -> None:
+        """One Django-style line per WebSocket event, e.g. ``"WSCONNECT /ws/chat/"
+        127.0.0.1:51234`` or ``"WSDISCONNECT /ws/chat/" 127.0.0.1:51234 1001``
+        (``event`` is WSCONNECT, WSREJECT with the status, or WSDISCONNECT with
+        the close code)."""
+        if self._access is None:
+            return
+        self._access.info(
+            '"%s %s" %s%s', event, head.target.decode("latin-1"), client_text(client),
+            "" if detail is None else f" {detail}",
+            extra={"status_code": 403 if event == "WSREJECT" else 101, "client": client,
+                   "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        )
+
     # ----------------------------------------------------------- replies
 
     def _deliver_threadsafe(self, batch: list[tuple[str, dict]]) -> None:
@@ -375,13 +418,28 @@ class Server:
         self.pump.start()
         if self.workers:
             self._start_workers()
-        log.info("chanlite server listening on %s (reply prefix %s)", self.address, self.prefix)
+        log.debug("chanlite server listening on %s (reply prefix %s)", self.url(), self.prefix)
         self._check_reply_capacity()
+        self.loop.call_later(self.detach_check_interval, self._check_detached)
         self.ready.set()
         try:
             self.loop.run()
         finally:
             self._teardown()
+
+    def _check_detached(self) -> None:
+        """Stop (``failure`` says why) when the layer is no longer shared, e.g.
+        its IPC segment was removed: replies would never reach this process."""
+        if self.draining:
+            return
+        reason = self.layer.detached()
+        if reason is None:
+            self.loop.call_later(self.detach_check_interval, self._check_detached)
+            return
+        self.failure = reason
+        log.error("the channel layer is gone: %s; the server stops (restart it once the "
+                  "layer is back)", reason)
+        self._begin_drain(self.config.shutdown_timeout)
 
     def _check_reply_capacity(self) -> None:
         """Warn when this process's reply queue is small: every connection's

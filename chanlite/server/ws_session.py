@@ -83,9 +83,9 @@ class WebSocketSession:
             self._reject(503)
             return
         if not server.origin_allowed(self.head.header(b"origin"), self.head):
-            log.warning("WebSocket to %s rejected: origin %r not allowed (ALLOWED_HOSTS or "
+            log.warning("WebSocket to %s rejected: origin %s not allowed (ALLOWED_HOSTS or "
                         "CHANLITE_SERVER['allowed_origins'])", self.head.path,
-                        self.head.header(b"origin"))
+                        (self.head.header(b"origin") or b"").decode("latin-1"))
             self._reject(403)
             return
         self.reply_channel = server.new_reply_channel()
@@ -146,7 +146,7 @@ class WebSocketSession:
     def _reject(self, status: int) -> None:
         assert self.core is not None
         self.conn.write(self.core.reject_websocket(status))
-        self.server.access(self.head, status, 0, self.conn.client, None)
+        self.server.access_websocket("WSREJECT", self.head, self.conn.client, status)
         self._closed(1006)
         self.conn.close()
 
@@ -158,7 +158,7 @@ class WebSocketSession:
         self.ws = WebSocketCore(self.message_limit())
         self._cancel_timer()
         self.conn.write(data)
-        self.server.access(self.head, 101, 0, self.conn.client, None)
+        self.server.access_websocket("WSCONNECT", self.head, self.conn.client)
         self._schedule_ping()
         self.conn.resume_reading()
         if trailing:
@@ -370,6 +370,8 @@ class WebSocketSession:
 
     def _closed(self, code: int) -> None:
         """Report ``websocket.disconnect`` once and stop listening for replies."""
+        if self.state == OPEN:
+            self.server.access_websocket("WSDISCONNECT", self.head, self.conn.client, int(code))
         self.state = CLOSED
         self._cancel_timer()
         if self.pong_timer is not None:

@@ -31,7 +31,7 @@ def view_worker():
     prefix = "hv" + secrets.token_hex(4)
     env = dict(os.environ, CHANLITE_TEST_IPC_PREFIX=prefix,
                DJANGO_SETTINGS_MODULE="tests.handler_ipc_settings", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--threads", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--workers", "2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield prefix, proc.pid

@@ -1,7 +1,7 @@
 """``manage.py chanlite_ipc``: inspect, check, flush or remove an IPC layer's segment.
 
     manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX]
-                           (--stats | --check | --flush | --remove)
+                           (--stats | --check | --flush | --remove [--force])
 
 The IPC layer keeps everything in ``/dev/shm/chanlite.<prefix>`` plus one
 doorbell semaphore per blocked receiver (``/dev/shm/sem.chanlite.<prefix>.w*``).
@@ -43,9 +43,12 @@ class Command(BaseCommand):
         action.add_argument("--flush", action="store_true",
                             help="Drop every message, group and statistic (processes may run).")
         action.add_argument("--remove", action="store_true",
-                            help="Delete the segment and its semaphores from /dev/shm. Stop "
-                            "every process using the prefix first: running ones keep a "
-                            "private copy nobody else sees.")
+                            help="Delete the segment and its semaphores from /dev/shm. Refused "
+                            "while processes use the prefix (it lists their pids): stop them "
+                            "first, or pass --force.")
+        parser.add_argument("--force", action="store_true",
+                            help="With --remove: remove even while processes use the prefix "
+                            "(their workers notice, log it and exit non-zero) (default: off)")
 
     def _prefix(self, options: dict[str, Any]) -> str:
         if options["prefix"]:
@@ -74,6 +77,13 @@ class Command(BaseCommand):
         prefix = self._prefix(options)
         segment = f"/dev/shm{_segment_name(prefix)}"
         if options["remove"]:
+            users = self._users(prefix)
+            if users and not options["force"]:
+                raise CommandError(
+                    f"{segment} is in use by process(es) {', '.join(map(str, users))}; stop "
+                    "them first (a process keeps serving a private copy of a removed "
+                    "segment), or pass --force"
+                )
             existed = IPCChannelLayer.remove_prefix(prefix)
             self.stdout.write(f"removed {segment}" if existed else f"{segment} did not exist; "
                               "removed any stray semaphores")
@@ -98,6 +108,29 @@ class Command(BaseCommand):
                 self.stdout.write(f"{segment} is consistent: {figures}")
             else:
                 self._stats(layer)
+        finally:
+            layer.close()
+
+    @staticmethod
+    def _users(prefix: str) -> list[int]:
+        """Pids of the live processes attached to ``prefix``'s segment, read
+        from its pid table (without creating the segment if it is missing)."""
+        import posix_ipc
+
+        from chanlite.layers._ipc_segment import IPCError
+        from chanlite.layers._ipc_segment import segment_name as _segment_name
+        from chanlite.layers.ipc import IPCChannelLayer
+
+        try:
+            posix_ipc.SharedMemory(_segment_name(prefix)).close_fd()
+        except posix_ipc.ExistentialError:
+            return []
+        try:
+            layer = IPCChannelLayer(prefix=prefix)
+        except (IPCError, ValueError):
+            return []  # not readable as a segment: nothing to protect
+        try:
+            return layer.attached_pids()
         finally:
             layer.close()
 

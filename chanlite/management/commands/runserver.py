@@ -18,13 +18,9 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.core.management.commands.runserver import Command as DjangoRunserver
 from django.db import connections
-
-#: runserver options that are ServerConfig fields (None: from settings / default).
-_SERVER_OPTIONS = ("proxy_headers", "max_connections", "max_queued_requests", "max_body_memory",
-                   "body_spool_threshold", "body_idle_timeout", "body_timeout",
-                   "backpressure_timeout")
 
 
 class Command(DjangoRunserver):
@@ -34,30 +30,24 @@ class Command(DjangoRunserver):
     )
 
     def add_arguments(self, parser: Any) -> None:
+        from chanlite.server.options import (
+            add_server_options,
+            add_worker_option,
+            deprecated_alias,
+            show_defaults,
+            with_default,
+        )
+
         super().add_arguments(parser)
         parser.add_argument(
             "--noworker", action="store_false", dest="run_worker",
-            help="Do not run embedded workers (consumers run in `manage.py runworker` "
-            "processes on a cross-process layer).",
+            help="Do not run embedded workers, same as --workers 0 (consumers run in "
+            "`manage.py runworker` processes on a cross-process layer).",
         )
-        parser.add_argument(
-            "--threads", type=int, default=4,
-            help="Number of embedded worker threads running consumers (default 4).",
-        )
+        add_worker_option(parser, 4, "4")
         parser.add_argument(
             "--layer", default="default",
-            help="CHANNEL_LAYERS alias to serve (default 'default').",
-        )
-        parser.add_argument(
-            "--nodelay", action="store_false", dest="run_delay",
-            help="Do not run the delay service (asgi.delay) in-process; it runs only for "
-            "the in-memory layer with embedded workers.",
-        )
-        parser.add_argument(
-            "--backpressure-timeout", type=float, default=None, metavar="SECONDS",
-            help="Seconds a connection whose channel is full waits (not read) for room "
-            "before it gets 1013 / 503 (default: CHANLITE_SERVER['backpressure_timeout'] "
-            "or 10).",
+            help=with_default("CHANNEL_LAYERS alias to serve", "'default'"),
         )
         parser.add_argument(
             "--nostatic", action="store_false", dest="use_static_handler",
@@ -67,24 +57,20 @@ class Command(DjangoRunserver):
             "--insecure", action="store_true", dest="insecure_serving",
             help="Serve static files even if DEBUG is False.",
         )
-        # Server limits (also settings.CHANLITE_SERVER keys; a flag wins).
+        parser.add_argument(
+            "--nodelay", action="store_false", dest="run_delay",
+            help="Do not run the delay service (asgi.delay) in-process; it runs only for "
+            "the in-memory layer with embedded workers.",
+        )
         parser.add_argument(
             "--proxy-headers", action="store_true", default=None,
             help="Trust X-Forwarded-For/-Port/-Proto and Daphne-Root-Path from "
             "CHANLITE_SERVER['trusted_proxies'] (default 127.0.0.1, ::1).",
         )
-        parser.add_argument("--max-connections", type=int, default=None,
-                            help="Open connections before the server stops accepting.")
-        parser.add_argument("--max-queued-requests", type=int, default=None,
-                            help="Views waiting for a thread before 503 + Retry-After.")
-        parser.add_argument("--max-body-memory", type=int, default=None,
-                            help="Request body bytes held in memory by all connections.")
-        parser.add_argument("--body-spool-threshold", type=int, default=None,
-                            help="Request body bytes above which a body goes to a temp file.")
-        parser.add_argument("--body-idle-timeout", type=float, default=None,
-                            help="Seconds without a request body byte before 408.")
-        parser.add_argument("--body-timeout", type=float, default=None,
-                            help="Seconds for a whole request body before 408.")
+        add_server_options(parser)
+        deprecated_alias(parser, "--threads", "--workers", dest="workers")
+        show_defaults(parser, {"--nothreading": "Django views run on --http-threads threads; "
+                               "with this flag, one at a time (same as --http-threads 1)"})
 
     def get_handler(self, *args: Any, **options: Any) -> Any:
         """Django's WSGI app, wrapped to serve static files like staticfiles' runserver."""
@@ -102,9 +88,12 @@ class Command(DjangoRunserver):
         return handler
 
     def on_bind(self, server_port: int) -> None:
-        """Print the banner ourselves: Django's wording changes between
-        versions (6.x says "WSGI development server", which this is not), and
-        tools and tests read the "Starting development server at" line."""
+        """Kept for Django's API; the banner is printed by :meth:`banner`."""
+
+    def banner(self, server: Any) -> None:
+        """One banner: Django's lines (its wording changes between versions -
+        6.x says "WSGI development server", which this is not - and tools and
+        tests read "Starting development server at") plus what chanlite runs."""
         from datetime import datetime
 
         if getattr(self, "_raw_ipv6", False):
@@ -118,11 +107,12 @@ class Command(DjangoRunserver):
             f"{datetime.now().strftime('%B %d, %Y - %X')}\n"
             f"Django version {self.get_version()}, using settings "
             f"{settings.SETTINGS_MODULE!r}\n"
-            f"Starting development server at {self.protocol}://{addr}:{server_port}/\n"
-            f"Quit the server with {quit_command}.\n"
-            "This chanlite server serves HTTP and WebSocket; in production run "
-            "`chanlite serve` (docs/server.md)."
+            f"Starting development server at {self.protocol}://{addr}:{server.address[1]}/\n"
+            f"chanlite: HTTP and WebSocket, {', '.join(server.banner_parts())}\n"
+            f"Quit the server with {quit_command}. In production run `chanlite serve` "
+            "(docs/server.md)."
         )
+        self.stdout.flush()
 
     @staticmethod
     def _delay_service(layer: Any, workers: int, options: dict) -> Any:
@@ -134,11 +124,25 @@ class Command(DjangoRunserver):
     def inner_run(self, *args: Any, **options: Any) -> None:
         from django.utils import autoreload
 
+        from chanlite.checks import check_embedded_workers, raise_if_errors
         from chanlite.layers import get_channel_layer
+        from chanlite.routing import NoRouting, get_router
         from chanlite.server.config import ServerConfig
+        from chanlite.server.options import server_overrides
         from chanlite.server.server import Server
 
         autoreload.raise_last_exception()
+        alias = options.get("layer", "default")
+        try:
+            # First, as Django imports urls.py: a routing that fails to import
+            # stops here with its traceback (under autoreload the thread dies,
+            # the broken file is watched and a fix restarts the server).
+            router = get_router(alias)
+        except NoRouting:
+            router = None  # a plain Django project: views only
+        workers = options["workers"] if options.get("run_worker", True) else 0
+        if workers < 0:
+            raise CommandError(f"--workers must be 0 or more, not {workers}")
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
             # BaseCommand.get_check_kwargs exists from Django 5.2; 4.2 checks everything.
@@ -146,23 +150,29 @@ class Command(DjangoRunserver):
             check_kwargs = get_check_kwargs(options) if get_check_kwargs else {}
             check_kwargs["display_num_errors"] = True
             self.check(**check_kwargs)
+            raise_if_errors(check_embedded_workers(alias, workers, "runserver --noworker"))
         self.check_migrations()
         for conn in connections.all(initialized_only=True):
             conn.close()
 
-        layer = get_channel_layer(options.get("layer", "default"))
-        workers = options["threads"] if options.get("run_worker", True) else 0
+        layer = get_channel_layer(alias)
+        overrides = server_overrides(options)
+        overrides["proxy_headers"] = options.get("proxy_headers")
+        if not options.get("use_threading", True):
+            overrides["threads"] = 1  # --nothreading: views one at a time
         try:
-            config = ServerConfig.from_settings(
-                host=self.addr, port=int(self.port),
-                **{name: options.get(name) for name in _SERVER_OPTIONS},
-            )
+            config = ServerConfig.from_settings(host=self.addr, port=int(self.port), **overrides)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if router is None or not router.channels:
+            workers = 0  # nothing routed: the banner says so
+        try:
             server = Server(layer, config, wsgi_app=self.get_handler(*args, **options),
-                            workers=workers, access_logger="django.server")
+                            router=router, workers=workers, access_logger="django.server")
             server.bind()
-        except ValueError as exc:  # CHANLITE_SERVER values, or limits that do not fit the layer
+        except ValueError as exc:  # limits that do not fit the layer
             self.stderr.write(f"Error: {exc}")
-            os._exit(1)
+            os._exit(1)  # sys.exit does not work from the autoreloader's thread
         except OSError as exc:
             messages = {
                 errno.EACCES: "You don't have permission to access that port.",
@@ -171,18 +181,15 @@ class Command(DjangoRunserver):
             }
             self.stderr.write(f"Error: {messages.get(exc.errno, exc)}")
             os._exit(1)  # sys.exit does not work from the autoreloader's thread
-        self.on_bind(server.address[1])
-        if server.router is None or not server.router.channels:
-            workers = 0  # nothing routed: the server logs why
-        self.stdout.write(
-            f"chanlite: layer {layer.alias!r} ({type(layer).__name__}), "
-            + (f"{workers} embedded worker thread(s)" if workers else "no embedded workers")
-        )
+        self.banner(server)
         if threading.current_thread() is threading.main_thread():
             server.install_signal_handlers()
         try:
             with self._delay_service(layer, workers, options):
                 server.serve_forever()
+            if server.failure:
+                self.stderr.write(f"Error: the server stopped because {server.failure}")
+                os._exit(1)  # sys.exit does not work from the autoreloader's thread
         except KeyboardInterrupt:
             shutdown_message = options.get("shutdown_message", "")
             if shutdown_message:

@@ -1,8 +1,11 @@
 """``manage.py runworker``: run consumers for a cross-process channel layer.
 
     manage.py runworker [--layer ALIAS] [--only-channels GLOB ...]
-                        [--exclude-channels GLOB ...] [--threads N]
+                        [--exclude-channels GLOB ...] [--workers N]
                         [--drain-timeout SECONDS]
+
+``--workers`` is the number of consumer threads, as in ``runserver`` and
+``chanlite serve`` (``--threads`` is its deprecated spelling).
 
 SIGTERM or SIGINT: stop taking messages, let running consumers finish (up to
 ``--drain-timeout``), exit 0 — so deploying new code is "restart workers one
@@ -32,9 +35,13 @@ class Command(BaseCommand):
         "Run chanlite consumers: receive from the channels the layer's ROUTING names "
         "and run their consumers on a pool of threads until SIGTERM/SIGINT."
     )
-    requires_system_checks: list[str] = []
+    # Checks run first (a routing that cannot be imported, a bad CONFIG...),
+    # as for runserver; --skip-checks skips them.
+    requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
+        from chanlite.server.options import add_worker_option, deprecated_alias, show_defaults
+
         parser.add_argument(
             "--layer", default=DEFAULT_CHANNEL_LAYER,
             help="CHANNEL_LAYERS alias to use (default: %(default)s).",
@@ -42,20 +49,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-channels", action="append", nargs="+", metavar="GLOB",
             help="Only take messages from channels matching these globs (repeatable), "
-            "e.g. --only-channels 'websocket.*' 'http.*'.",
+            "e.g. --only-channels 'websocket.*' 'http.*' (default: every routed channel).",
         )
         parser.add_argument(
             "--exclude-channels", action="append", nargs="+", metavar="GLOB",
-            help="Never take messages from channels matching these globs (repeatable).",
+            help="Never take messages from channels matching these globs (repeatable) "
+            "(default: none excluded).",
         )
-        parser.add_argument(
-            "--threads", type=int, default=4,
-            help="Consumer threads in this process (default: %(default)s).",
-        )
+        add_worker_option(parser, 4, "4")
+        deprecated_alias(parser, "--threads", "--workers", dest="workers")
         parser.add_argument(
             "--drain-timeout", type=float, default=30.0,
             help="Seconds to let running consumers finish after SIGTERM (default: %(default)s).",
         )
+        show_defaults(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         from chanlite.layers import get_channel_layer
@@ -64,8 +71,8 @@ class Command(BaseCommand):
         from chanlite.worker import GracefulShutdown, WorkerPool
 
         alias = options["layer"]
-        if options["threads"] < 1:
-            raise CommandError(f"--threads must be at least 1, not {options['threads']}")
+        if options["workers"] < 1:
+            raise CommandError(f"--workers must be at least 1, not {options['workers']}")
         try:
             router = get_router(alias)  # first: a routing error should not create a layer
             layer = get_channel_layer(alias)
@@ -81,7 +88,7 @@ class Command(BaseCommand):
             )
         try:
             pool = WorkerPool(
-                layer, router, threads=options["threads"],
+                layer, router, threads=options["workers"],
                 only_channels=_flatten(options["only_channels"]),
                 exclude_channels=_flatten(options["exclude_channels"]),
             )
@@ -91,7 +98,7 @@ class Command(BaseCommand):
         shutdown.install()
         pool.start()
         self.stdout.write(
-            f"Worker: {options['threads']} thread(s) on layer {alias!r} listening on "
+            f"Worker: {options['workers']} consumer thread(s) on layer {alias!r} listening on "
             f"{', '.join(pool.channels)}"
         )
         self.stdout.flush()
@@ -100,6 +107,8 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         drained = shutdown.wait(on_stopping=stopping)
+        if pool.failure:
+            raise CommandError(f"Worker: stopped because {pool.failure}")
         if drained:
             self.stdout.write("Worker: stopped; every running consumer finished")
         else:
