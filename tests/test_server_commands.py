@@ -186,12 +186,12 @@ def test_runserver_runs_the_delay_service_and_nodelay_turns_it_off(processes):
 def test_chanlite_serve_runs_the_delay_service_and_nodelay_turns_it_off(processes):
     proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
                       "--port", "0"])
-    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    port = int(proc.wait_for(r" at http://127\.0\.0\.1:(\d+)/").group(1))
     assert _delayed_round_trip(port) == "later: hi"
     assert proc.stop() == 0
 
     proc = processes(["-m", "chanlite.server", "serve", "tests.server_asgi:channel_layer",
                       "--port", "0", "--nodelay"])
-    port = int(proc.wait_for(r"listening on \('127\.0\.0\.1', (\d+)\)").group(1))
+    port = int(proc.wait_for(r" at http://127\.0\.0\.1:(\d+)/").group(1))
     _nothing_takes_delay_requests(port)
     assert proc.stop() == 0

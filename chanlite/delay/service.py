@@ -226,8 +226,10 @@ class DelayService:
         self._wake = self.layer.new_channel("chanlite.delay.wake?")
         listen = [DELAY_CHANNEL, self._wake]
         self.load()
-        logger.info("delay: listening on %s (%d message(s) scheduled, store %r)",
-                    DELAY_CHANNEL, self.pending, self.store)
+        # debug: the commands print one banner (rundelay its own line; the
+        # servers one "listening" line for everything they run)
+        logger.debug("delay: listening on %s (%d message(s) scheduled, store %r)",
+                     DELAY_CHANNEL, self.pending, self.store)
         while not self._stopping.is_set():
             try:
                 self.deliver_due()
