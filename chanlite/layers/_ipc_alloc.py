@@ -188,7 +188,7 @@ class Allocator(Segment):
         mm = self.mm
         for k in range(MIN_ORDER, QUICK_MAX_ORDER + 1):
             qh = H_QHEADS + 8 * k
-            while True:
+            for _ in range((self.heapsize >> k) + 1):  # a cycle must not hang
                 (q,) = _Q.unpack_from(mm, qh)
                 if not q:
                     break
@@ -198,6 +198,8 @@ class Allocator(Segment):
                 _BB.pack_into(mm, q, k, USED)
                 self._buddy_free(q, k)
                 self.commit()
+            else:
+                raise self.corrupt(f"quick list {k} is longer than the heap")
 
     def carve_heap(self) -> None:
         """Make the whole heap free: largest aligned power-of-two blocks first."""

@@ -27,6 +27,7 @@ import posix_ipc
 from ._ipc_alloc import MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED, Allocator
 from ._ipc_groups import GroupsMixin
 from ._ipc_segment import (
+    ENTRY,
     H_FLUSHING,
     H_JLEN,
     H_PUSHES,
@@ -36,12 +37,14 @@ from ._ipc_segment import (
     MAX_WAITERS,
     WORD,
     IPCMemoryFull,
+    IPCPermissionError,
+    _check_trust,
+    logger,
     semaphore_name,
 )
 
 __all__ = ["ENTRY", "Store", "name_key"]
 
-ENTRY = 160
 _NAME = 48
 _I = struct.Struct("<I")
 _Q = struct.Struct("<Q")
@@ -80,31 +83,48 @@ class Store(GroupsMixin, Allocator):
     """The layer's shared data structures; every method expects the lock held."""
 
     _bells: dict[int, posix_ipc.Semaphore] | None = None
-    #: waiter bits collected by pushes under the lock, rung after unlocking
-    rings = 0
 
     def bell(self, slot: int) -> posix_ipc.Semaphore:
-        """The doorbell semaphore of waiter ``slot`` (opened once per process)."""
+        """The doorbell semaphore of waiter ``slot`` (opened once per process).
+
+        Created exclusively with the layer's ``mode``; an existing one is
+        used only if this uid owns it with no wider mode (else another user
+        could keep receivers awake or watch them).
+        """
         bells = self._bells
         if bells is None:
             bells = self._bells = {}
         sem = bells.get(slot)
         if sem is None:
-            sem = bells[slot] = posix_ipc.Semaphore(
-                semaphore_name(self.prefix, slot), posix_ipc.O_CREAT, mode=0o600
-            )
+            name = semaphore_name(self.prefix, slot)
+            path = f"/dev/shm/sem.{name[1:]}"
+            try:
+                sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=self.mode)
+                os.chmod(path, self.mode)  # the configured bits, whatever the umask
+            except posix_ipc.ExistentialError:
+                try:
+                    sem = posix_ipc.Semaphore(name, posix_ipc.O_CREAT, mode=self.mode)
+                except posix_ipc.PermissionsError as exc:
+                    raise IPCPermissionError(
+                        f"{path} belongs to another user ({exc}); remove it or choose "
+                        "another 'prefix'") from None
+                _check_trust(os.stat(path), path, self.mode)
+            bells[slot] = sem
         return sem
 
     def ring(self, slot: int) -> None:
         """Wake waiter ``slot``; a dead waiter's bell just costs a spurious wake."""
-        self.bell(slot).release()
+        try:
+            self.bell(slot).release()
+        except IPCPermissionError as exc:  # the message is queued; its receiver polls
+            logger.error("%s", exc)
 
     def _find(self, base: int, mask: int, key: bytes, h: int) -> int:
         """The entry of ``key``, or minus the empty slot where it would go."""
         mm = self.mm
         i = h & mask
         n = len(key)
-        while True:
+        for _ in range(mask + 1):
             e = base + i * ENTRY
             eh, en = _HIB.unpack_from(mm, e)
             if eh == 0:
@@ -112,6 +132,7 @@ class Store(GroupsMixin, Allocator):
             if eh == h and en == n and mm[e + _NAME : e + _NAME + n] == key:
                 return e
             i = (i + 1) & mask
+        raise self.corrupt("a hash table has no empty slot")  # it is at most 3/4 full
 
     def _insert(self, e: int, used_at: int, limit: int, key: bytes, h: int, what: str) -> int:
         mm = self.mm
@@ -137,7 +158,7 @@ class Store(GroupsMixin, Allocator):
         self.save(used_at, 4)
         _I.pack_into(mm, used_at, _I.unpack_from(mm, used_at)[0] - 1)
         i = j = (e - base) // ENTRY
-        while True:
+        for _ in range(mask + 1):
             j = (j + 1) & mask
             ej = base + j * ENTRY
             (hj,) = _I.unpack_from(mm, ej)
@@ -150,6 +171,8 @@ class Store(GroupsMixin, Allocator):
             self.save(ei, ENTRY)
             mm[ei : ei + ENTRY] = mm[ej : ej + ENTRY]
             i = j
+        else:
+            raise self.corrupt("a hash table has no empty slot")
         ei = base + i * ENTRY
         self.save(ei, 4)
         _I.pack_into(mm, ei, 0)
@@ -226,7 +249,7 @@ class Store(GroupsMixin, Allocator):
             start += n
         mm[start : start + dlen] = data
         if e < 0:
-            e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+            e = self._insert(-e, H_QUSED, self.qmax, qkey, qh, "channels")
             head = tail = count = full = 0
             masks = 0
         else:
@@ -403,7 +426,7 @@ class Store(GroupsMixin, Allocator):
             if e < 0:
                 if not on:
                     continue
-                e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+                e = self._insert(-e, H_QUSED, self.qmax, qkey, qh, "channels")
             m0, m1 = _QQ.unpack_from(mm, e + 32)
             masks = m0 | (m1 << 64)
             new = masks | bit if on else masks & ~bit
@@ -444,10 +467,13 @@ class Store(GroupsMixin, Allocator):
         return dump(self)
 
     def check(self) -> dict[str, int]:
-        """Verify every invariant; raises ``AssertionError`` (see :mod:`._ipc_diag`)."""
+        """Verify every invariant; raises ``IPCCorrupt`` (see :mod:`._ipc_diag`)."""
         from ._ipc_diag import check
 
-        return check(self)
+        try:
+            return check(self)
+        except AssertionError as exc:
+            raise self.corrupt(str(exc)) from exc
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,11 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
   bounded structures make each operation independent of the backlog;
 * the mutex is a robust pthread mutex the kernel hands over when its holder
   dies, and every change is journaled, so a SIGKILLed process neither blocks
-  nor corrupts the others;
+  nor corrupts the others; every critical section ends in
+  ``except BaseException as exc: raise store.failed(exc)``, so an exception
+  (KeyboardInterrupt, SystemExit, a bug) at any line is as harmless;
+* a segment is used only if this uid made it with no wider mode than
+  ``mode``, and its header must match its layout (``IPCCorrupt`` otherwise);
 * a blocked receiver sleeps on its own POSIX semaphore ("doorbell"),
   registered on the queues it waits for; a sender rings the doorbells of a
   queue's waiters, so nobody polls.
@@ -29,17 +33,24 @@ import posix_ipc
 
 from ._ipc_segment import (
     CLEAN,
+    DEFAULT_MODE,
     FORMAT_VERSION,
     H_FLUSHING,
     H_WAITERS,
+    JOURNAL_SIZE,
     MAX_WAITERS,
     WORD2,
+    IPCCorrupt,
     IPCError,
     IPCFormatError,
+    IPCLockTimeout,
     IPCMemoryFull,
+    IPCPermissionError,
     check_prefix,
+    layout,
     remove_prefix,
     segment_name,
+    table_slots,
 )
 from ._ipc_segment import _mutex_trylock as _trylock
 from ._ipc_store import Store, name_key
@@ -48,10 +59,14 @@ from .names import queue_for_send
 
 __all__ = [
     "DEFAULT_MEMORY",
+    "DEFAULT_MODE",
     "IPCChannelLayer",
+    "IPCCorrupt",
     "IPCError",
     "IPCFormatError",
+    "IPCLockTimeout",
     "IPCMemoryFull",
+    "IPCPermissionError",
     "remove_prefix",
 ]
 
@@ -72,13 +87,13 @@ _registry: dict[str, tuple[Store, int]] = {}
 _registry_lock = threading.Lock()
 
 
-def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int) -> Store:
+def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int, mode: int) -> Store:
     """One Store per prefix per process: one mapping, one doorbell cache and
     one journal cursor (used only by the thread holding the mutex)."""
     with _registry_lock:
         store, refs = _registry.get(prefix, (None, 0))
         if store is None:
-            store = Store(prefix, memory, max_channels, max_groups)
+            store = Store(prefix, memory, max_channels, max_groups, mode=mode)
         _registry[prefix] = (store, refs + 1)
         return store
 
@@ -130,6 +145,14 @@ class IPCChannelLayer(BaseChannelLayer):
             to nothing, restored by a quick wake-up. Replies and streams
             then skip two sleeps and wake-ups (W4 p50 ~95 -> ~32 µs); a
             receiver waiting long spins once. 0 never spins.
+        mode: permission bits of the segment and doorbells this layer
+            creates (default 0o600: this user only); an existing segment
+            owned by another uid or with wider bits is refused.
+        lock_timeout: seconds an operation may wait for the segment lock
+            held by a live process before raising ``IPCLockTimeout``
+            ("segment locked by pid N for X s"); None (default) waits,
+            logging a warning every 10 s. A dead holder never makes anyone
+            wait: its lock is handed over and its operation undone.
     """
 
     IPCMemoryFull = IPCMemoryFull
@@ -145,6 +168,8 @@ class IPCChannelLayer(BaseChannelLayer):
         max_channels: int = 8192,
         max_groups: int = 2048,
         spin: float = 0.0002,
+        mode: int = DEFAULT_MODE,
+        lock_timeout: float | None = None,
         **config: Any,
     ) -> None:
         super().__init__(
@@ -158,21 +183,44 @@ class IPCChannelLayer(BaseChannelLayer):
         _check_size("memory", memory, 1 << 20, 1 << 40)
         _check_size("max_channels", max_channels, 1, 1 << 20)
         _check_size("max_groups", max_groups, 1, 1 << 20)
-        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups)
-        store = self._store
-        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
-        if needed > store.maxord:
-            self.close()
+        if type(mode) is not int or mode & 0o600 != 0o600 or mode & ~0o777:
+            raise ValueError(f"mode must be permission bits including 0o600 (owner read "
+                             f"and write), e.g. 0o600 or 0o660, not {mode!r}")
+        if lock_timeout is not None and (type(lock_timeout) not in (int, float)
+                                         or not lock_timeout > 0):
+            raise ValueError(f"lock_timeout must be None or seconds > 0, not {lock_timeout!r}")
+        if type(spin) not in (int, float) or not 0 <= spin <= 0.01:
+            raise ValueError(f"spin must be between 0 and 0.01 seconds, not {spin!r}")
+        # Every check that can fail comes before the segment is created, so
+        # a refused configuration leaves nothing behind in /dev/shm.
+        heap, _, maxord = layout(memory, *table_slots(max_channels, max_groups), JOURNAL_SIZE)[2:]
+        if heap + 4096 > memory:
             raise ValueError(
-                f"the IPC segment for prefix {prefix!r} ({store.size} bytes) cannot hold "
+                f"memory={memory} is too small for max_channels={max_channels} and "
+                f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
+            )
+        self._check_message_fits(maxord, memory)
+        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups, mode)
+        store = self._store
+        try:
+            self._check_message_fits(store.maxord, store.size)  # an existing, smaller segment
+        except ValueError:
+            self.close()
+            raise
+        if lock_timeout is not None:
+            store.lock_timeout = lock_timeout
+        self._keys: dict[str, tuple[bytes, int]] = {}
+        self.spin = float(spin)
+        self._spin = self.spin  # adaptive budget: halves on a miss
+
+    def _check_message_fits(self, maxord: int, size: int) -> None:
+        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
+        if needed > maxord:
+            raise ValueError(
+                f"the IPC segment for prefix {self.prefix!r} ({size} bytes) cannot hold "
                 f"a message of max_message_size={self.max_message_size} bytes; raise "
                 "'memory' (and remove the old segment) or lower 'max_message_size'"
             )
-        self._keys: dict[str, tuple[bytes, int]] = {}
-        if type(spin) not in (int, float) or not 0 <= spin <= 0.01:
-            raise ValueError(f"spin must be between 0 and 0.01 seconds, not {spin!r}")
-        self.spin = float(spin)
-        self._spin = self.spin  # adaptive budget: halves on a miss
 
     # ------------------------------------------------------------ helpers
 
@@ -186,18 +234,23 @@ class IPCChannelLayer(BaseChannelLayer):
             return key
 
     def _locked(self, method: str, *args: Any) -> Any:
-        """Run a store operation under the lock; undo it if it raises."""
+        """Run a store operation under the lock; undo it if anything raises.
+
+        The shape of every critical section in this module: lock, operate
+        and unlock inside one ``try``, and ``raise store.failed(exc)`` — an
+        exception at any point (even between the lock and the ``try`` of a
+        naive version, or in the unlock line) is undone and the lock released.
+        """
         store = self._store
         if store is None:
             raise IPCError(f"{self!r} is closed")
-        store.lock()
         try:
-            return getattr(store, method)(*args)
-        except BaseException:
-            store.abort()
-            raise
-        finally:
+            store.lock()
+            result = getattr(store, method)(*args)
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904 - failed() chains what it converts
+        return result
 
     # ---------------------------------------------------------- storage
 
@@ -205,21 +258,18 @@ class IPCChannelLayer(BaseChannelLayer):
         key = self._keys.get(queue) or self._key(queue)
         chan = b"" if channel == queue else channel.encode("ascii")
         store = self._store
-        # store.lock(), inlined (the uncontended case of every send)
-        err = _trylock(store._mref)
-        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-            store.lock_slow(err)
         try:
+            # store.lock(), inlined (the uncontended case of every send)
+            err = _trylock(store._mref)
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
             ok = store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
             rings = store.rings
             if rings:
                 store.rings = 0
-        except BaseException:
-            store.rings = 0
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if rings:
             store.ring_mask(rings)
         return ok
@@ -227,8 +277,8 @@ class IPCChannelLayer(BaseChannelLayer):
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
         now = expires - self.expiry
         store = self._store
-        store.lock()
         try:
+            store.lock()
             for channel in channels:
                 queue = queue_for_send(channel)
                 qkey, qh = self._key(queue)
@@ -238,12 +288,9 @@ class IPCChannelLayer(BaseChannelLayer):
                 except IPCMemoryFull:  # like a full member: skipped, never an error
                     store.abort()
             rings, store.rings = store.rings, 0
-        except BaseException:
-            store.rings = 0
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if rings:
             store.ring_mask(rings)
 
@@ -263,21 +310,21 @@ class IPCChannelLayer(BaseChannelLayer):
         spin = block and self._spin and (timeout is None or timeout > 0)
         if block and not spin:
             return self._wait(store, queues, keys, timeout)
-        # store.lock(), inlined (the uncontended case of every receive)
-        err = _trylock(store._mref)
-        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-            store.lock_slow(err)
         try:
+            # store.lock(), inlined (the uncontended case of every receive)
+            err = _trylock(store._mref)
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
             got = store.pop(keys, self.clock())
             if got is None and spin:
                 pushes = store.pushes()
-        except BaseException:
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if got is not None:
-            return (got[1].decode("ascii") or queues[got[0]]), got[2]
+            # (a forged name is shown, not trusted: the message itself is
+            # checked by BaseChannelLayer.receive)
+            return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
         if spin:
             return self._wait(store, queues, keys, timeout, pushes)
         return None
@@ -306,35 +353,34 @@ class IPCChannelLayer(BaseChannelLayer):
                     skip = False
                     got = None
                 else:
-                    err = _trylock(store._mref)  # store.lock(), inlined
-                    if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                        store.lock_slow(err)
                     try:
-                        got = store.pop(keys, self.clock())
-                        if got is not None:
-                            if slot >= 0:
-                                store.release_waiter(slot, keys)
-                                slot = -1
-                        elif spin and (timeout is None or timeout > 0):
-                            pushes = store.pushes()
-                        else:
-                            if slot < 0:
-                                slot = store.claim_waiter()
-                            if slot >= 0:
-                                store.set_waiting(slot, keys, True)
-                                registered = True
-                    except IPCMemoryFull:  # no table room to register: poll instead
-                        store.abort()
-                        got = None
-                    except BaseException:
-                        store.abort()
-                        raise
-                    finally:
+                        err = _trylock(store._mref)  # store.lock(), inlined
+                        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                            store.lock_slow(err)
+                        try:
+                            got = store.pop(keys, self.clock())
+                            if got is not None:
+                                if slot >= 0:
+                                    store.release_waiter(slot, keys)
+                                    slot = -1
+                            elif spin and (timeout is None or timeout > 0):
+                                pushes = store.pushes()
+                            else:
+                                if slot < 0:
+                                    slot = store.claim_waiter()
+                                if slot >= 0:
+                                    store.set_waiting(slot, keys, True)
+                                    registered = True
+                        except IPCMemoryFull:  # no table room to register: poll instead
+                            store.abort()
+                            got = None
                         store.unlock()
+                    except BaseException as exc:
+                        raise store.failed(exc)  # noqa: B904
                 if got is not None:
                     if slept_at and time.perf_counter() - slept_at < self.spin:
                         self._spin = self.spin  # a quick answer: spin next time
-                    return (got[1].decode("ascii") or queues[got[0]]), got[2]
+                    return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
                 if spin and (timeout is None or timeout > 0):
                     # Adaptive spin, once per call: watch the push counter (no
                     # lock, no syscall); a stream's or a reply's next message
@@ -411,9 +457,9 @@ class IPCChannelLayer(BaseChannelLayer):
                 "heap_bytes": store.heapsize,
                 "heap_free_bytes": free,
                 "channels": qused,
-                "max_channels": store.qslots * 3 // 4,
+                "max_channels": store.qmax,
                 "groups": gused,
-                "max_groups": store.gslots * 3 // 4,
+                "max_groups": store.gmax,
                 "blocked_receivers": waiters,
                 "recoveries": store.recoveries,
             }
@@ -421,7 +467,7 @@ class IPCChannelLayer(BaseChannelLayer):
         return self._call_locked(read)
 
     def check(self) -> dict[str, int]:
-        """Verify every invariant of the shared store; raises AssertionError."""
+        """Verify every invariant of the shared store; raises ``IPCCorrupt``."""
         return self._locked("check")
 
     def dump(self) -> dict[str, dict[str, list[tuple]]]:
@@ -432,11 +478,13 @@ class IPCChannelLayer(BaseChannelLayer):
         store = self._store
         if store is None:
             raise IPCError(f"{self!r} is closed")
-        store.lock()
         try:
-            return fn(store)
-        finally:
+            store.lock()
+            result = fn(store)
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
+        return result
 
     def close(self) -> None:
         """Detach from the segment (it stays for the other processes)."""
