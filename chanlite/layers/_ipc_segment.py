@@ -343,9 +343,9 @@ def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
 
 def _describe_holder(tid: int, pid: int | None, waited: float, path: str) -> str:
     return (
-        f"{path}: segment locked by pid {pid} (thread {tid}) for {waited:.1f}s; if that "
-        f"process is stuck, stop it (kill {pid}): the next locker then undoes its "
-        "half-done operation"
+        f"{path}: segment locked by pid {pid} for {waited:.1f}s (by its thread {tid}); "
+        f"if that process is stuck, stop it (kill {pid}): the next locker then undoes "
+        "its half-done operation"
     )
 
 
@@ -672,7 +672,7 @@ class Segment:
         from the segment's bytes becomes :class:`IPCCorrupt`.
         """
         self.release_if_held()
-        if isinstance(exc, (struct.error, IndexError, ValueError, OverflowError)) and not (
+        if isinstance(exc, (struct.error, IndexError, ValueError, OverflowError, AssertionError)) and not (
                 isinstance(exc, IPCError)):
             error = self.corrupt(f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc

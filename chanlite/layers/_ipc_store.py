@@ -311,7 +311,7 @@ class Store(GroupsMixin, Allocator):
             head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
             if head:
                 k, _, n, dlen, nxt, expires = _BMSG.unpack_from(mm, head)
-                if expires > now and k <= QUICK_MAX_ORDER and (
+                if expires > now and MIN_ORDER <= k <= QUICK_MAX_ORDER and 24 + n + dlen <= 1 << k and (
                     count > 1 or _I.unpack_from(mm, H_QUSED)[0] * 4 <= self.qslots  # not crowded
                 ):
                     # The hot path: the entry, the quick-list head and the
@@ -340,6 +340,8 @@ class Store(GroupsMixin, Allocator):
                     if expires > now:
                         n = mm[head + 2]
                         (dlen,) = _I.unpack_from(mm, head + 4)
+                        if 24 + n + dlen > 1 << self.block_order(head):
+                            raise self.corrupt(f"message block {head} is shorter than its contents")
                         start = head + 24
                         got = (index, mm[start : start + n] if n else b"",
                                mm[start + n : start + n + dlen])

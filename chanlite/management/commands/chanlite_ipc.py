@@ -1,12 +1,16 @@
 """``manage.py chanlite_ipc``: inspect, check, flush or remove an IPC layer's segment.
 
-    manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX]
+    manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX] [--wait SECONDS]
                            (--stats | --check | --flush | --remove)
 
 The IPC layer keeps everything in ``/dev/shm/chanlite.<prefix>`` plus one
 doorbell semaphore per blocked receiver (``/dev/shm/sem.chanlite.<prefix>.w*``).
 They outlive the processes on purpose (queued messages survive a restart);
 this command is how an operator looks inside and cleans up.
+
+It never hangs: it waits at most ``--wait`` seconds for a segment lock held
+by a live process, then reports "segment locked by pid N for X s" and how to
+free it; a corrupt segment is reported (``IPCCorrupt``) with the way out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chanlite.layers import layer_settings
 from chanlite.layers._ipc_segment import segment_name as _segment_name
-from chanlite.layers.ipc import IPCChannelLayer, IPCError
+from chanlite.layers.ipc import DEFAULT_MODE, IPCChannelLayer, IPCCorrupt, IPCError
 
 
 class Command(BaseCommand):
@@ -34,6 +38,9 @@ class Command(BaseCommand):
                            help="CHANNEL_LAYERS alias whose CONFIG names the prefix "
                            "(default: %(default)s).")
         where.add_argument("--prefix", help="IPC prefix to act on (overrides --layer).")
+        parser.add_argument("--wait", type=float, default=5.0,
+                            help="Seconds to wait for a segment locked by another process "
+                            "before reporting who holds it (default: %(default)s).")
         action = parser.add_mutually_exclusive_group(required=True)
         action.add_argument("--stats", action="store_true",
                             help="Print segment figures and the queued messages per channel.")
@@ -46,9 +53,10 @@ class Command(BaseCommand):
                             "every process using the prefix first: running ones keep a "
                             "private copy nobody else sees.")
 
-    def _prefix(self, options: dict[str, Any]) -> str:
+    def _config(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The layer's CONFIG (only ``prefix``, when given --prefix)."""
         if options["prefix"]:
-            return options["prefix"]
+            return {"prefix": options["prefix"]}
         alias = options["layer"]
         entry = layer_settings(alias)
         backend = entry["BACKEND"]
@@ -57,11 +65,14 @@ class Command(BaseCommand):
                 f"CHANNEL_LAYERS[{alias!r}] uses {backend}, not the IPC layer; "
                 "pass --prefix or --layer naming an IPC layer"
             )
-        return entry.get("CONFIG", {}).get("prefix", "chanlite")
+        return {"prefix": "chanlite", **entry.get("CONFIG", {})}
 
     def handle(self, *args: Any, **options: Any) -> None:
-        prefix = self._prefix(options)
+        config = self._config(options)
+        prefix = config["prefix"]
         segment = f"/dev/shm{_segment_name(prefix)}"
+        if not options["wait"] > 0:
+            raise CommandError("--wait must be a number of seconds above 0")
         if options["remove"]:
             existed = IPCChannelLayer.remove_prefix(prefix)
             self.stdout.write(f"removed {segment}" if existed else f"{segment} did not exist; "
@@ -72,7 +83,8 @@ class Command(BaseCommand):
         except posix_ipc.ExistentialError:
             raise CommandError(f"no IPC segment {segment} (prefix {prefix!r})") from None
         try:
-            layer = IPCChannelLayer(prefix=prefix)
+            layer = IPCChannelLayer(prefix=prefix, mode=config.get("mode", DEFAULT_MODE),
+                                    lock_timeout=options["wait"])
         except (IPCError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         try:
@@ -80,13 +92,14 @@ class Command(BaseCommand):
                 layer.flush()
                 self.stdout.write(f"flushed {segment}")
             elif options["check"]:
-                try:
-                    figures = layer.check()
-                except AssertionError as exc:
-                    raise CommandError(f"{segment} is inconsistent: {exc}") from exc
+                figures = layer.check()
                 self.stdout.write(f"{segment} is consistent: {figures}")
             else:
                 self._stats(layer)
+        except IPCCorrupt as exc:
+            raise CommandError(f"{segment} is inconsistent: {exc}") from exc
+        except IPCError as exc:  # IPCLockTimeout: who holds it, and how to free it
+            raise CommandError(str(exc)) from exc
         finally:
             layer.close()
 
