@@ -82,7 +82,7 @@ def name_key(name: str) -> tuple[bytes, int]:
 class Store(GroupsMixin, Allocator):
     """The layer's shared data structures; every method expects the lock held."""
 
-    _bells: dict[int, posix_ipc.Semaphore] | None = None
+    _bells: dict[int, posix_ipc.Semaphore | IPCPermissionError] | None = None
 
     def bell(self, slot: int) -> posix_ipc.Semaphore:
         """The doorbell semaphore of waiter ``slot`` (opened once per process).
@@ -96,28 +96,40 @@ class Store(GroupsMixin, Allocator):
             bells = self._bells = {}
         sem = bells.get(slot)
         if sem is None:
-            name = semaphore_name(self.prefix, slot)
-            path = f"/dev/shm/sem.{name[1:]}"
-            try:
-                sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=self.mode)
-                os.chmod(path, self.mode)  # the configured bits, whatever the umask
-            except posix_ipc.ExistentialError:
-                try:
-                    sem = posix_ipc.Semaphore(name, posix_ipc.O_CREAT, mode=self.mode)
-                except posix_ipc.PermissionsError as exc:
-                    raise IPCPermissionError(
-                        f"{path} belongs to another user ({exc}); remove it or choose "
-                        "another 'prefix'") from None
-                _check_trust(os.stat(path), path, self.mode)
-            bells[slot] = sem
+            sem = bells[slot] = self._open_bell(slot)
+        if type(sem) is IPCPermissionError:
+            raise sem
         return sem
+
+    def _open_bell(self, slot: int) -> posix_ipc.Semaphore | IPCPermissionError:
+        """The doorbell, or (logged once per process) why it is not trusted."""
+        name = semaphore_name(self.prefix, slot)
+        path = f"/dev/shm/sem.{name[1:]}"
+        try:
+            sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=self.mode)
+            os.chmod(path, self.mode)  # the configured bits, whatever the umask
+            return sem
+        except posix_ipc.ExistentialError:
+            pass
+        try:
+            sem = posix_ipc.Semaphore(name, posix_ipc.O_CREAT, mode=self.mode)
+            _check_trust(os.stat(path), path, self.mode)
+            return sem
+        except posix_ipc.PermissionsError as exc:
+            error = IPCPermissionError(f"{path} belongs to another user ({exc}); remove "
+                                       "it or choose another 'prefix'")
+        except IPCPermissionError as exc:
+            sem.close()
+            error = exc
+        logger.error("%s; a receiver given this waiter slot polls every 5 ms instead", error)
+        return error
 
     def ring(self, slot: int) -> None:
         """Wake waiter ``slot``; a dead waiter's bell just costs a spurious wake."""
         try:
             self.bell(slot).release()
-        except IPCPermissionError as exc:  # the message is queued; its receiver polls
-            logger.error("%s", exc)
+        except IPCPermissionError:  # logged once; that receiver polls
+            pass
 
     def _find(self, base: int, mask: int, key: bytes, h: int) -> int:
         """The entry of ``key``, or minus the empty slot where it would go."""

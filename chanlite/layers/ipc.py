@@ -407,6 +407,9 @@ class IPCChannelLayer(BaseChannelLayer):
                         store.bell(slot).acquire(wait)
                     except (posix_ipc.BusyError, posix_ipc.SignalError):
                         pass  # timed out or interrupted: check once more
+                    except IPCPermissionError:  # a planted doorbell (logged): poll
+                        time.sleep(POLL_INTERVAL if remaining is None
+                                   else min(remaining, POLL_INTERVAL))
                 else:
                     time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
         finally:
