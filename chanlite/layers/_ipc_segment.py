@@ -7,7 +7,7 @@ Why this shape (see docs/architecture.md, "IPC layer"):
   layout, allocator state, waiter slots), an undo journal, the queue table,
   the group table and the heap of message blocks. No pickling, no resizing.
 * **The mutex is a robust, process-shared pthread mutex in the header**
-  (through ctypes). When its holder dies the kernel hands it to the next
+  (:mod:`._ipc_mutex`). When its holder dies the kernel hands it to the next
   locker with EOWNERDEAD, so a SIGKILLed process can never freeze the others
   the way a semaphore-as-mutex did in asgi_ipc. An fcntl lock on the fd
   serialises only the creation of the segment.
@@ -54,6 +54,21 @@ import weakref
 
 import posix_ipc
 
+from ._ipc_mutex import (
+    LOCK_SLICE,
+    LOCK_SPINS,
+    LOCK_WARN_AFTER,
+    LOCK_WORD,
+    MUTEX_SIZE,
+    TID_MASK,
+    deadline_in,
+    init_mutex,
+    mutex_consistent,
+    mutex_timedlock,
+    mutex_trylock,
+    mutex_unlock,
+    thread_pid,
+)
 from .base import ChannelFull
 
 __all__ = [
@@ -111,8 +126,7 @@ H_BITMAP = 256  # u64 buddy free lists that are non-empty
 H_HEADS = 264  # u64[64] buddy free list heads
 H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
 H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
-H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= 64 bytes)
-MUTEX_SIZE = 64
+H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= MUTEX_SIZE bytes)
 HEADER_SIZE = 4096
 ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
 
@@ -129,97 +143,11 @@ _QI = struct.Struct("<QI")
 _JENTRY = 12
 
 
-# The mutex: a process-shared *robust* pthread mutex inside the segment,
-# called through ctypes (no compiled code of ours). Uncontended it never
-# enters the kernel; when its owner dies the kernel hands it to the next
-# locker with EOWNERDEAD, which rolls the journal back and goes on.
-_libc = ctypes.CDLL(None, use_errno=True)
-_mutex_lock = _libc.pthread_mutex_lock
-_mutex_unlock = _libc.pthread_mutex_unlock
-for _fn in (_mutex_lock, _mutex_unlock, _libc.pthread_mutex_consistent):
-    _fn.argtypes = [ctypes.c_void_p]
-    _fn.restype = ctypes.c_int
-# trylock and unlock never block: call them without releasing the GIL. They
-# are called with a ctypes.byref() of the mutex and *no* argtypes: ctypes
-# then passes the pointer as is instead of converting a Python int through
-# c_void_p.from_param on every call (0.63 -> 0.36 µs per lock+unlock pair).
-_pylibc = ctypes.PyDLL(None)
-_mutex_trylock = _pylibc.pthread_mutex_trylock
-_mutex_unlock_fast = _pylibc.pthread_mutex_unlock
-for _fn in (_mutex_trylock, _mutex_unlock_fast):
-    _fn.restype = ctypes.c_int
-_EBUSY = errno.EBUSY
-#: trylock attempts before sleeping on a busy mutex
-LOCK_SPINS = 20
-_libc.pthread_mutex_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_libc.pthread_mutexattr_setpshared.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_libc.pthread_mutexattr_setrobust.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_libc.pthread_mutexattr_settype.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_libc.pthread_mutexattr_init.argtypes = [ctypes.c_void_p]
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-# timedlock sleeps (ctypes.CDLL releases the GIL); an absolute CLOCK_REALTIME
-# deadline. With a deadline in the past it never sleeps: that is how
-# failed() asks "do I hold this mutex?" (EDEADLK) without blocking.
-_mutex_timedlock = _libc.pthread_mutex_timedlock
-_mutex_timedlock.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Timespec)]
-_mutex_timedlock.restype = ctypes.c_int
-_PAST = ctypes.byref(_Timespec(0, 0))
-#: seconds of one slice of a blocking lock wait (between holder checks)
-LOCK_SLICE = 1.0
-#: a holder keeping the lock this long is logged (then every such interval)
-LOCK_WARN_AFTER = 10.0
-_TID_MASK = 0x3FFFFFFF  # the kernel's robust-futex protocol: owner tid in the low bits
-
-
-def _mutex_attr() -> ctypes.Array:
-    attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4-8 bytes
-    errors = [
-        _libc.pthread_mutexattr_init(attr),
-        _libc.pthread_mutexattr_setpshared(attr, 1),  # PTHREAD_PROCESS_SHARED
-        _libc.pthread_mutexattr_setrobust(attr, 1),  # PTHREAD_MUTEX_ROBUST
-        # ERRORCHECK: relocking by the holder answers EDEADLK instead of
-        # deadlocking, and unlocking by a non-holder EPERM (see failed())
-        _libc.pthread_mutexattr_settype(attr, 2),  # PTHREAD_MUTEX_ERRORCHECK
-    ]
-    failed = [err for err in errors if err]
-    if failed:
-        raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(failed[0])}")
-    return attr
-
-
-def _init_mutex(mm: mmap.mmap) -> None:
-    view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
-    err = _libc.pthread_mutex_init(ctypes.addressof(view), _mutex_attr())
-    view = None  # release the export so the mapping can be closed
-    if err:
-        raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(err)}")
-
-
-def _find_lock_word() -> int:
-    """Offset of the futex word (holder's thread id) inside a pthread mutex.
-
-    The kernel's robust-futex protocol requires the holder's tid in that
-    word (glibc puts it at 0, musl at 4): found once by locking a private
-    mutex, so no libc layout is assumed.
-    """
-    mutex = ctypes.create_string_buffer(MUTEX_SIZE)
-    _libc.pthread_mutex_init(mutex, _mutex_attr())
-    _libc.pthread_mutex_lock(mutex)
-    tid = threading.get_native_id()
-    words = struct.unpack(f"<{MUTEX_SIZE // 4}I", mutex.raw)
-    _libc.pthread_mutex_unlock(mutex)
-    for index, word in enumerate(words):
-        if word & _TID_MASK == tid:
-            return index * 4
-    raise IPCError("cannot find the owner thread id in a locked pthread mutex")
-
-
-_LOCK_WORD = H_MUTEX + _find_lock_word()
+#: the segment's mutex (see :mod:`._ipc_mutex`), at a fixed place in the header
+_LOCK_WORD = H_MUTEX + LOCK_WORD
+#: what reading garbage bytes raises (struct, mmap indexing, decoding, the
+#: diagnostics' assertions): from a critical section, a corrupt segment
+_GARBAGE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, AssertionError)
 
 
 class IPCError(Exception):
@@ -417,7 +345,7 @@ class Segment:
         self._mref = ctypes.byref(self._mbuf)  # keeps _mbuf (and the mapping) alive
         #: ``unlock()``: one C call, no Python frame (it never blocks or fails
         #: for the owner; called on every operation)
-        self.unlock = functools.partial(_mutex_unlock_fast, self._mref)
+        self.unlock = functools.partial(mutex_unlock, self._mref)
         _open_segments.add(self)
 
     # ---------------------------------------------------------- creation
@@ -503,7 +431,11 @@ class Segment:
         self._load_layout()
         self._jlen = 0
         self.reset_heap()
-        _init_mutex(mm)
+        view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
+        err = init_mutex(ctypes.addressof(view))
+        view = None  # release the export so the mapping can be closed
+        if err:
+            raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(err)}")
         mm[H_MAGIC : H_MAGIC + 8] = MAGIC  # last: the segment is now valid
 
     def _check_version(self) -> None:
@@ -542,7 +474,8 @@ class Segment:
         elif (self.qtable, self.gtable, self.heap, self.heapsize, self.maxord) != layout(
                 size, self.qslots, self.gslots, self.jsize) or self.heapsize < 4096:
             problem = "its table and heap offsets do not match its sizes"
-        elif not (1 <= self.qmax <= self.qslots * 3 // 4 and 1 <= self.gmax <= self.gslots * 3 // 4):
+        elif not (1 <= self.qmax <= self.qslots * 3 // 4
+                  and 1 <= self.gmax <= self.gslots * 3 // 4):
             problem = f"bad limits max_channels={self.qmax} max_groups={self.gmax}"
         else:
             flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
@@ -573,7 +506,7 @@ class Segment:
         words; the hot paths in :mod:`.ipc` inline exactly these two lines
         (a Python call costs as much as the trylock itself).
         """
-        err = _mutex_trylock(self._mref)
+        err = mutex_trylock(self._mref)
         if err or WORD2.unpack_from(self.mm, H_FLUSHING) != CLEAN:
             self.lock_slow(err)
 
@@ -585,17 +518,17 @@ class Segment:
         GIL held, ~0.2 µs each) before sleeping in the kernel. Then a dead
         owner's mutex is made consistent and its journal rolled back.
         """
-        if err == _EBUSY:
+        if err == errno.EBUSY:
             ref = self._mref
             for _ in range(LOCK_SPINS):
-                err = _mutex_trylock(ref)
-                if err != _EBUSY:
+                err = mutex_trylock(ref)
+                if err != errno.EBUSY:
                     break
             else:
                 err = self._wait_lock()
         if err:
             if err == errno.EOWNERDEAD:
-                _libc.pthread_mutex_consistent(self._maddr)  # the journal says what to undo
+                mutex_consistent(self._maddr)  # the journal says what to undo
             elif err == errno.EDEADLK:
                 # This thread holds it already: an exception escaped a critical
                 # section before failed() could release it. Its journal is
@@ -619,11 +552,9 @@ class Segment:
         warn_at = started + LOCK_WARN_AFTER
         limit = self.lock_timeout
         while True:
-            wait = LOCK_SLICE if limit is None else max(0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
-            deadline = time.time() + wait
-            err = _mutex_timedlock(
-                self._maddr, ctypes.byref(_Timespec(int(deadline), int(deadline % 1 * 1e9)))
-            )
+            wait = LOCK_SLICE if limit is None else max(
+                0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
+            err = mutex_timedlock(self._maddr, deadline_in(wait))
             if err != errno.ETIMEDOUT:
                 return err
             tid, pid = self.holder()
@@ -639,26 +570,11 @@ class Segment:
     def holder(self) -> tuple[int, int | None]:
         """``(thread id, pid)`` holding the lock, read without it: ``(0, None)``
         when free, pid None when no such thread exists."""
-        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & _TID_MASK
-        if not tid:
-            return 0, None
-        try:
-            os.kill(tid, 0)  # Linux accepts a thread id here
-        except ProcessLookupError:
-            return tid, None
-        except PermissionError:
-            pass
-        try:
-            with open(f"/proc/{tid}/status") as status:
-                for line in status:
-                    if line.startswith("Tgid:"):
-                        return tid, int(line.split()[1])
-        except (OSError, ValueError):
-            pass
-        return tid, tid
+        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & TID_MASK
+        return (tid, thread_pid(tid)) if tid else (0, None)
 
     def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
-        _mutex_unlock_fast(self._mref)
+        mutex_unlock(self._mref)
 
     def failed(self, exc: BaseException) -> BaseException:
         """Clean up after ``exc`` escaped a critical section; return what to raise.
@@ -672,8 +588,7 @@ class Segment:
         from the segment's bytes becomes :class:`IPCCorrupt`.
         """
         self.release_if_held()
-        if isinstance(exc, (struct.error, IndexError, ValueError, OverflowError, AssertionError)) and not (
-                isinstance(exc, IPCError)):
+        if isinstance(exc, _GARBAGE_ERRORS) and not isinstance(exc, IPCError):
             error = self.corrupt(f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc
             return error
@@ -684,7 +599,7 @@ class Segment:
         mm = self.mm
         if mm is None or self._mref is None:
             return False
-        err = _mutex_timedlock(self._maddr, _PAST)  # never sleeps
+        err = mutex_timedlock(self._maddr, deadline_in(None))  # in the past: never sleeps
         if err == errno.EDEADLK:  # held by this thread
             self.rings = 0  # the operation is undone: nothing to ring
             try:
@@ -696,7 +611,7 @@ class Segment:
             return True
         if err in (0, errno.EOWNERDEAD):  # it was free (or its holder died): give it back
             if err:
-                _libc.pthread_mutex_consistent(self._maddr)  # the journal stays for the next holder
+                mutex_consistent(self._maddr)  # the journal stays for the next holder
             self.unlock()
         return False
 

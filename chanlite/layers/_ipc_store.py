@@ -323,7 +323,8 @@ class Store(GroupsMixin, Allocator):
             head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
             if head:
                 k, _, n, dlen, nxt, expires = _BMSG.unpack_from(mm, head)
-                if expires > now and MIN_ORDER <= k <= QUICK_MAX_ORDER and 24 + n + dlen <= 1 << k and (
+                if expires > now and MIN_ORDER <= k <= QUICK_MAX_ORDER and (
+                    24 + n + dlen <= 1 << k) and (
                     count > 1 or _I.unpack_from(mm, H_QUSED)[0] * 4 <= self.qslots  # not crowded
                 ):
                     # The hot path: the entry, the quick-list head and the

@@ -52,7 +52,7 @@ from ._ipc_segment import (
     segment_name,
     table_slots,
 )
-from ._ipc_segment import _mutex_trylock as _trylock
+from ._ipc_mutex import mutex_trylock as _trylock
 from ._ipc_store import Store, name_key
 from .base import BaseChannelLayer
 from .names import queue_for_send

@@ -257,7 +257,8 @@ def test_chanlite_ipc_never_hangs_on_a_held_lock(make_ipc, action):
     try:
         _read_byte(report_r, 10, "the child to take the lock")
         started = time.monotonic()
-        with pytest.raises(CommandError, match=rf"segment locked by pid {pid} for \d+\.\ds.*kill {pid}"):
+        locked = rf"segment locked by pid {pid} for \d+\.\ds.*kill {pid}"
+        with pytest.raises(CommandError, match=locked):
             call_command("chanlite_ipc", "--prefix", layer.prefix, action, "--wait", "0.5",
                          stdout=io.StringIO())
         assert time.monotonic() - started < BOUND
@@ -294,7 +295,7 @@ def test_a_lock_held_by_a_thread_that_does_not_exist_is_corrupt(ipc_prefix):
     a couple of lock slices, not a wait forever."""
     layer = IPCChannelLayer(prefix=ipc_prefix, **SMALL)
     store = layer._store
-    from chanlite.layers._ipc_segment import _LOCK_WORD
+    from chanlite.layers._ipc_segment import _LOCK_WORD  # where the holder tid is
 
     tid = 0x3FFFFFF0  # above any possible pid_max (2**22)
     struct.pack_into("<I", store.mm, _LOCK_WORD, tid)
