@@ -213,14 +213,18 @@ def remove_prefix(prefix: str) -> bool:
     check_prefix(prefix)
     existed = True
     try:
-        posix_ipc.unlink_shared_memory(segment_name(prefix))
-    except posix_ipc.ExistentialError:
-        existed = False
-    for slot in range(MAX_WAITERS):
         try:
-            posix_ipc.unlink_semaphore(semaphore_name(prefix, slot))
+            posix_ipc.unlink_shared_memory(segment_name(prefix))
         except posix_ipc.ExistentialError:
-            pass
+            existed = False
+        for slot in range(MAX_WAITERS):
+            try:
+                posix_ipc.unlink_semaphore(semaphore_name(prefix, slot))
+            except posix_ipc.ExistentialError:
+                pass
+    except posix_ipc.PermissionsError as exc:  # /dev/shm is sticky: another user's file
+        raise IPCPermissionError(f"cannot remove IPC prefix {prefix!r}: {exc} (another "
+                                 "user's file: remove it as that user or root)") from None
     return existed
 
 

@@ -74,7 +74,10 @@ class Command(BaseCommand):
         if not options["wait"] > 0:
             raise CommandError("--wait must be a number of seconds above 0")
         if options["remove"]:
-            existed = IPCChannelLayer.remove_prefix(prefix)
+            try:
+                existed = IPCChannelLayer.remove_prefix(prefix)
+            except IPCError as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(f"removed {segment}" if existed else f"{segment} did not exist; "
                               "removed any stray semaphores")
             return
