@@ -85,6 +85,8 @@ class Command(BaseCommand):
             posix_ipc.SharedMemory(_segment_name(prefix)).close_fd()  # exists? never create
         except posix_ipc.ExistentialError:
             raise CommandError(f"no IPC segment {segment} (prefix {prefix!r})") from None
+        except posix_ipc.PermissionsError:
+            pass  # another user's: the layer below says so
         try:
             layer = IPCChannelLayer(prefix=prefix, mode=config.get("mode", DEFAULT_MODE),
                                     lock_timeout=options["wait"])
