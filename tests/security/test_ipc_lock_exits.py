@@ -176,6 +176,60 @@ def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
     assert interrupted > runs // 2, "most interruptions should land inside the operation"
 
 
+def _busy_until_killed(layer, ack: int) -> None:
+    """Send, receive and use groups in a loop; a KeyboardInterrupt is caught,
+    acknowledged and the loop goes on, as in an application that survives
+    Ctrl-C. (SIGINT is blocked from the catch until the loop is re-entered,
+    so the next one cannot hit this test's own except clause.)"""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.write(ack, b"r")  # ready: SIGINTs from now on wait for the loop
+    n = 0
+    while True:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            while True:
+                n += 1
+                layer.send("busy", {"n": n})
+                layer.send_group("room", {"n": n})
+                layer.group_add("room", "busy")
+                layer.receive(["busy"])
+                if n % 50 == 0:
+                    layer.group_discard("room", "busy")  # (flush would drop the probes)
+        except KeyboardInterrupt:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            os.write(ack, b"k")
+
+
+def test_a_busy_process_hit_by_sigint_at_random_moments_never_wedges(make_ipc):
+    """The report's experiment (5 wedges in 118 tries before the fix): SIGINT
+    a busy process at random moments; after each, this process must finish
+    an operation within BOUND while that process lives on."""
+    import random
+
+    layer = make_ipc(capacity=10**5, lock_timeout=BOUND)
+    ack_r, ack_w = os.pipe()
+    pid = fork(_busy_until_killed, layer, ack_w)
+    rng = random.Random(13)
+    try:
+        _read_byte(ack_r, BOUND, "the busy process to start")
+        for attempt in range(200):
+            time.sleep(rng.uniform(0, 0.004))
+            os.kill(pid, signal.SIGINT)
+            started = time.monotonic()
+            layer.send("probe", {"n": attempt})  # IPCLockTimeout if wedged
+            assert layer.receive(["probe"]) == ("probe", {"n": attempt})
+            assert time.monotonic() - started < BOUND
+            _read_byte(ack_r, BOUND, f"the busy process to catch SIGINT {attempt}")
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the busy process died of a SIGINT"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ack_r)
+        os.close(ack_w)
+    layer.check()
+
+
 _LEAK_THEN_EXIT = """
 import sys, threading
 from chanlite.layers.ipc import IPCChannelLayer
