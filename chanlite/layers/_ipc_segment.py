@@ -125,7 +125,7 @@ H_GMAX = 132  # u32 max_groups, as configured
 H_BITMAP = 256  # u64 buddy free lists that are non-empty
 H_HEADS = 264  # u64[64] buddy free list heads
 H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
-H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
+H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 thread id; 0 = free)
 H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= MUTEX_SIZE bytes)
 HEADER_SIZE = 4096
 ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 
 import posix_ipc
@@ -280,6 +281,17 @@ class Store(GroupsMixin, Allocator):
         WORD.pack_into(mm, H_PUSHES, WORD.unpack_from(mm, H_PUSHES)[0] + 1)
         return True
 
+    def push_member(
+        self, qkey: bytes, qh: int, chan: bytes, data: bytes, expires: float, now: float,
+        capacity: int,
+    ) -> None:
+        """:meth:`push` for one member of a group send: a member that does not
+        fit in the segment is skipped like a full one, never an error."""
+        try:
+            self.push(qkey, qh, chan, data, expires, now, capacity)
+        except IPCMemoryFull:
+            self.abort()
+
     def ring_mask(self, masks: int) -> None:
         """Ring every waiter whose bit is set in ``masks`` (call it unlocked:
         a woken receiver then finds the lock free instead of sleeping on it)."""
@@ -402,8 +414,13 @@ class Store(GroupsMixin, Allocator):
 
     # ----------------------------------------------------------- waiters
 
-    def claim_waiter(self) -> int:
-        """A free waiter slot for this thread (or a dead process's), else -1."""
+    def claim_waiter(self, held: list[int] | None = None) -> int:
+        """A free waiter slot for this thread (or a dead process's), else -1.
+
+        A slot records ``(pid, thread id)``. ``held[0]`` is set to the slot
+        *before* the claim commits, so a caller interrupted at any point
+        knows every slot it may hold (:meth:`release_waiter` checks).
+        """
         mm = self.mm
         pid = os.getpid()
         dead = -1
@@ -420,15 +437,26 @@ class Store(GroupsMixin, Allocator):
             slot = dead
         at = H_WAITERS + 8 * slot
         self.save(at, 8)
-        _II.pack_into(mm, at, pid, 1)
+        _II.pack_into(mm, at, pid, _thread_id())
+        if held is not None:
+            held[0] = slot
         self.commit()
         return slot
 
-    def release_waiter(self, slot: int, keys: list[tuple[bytes, int]]) -> None:
-        self.set_waiting(slot, keys, False)
+    def release_waiter(self, slot: int, keys: list[tuple[bytes, int]],
+                       held: list[int] | None = None) -> None:
+        """Give ``slot`` back if this thread holds it (releasing twice is a
+        no-op); ``held[0]`` becomes -1."""
         at = H_WAITERS + 8 * slot
+        if _II.unpack_from(self.mm, at) != (os.getpid(), _thread_id()):
+            if held is not None:
+                held[0] = -1
+            return
+        self.set_waiting(slot, keys, False)
         self.save(at, 8)
         _II.pack_into(self.mm, at, 0, 0)
+        if held is not None:
+            held[0] = -1
         self.commit()
 
     def set_waiting(self, slot: int, keys: list[tuple[bytes, int]], on: bool) -> None:
@@ -489,6 +517,11 @@ class Store(GroupsMixin, Allocator):
             return check(self)
         except AssertionError as exc:
             raise self.corrupt(str(exc)) from exc
+
+
+def _thread_id() -> int:
+    """This thread's id as a waiter slot records it (never 0: 0 means free)."""
+    return threading.get_native_id() & 0xFFFFFFFF or 1
 
 
 def _alive(pid: int) -> bool:

@@ -283,10 +283,7 @@ class IPCChannelLayer(BaseChannelLayer):
                 queue = queue_for_send(channel)
                 qkey, qh = self._key(queue)
                 chan = b"" if channel == queue else channel.encode("ascii")
-                try:
-                    store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue))
-                except IPCMemoryFull:  # like a full member: skipped, never an error
-                    store.abort()
+                store.push_member(qkey, qh, chan, data, expires, now, self.capacity_for(queue))
             rings, store.rings = store.rings, 0
             store.unlock()
         except BaseException as exc:
@@ -342,79 +339,112 @@ class IPCChannelLayer(BaseChannelLayer):
         that value (read under the same lock): start with the spin.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        slot = -1
+        held = [-1]  # our waiter slot; claim/release set it before they commit
+        # No try statement may sit inside this one (the loop and each of its
+        # critical sections are functions of their own): whatever line an
+        # exception hits, the slot is released (release_waiter is idempotent).
+        try:
+            got = self._wait_loop(store, keys, timeout, pushes, deadline, held)
+            if held[0] >= 0:
+                self._locked("release_waiter", held[0], keys, held)
+        except BaseException:
+            if held[0] >= 0 and self._store is not None:
+                self._locked("release_waiter", held[0], keys, held)
+            raise
+        if got is None:
+            return None
+        return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
+
+    def _wait_loop(
+        self, store: Store, keys: list[tuple[bytes, int]], timeout: float | None,
+        pushes: int | None, deadline: float | None, held: list[int],
+    ) -> tuple[int, bytes, bytes] | None:
+        """The body of :meth:`_wait`: pop, spin, register, sleep, until a
+        message or the deadline (the slot in ``held`` is released by the caller)."""
         spin = self._spin
         slept_at = 0.0
         skip = spin and pushes is not None
+        while True:
+            registered = False
+            if skip:  # the caller popped and missed: spin first
+                skip = False
+                got = None
+            else:
+                got, registered, pushes = self._wait_step(
+                    store, keys, held, bool(spin and (timeout is None or timeout > 0)))
+            if got is not None:
+                if slept_at and time.perf_counter() - slept_at < self.spin:
+                    self._spin = self.spin  # a quick answer: spin next time
+                return got
+            if spin and (timeout is None or timeout > 0):
+                # Adaptive spin, once per call: watch the push counter (no
+                # lock, no syscall); a stream's or a reply's next message
+                # usually comes sooner than a sleep/ring round trip. The
+                # budget halves on every miss, so sparse traffic stops
+                # spinning at once, and returns on a quick wake-up.
+                end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
+                while store.pushes() == pushes:
+                    os.sched_yield()  # a busy core goes to whoever has work
+                    if time.perf_counter() > end:
+                        self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
+                        break
+                spin = 0.0
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            if registered:
+                # At most RING_SAFETY s per sleep: a sender SIGKILLed between
+                # its commit and its ring must not strand us (see docs).
+                slept_at = time.perf_counter()
+                self._sleep(store, held[0],
+                            RING_SAFETY if remaining is None else min(remaining, RING_SAFETY))
+            else:
+                time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
+
+    def _wait_step(
+        self, store: Store, keys: list[tuple[bytes, int]], held: list[int], watch: bool,
+    ) -> tuple[tuple[int, bytes, bytes] | None, bool, int | None]:
+        """One critical section of a blocking receive: pop; on a miss read the
+        push counter (``watch``: a spin comes next) or register our doorbell
+        on ``keys``, in the same critical section as the failed pop, so a
+        sender that queues a message afterwards sees the registration and
+        rings. Returns ``(got, registered, pushes)``."""
+        registered = False
+        pushes = None
         try:
-            while True:
-                registered = False
-                if skip:  # the caller popped and missed: spin first
-                    skip = False
-                    got = None
-                else:
-                    try:
-                        err = _trylock(store._mref)  # store.lock(), inlined
-                        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                            store.lock_slow(err)
-                        try:
-                            got = store.pop(keys, self.clock())
-                            if got is not None:
-                                if slot >= 0:
-                                    store.release_waiter(slot, keys)
-                                    slot = -1
-                            elif spin and (timeout is None or timeout > 0):
-                                pushes = store.pushes()
-                            else:
-                                if slot < 0:
-                                    slot = store.claim_waiter()
-                                if slot >= 0:
-                                    store.set_waiting(slot, keys, True)
-                                    registered = True
-                        except IPCMemoryFull:  # no table room to register: poll instead
-                            store.abort()
-                            got = None
-                        store.unlock()
-                    except BaseException as exc:
-                        raise store.failed(exc)  # noqa: B904
-                if got is not None:
-                    if slept_at and time.perf_counter() - slept_at < self.spin:
-                        self._spin = self.spin  # a quick answer: spin next time
-                    return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
-                if spin and (timeout is None or timeout > 0):
-                    # Adaptive spin, once per call: watch the push counter (no
-                    # lock, no syscall); a stream's or a reply's next message
-                    # usually comes sooner than a sleep/ring round trip. The
-                    # budget halves on every miss, so sparse traffic stops
-                    # spinning at once, and returns on a quick wake-up.
-                    end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
-                    while store.pushes() == pushes:
-                        os.sched_yield()  # a busy core goes to whoever has work
-                        if time.perf_counter() > end:
-                            self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
-                            break
-                    spin = 0.0
-                    continue
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                if registered:
-                    # At most RING_SAFETY s per sleep: a sender SIGKILLed between
-                    # its commit and its ring must not strand us (see docs).
-                    wait = RING_SAFETY if remaining is None else min(remaining, RING_SAFETY)
-                    slept_at = time.perf_counter()
-                    try:
-                        store.bell(slot).acquire(wait)
-                    except (posix_ipc.BusyError, posix_ipc.SignalError):
-                        pass  # timed out or interrupted: check once more
-                    except IPCPermissionError:  # a planted doorbell (logged): poll
-                        time.sleep(POLL_INTERVAL if remaining is None
-                                   else min(remaining, POLL_INTERVAL))
-                else:
-                    time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
-        finally:
-            if slot >= 0 and self._store is not None:
-                self._locked("release_waiter", slot, keys)
+            err = _trylock(store._mref)  # store.lock(), inlined
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
+            got = store.pop(keys, self.clock())
+            if got is not None:
+                if held[0] >= 0:
+                    store.release_waiter(held[0], keys, held)
+            elif watch:
+                pushes = store.pushes()
+            else:
+                if held[0] < 0:
+                    store.claim_waiter(held)
+                if held[0] >= 0:
+                    store.set_waiting(held[0], keys, True)
+                    registered = True
+            store.unlock()
+        except IPCMemoryFull:  # no table room to register: poll instead
+            store.release_if_held()  # undo the registration, unlock
+            return None, False, None
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
+        return got, registered, pushes
+
+    @staticmethod
+    def _sleep(store: Store, slot: int, wait: float) -> None:
+        """Sleep on doorbell ``slot`` for at most ``wait`` seconds."""
+        try:
+            store.bell(slot).acquire(wait)
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            pass  # timed out or interrupted: check once more
+        except IPCPermissionError:  # a planted doorbell (logged): poll
+            time.sleep(min(wait, POLL_INTERVAL))
 
     def _group_add(self, group: str, channel: str, now: float) -> None:
         gkey, gh = self._key(group)
@@ -449,8 +479,9 @@ class IPCChannelLayer(BaseChannelLayer):
         def read(store: Store) -> dict[str, Any]:
             mm = store.mm
             qused, gused = struct.unpack_from("<II", mm, H_QUSED)
-            waiters = sum(
-                struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1] for slot in range(MAX_WAITERS)
+            waiters = sum(  # claimed slots: (pid, thread id) with a thread id
+                1 for slot in range(MAX_WAITERS)
+                if struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1]
             )
             free = sum(1 << k for _, k, flag in store.walk_heap() if flag)
             return {

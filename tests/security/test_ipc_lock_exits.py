@@ -147,7 +147,8 @@ def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
     layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5, lock_timeout=BOUND)
     scenarios = _scenarios(layer, clock)
     runs = interrupted = 0
-    for name in SCENARIOS:
+    only = os.environ.get("CHANLITE_INTERRUPT_SCENARIO")  # to rerun one
+    for name in [only] if only else SCENARIOS:
         setup, op = scenarios[name]
         start = clock()
         setup()
@@ -159,7 +160,10 @@ def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
         for at in _points(lines):
             clock._now = start
             setup()
-            outcome = _run(layer, op, at, how)
+            try:
+                outcome = _run(layer, op, at, how)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {how} at line {at} of {lines}: {exc}") from None
             interrupted += outcome == b"i"
             state = _live(layer.dump(), now)
             if name.startswith("send_group"):  # a fan-out: each member all-or-nothing
@@ -171,6 +175,8 @@ def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
                 assert state in (before, after), (
                     f"{name}: {how} at line {at} of {lines} left {state!r:.1500}")
             layer.check()
+            assert layer.segment_info()["blocked_receivers"] == 0, (
+                f"{name}: {how} at line {at} left a waiter slot claimed")
             runs += 1
     print(f"{how}: {runs} interruptions ({interrupted} inside the operation)")
     assert interrupted > runs // 2, "most interruptions should land inside the operation"
