@@ -419,7 +419,7 @@ class Store(GroupsMixin, Allocator):
 
         A slot records ``(pid, thread id)``. ``held[0]`` is set to the slot
         *before* the claim commits, so a caller interrupted at any point
-        knows every slot it may hold (:meth:`release_waiter` checks).
+        knows every slot it may hold (:meth:`release_waiter` checks whose).
         """
         mm = self.mm
         pid = os.getpid()
@@ -445,19 +445,17 @@ class Store(GroupsMixin, Allocator):
 
     def release_waiter(self, slot: int, keys: list[tuple[bytes, int]],
                        held: list[int] | None = None) -> None:
-        """Give ``slot`` back if this thread holds it (releasing twice is a
-        no-op); ``held[0]`` becomes -1."""
+        """Give ``slot`` back if this thread holds it; ``held[0]`` becomes -1
+        once it is given back (after the commit: releasing twice is a no-op,
+        so an interruption in between is harmless, unlike a lost release)."""
         at = H_WAITERS + 8 * slot
-        if _II.unpack_from(self.mm, at) != (os.getpid(), _thread_id()):
-            if held is not None:
-                held[0] = -1
-            return
-        self.set_waiting(slot, keys, False)
-        self.save(at, 8)
-        _II.pack_into(self.mm, at, 0, 0)
+        if _II.unpack_from(self.mm, at) == (os.getpid(), _thread_id()):
+            self.set_waiting(slot, keys, False)
+            self.save(at, 8)
+            _II.pack_into(self.mm, at, 0, 0)
+            self.commit()
         if held is not None:
             held[0] = -1
-        self.commit()
 
     def set_waiting(self, slot: int, keys: list[tuple[bytes, int]], on: bool) -> None:
         """Set (or clear) waiter ``slot``'s bit on each queue, creating entries."""
