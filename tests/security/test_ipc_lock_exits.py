@@ -38,7 +38,9 @@ _TRACED = {
     for name in ("ipc", "_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups")
 }
 #: interruption points per scenario and way (the first 4 and last 2 lines
-#: plus evenly spread ones); CHANLITE_INTERRUPT_POINTS=0 tries every line
+#: plus evenly spread ones: ~190 per way, ~10 s); CHANLITE_INTERRUPT_POINTS=0
+#: tries every line (~3600 per way, ~7 min), CHANLITE_INTERRUPT_SCENARIO=name
+#: only one operation
 POINTS = int(os.environ.get("CHANLITE_INTERRUPT_POINTS", "10"))
 #: seconds another process may take for one operation after an interruption
 BOUND = 5.0
