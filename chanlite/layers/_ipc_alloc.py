@@ -75,10 +75,21 @@ class Allocator(Segment):
                 )
         return off
 
+    def block_order(self, off: int) -> int:
+        """The order of the block at ``off``, checked: a block lies on the
+        heap's grid of its size (else the segment is corrupt, and freeing it
+        would scribble over the header)."""
+        k = self.mm[off]
+        rel = off - self.heap
+        if not MIN_ORDER <= k <= self.maxord or rel < 0 or rel & ((1 << k) - 1) or (
+                rel + (1 << k) > self.heapsize):
+            raise self.corrupt(f"no heap block of order {k} can start at {off}")
+        return k
+
     def free(self, off: int) -> None:
         """Return the block at ``off`` to the heap."""
         mm = self.mm
-        k = mm[off]
+        k = self.block_order(off)
         if k <= QUICK_MAX_ORDER:
             qh = H_QHEADS + 8 * k
             self.save(qh, 8)
@@ -188,7 +199,7 @@ class Allocator(Segment):
         mm = self.mm
         for k in range(MIN_ORDER, QUICK_MAX_ORDER + 1):
             qh = H_QHEADS + 8 * k
-            while True:
+            for _ in range((self.heapsize >> k) + 1):  # a cycle must not hang
                 (q,) = _Q.unpack_from(mm, qh)
                 if not q:
                     break
@@ -198,6 +209,8 @@ class Allocator(Segment):
                 _BB.pack_into(mm, q, k, USED)
                 self._buddy_free(q, k)
                 self.commit()
+            else:
+                raise self.corrupt(f"quick list {k} is longer than the heap")
 
     def carve_heap(self) -> None:
         """Make the whole heap free: largest aligned power-of-two blocks first."""

@@ -30,7 +30,9 @@ def dump(store: Store) -> dict[str, dict[str, list[tuple]]]:
             name = mm[e + _NAME : e + _NAME + n].decode("ascii")
             items = []
             (blk,) = _Q.unpack_from(mm, e + 8)
-            while blk:
+            for _ in range(_I.unpack_from(mm, e + 24)[0]):  # a cycle must not hang
+                if not blk:
+                    raise store.corrupt(f"the list of {name!r} is shorter than its count")
                 _, _, ln, dlen = _HDRU.unpack_from(mm, blk)
                 if kind == "queues":
                     nxt, expires = _QD.unpack_from(mm, blk + 8)
@@ -40,6 +42,8 @@ def dump(store: Store) -> dict[str, dict[str, list[tuple]]]:
                     nxt, _, added = _QQD.unpack_from(mm, blk + 8)
                     items.append((mm[blk + 32 : blk + 32 + ln].decode("ascii"), added))
                 blk = nxt
+            if blk:
+                raise store.corrupt(f"the list of {name!r} is longer than its count")
             if items:
                 out[kind][name] = items
     return out
@@ -49,7 +53,8 @@ def check(store: Store) -> dict[str, int]:
 
     Each heap block is exactly one of: on a buddy list, on a quick list,
     or in exactly one queue or group; counts and tails agree; the tables
-    probe correctly. Raises ``AssertionError`` on the first violation.
+    probe correctly. Raises ``AssertionError`` on the first violation
+    (``Store.check`` turns it into :class:`IPCCorrupt`).
     """
     mm = store.mm
     owner: dict[int, str] = {}

@@ -40,7 +40,7 @@ class GroupsMixin:
             blk = self.alloc(32 + len(chan))  # first change of the operation
             mm[blk + 32 : blk + 32 + len(chan)] = chan
             if e < 0:
-                e = self._insert(-e, H_GUSED, self.gslots * 3 // 4, gkey, gh, "groups")
+                e = self._insert(-e, H_GUSED, self.gmax, gkey, gh, "groups")
         self.save(blk, 32)
         self.save(e + 8, 20)
         head, tail, count = _QQ.unpack_from(mm, e + 8) + _I.unpack_from(mm, e + 24)
@@ -70,7 +70,9 @@ class GroupsMixin:
             return []
         members = []
         (blk,) = _Q.unpack_from(mm, e + 8)
-        while blk:
+        for _ in range(_I.unpack_from(mm, e + 24)[0]):
+            if not blk:
+                raise self.corrupt("a group's member list is shorter than its count")
             nxt, _, added = _QQD.unpack_from(mm, blk + 8)
             if added <= added_after:
                 self._unlink_member(e, blk)
@@ -78,6 +80,8 @@ class GroupsMixin:
             else:
                 members.append(mm[blk + 32 : blk + 32 + mm[blk + 2]].decode("ascii"))
             blk = nxt
+        if blk:
+            raise self.corrupt("a group's member list is longer than its count")
         self._forget_group_if_empty(e)
         self.commit()
         return members
@@ -86,10 +90,14 @@ class GroupsMixin:
         mm = self.mm
         n = len(chan)
         (blk,) = _Q.unpack_from(mm, e + 8)
-        while blk:
+        for _ in range(_I.unpack_from(mm, e + 24)[0]):  # a cycle must not hang
+            if not blk:
+                return 0
             if mm[blk + 2] == n and mm[blk + 32 : blk + 32 + n] == chan:
                 return blk
             (blk,) = _Q.unpack_from(mm, blk + 8)
+        if blk:
+            raise self.corrupt("a group's member list is longer than its count")
         return 0
 
     def _unlink_member(self, e: int, blk: int) -> None:

@@ -7,7 +7,7 @@ Why this shape (see docs/architecture.md, "IPC layer"):
   layout, allocator state, waiter slots), an undo journal, the queue table,
   the group table and the heap of message blocks. No pickling, no resizing.
 * **The mutex is a robust, process-shared pthread mutex in the header**
-  (through ctypes). When its holder dies the kernel hands it to the next
+  (:mod:`._ipc_mutex`). When its holder dies the kernel hands it to the next
   locker with EOWNERDEAD, so a SIGKILLed process can never freeze the others
   the way a semaphore-as-mutex did in asgi_ipc. An fcntl lock on the fd
   serialises only the creation of the segment.
@@ -18,21 +18,57 @@ Why this shape (see docs/architecture.md, "IPC layer"):
   previous holder died mid-operation and copies the old bytes back, newest
   first. Memory that was free before the operation (a new message body) is
   not journaled: rolling the allocator back makes it free again.
+* **An exception is as harmless as a SIGKILL.** Every critical section ends
+  in ``except BaseException: raise segment.failed(exc)``: whichever line a
+  KeyboardInterrupt, SystemExit or error hits, :meth:`Segment.failed` asks
+  the mutex (an *error-checking* one) whether this thread holds it, and if
+  so rolls the journal back and unlocks. Nothing relies on a Python
+  variable being set at the moment of the exception.
+* **Nothing waits forever on a lock nobody can release.** A busy mutex is
+  waited for in one-second slices; between them the holder's thread id
+  (in the mutex's futex word) is looked up: a holder that does not exist
+  means a corrupt segment (:class:`IPCCorrupt`), and with ``lock_timeout``
+  the wait ends with :class:`IPCLockTimeout` ("locked by pid N for X s").
+* **A segment is trusted only if this user made it:** created with
+  ``O_EXCL`` and the configured mode, and on open refused unless owned by
+  this uid with no permission bits beyond that mode; its header is checked
+  against the layout it implies (:class:`IPCCorrupt` otherwise).
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
 import fcntl
 import functools
+import logging
 import mmap
 import os
 import re
+import stat
 import struct
+import threading
+import time
+import weakref
 
 import posix_ipc
 
+from ._ipc_mutex import (
+    LOCK_SLICE,
+    LOCK_SPINS,
+    LOCK_WARN_AFTER,
+    LOCK_WORD,
+    MUTEX_SIZE,
+    TID_MASK,
+    deadline_in,
+    init_mutex,
+    mutex_consistent,
+    mutex_timedlock,
+    mutex_trylock,
+    mutex_unlock,
+    thread_pid,
+)
 from .base import ChannelFull
 
 __all__ = [
@@ -41,9 +77,13 @@ __all__ = [
     "WORD",
     "WORD2",
     "MAGIC",
+    "DEFAULT_MODE",
+    "IPCCorrupt",
     "IPCError",
     "IPCFormatError",
+    "IPCLockTimeout",
     "IPCMemoryFull",
+    "IPCPermissionError",
     "Segment",
     "check_prefix",
     "remove_prefix",
@@ -51,8 +91,13 @@ __all__ = [
     "semaphore_name",
 ]
 
+logger = logging.getLogger("chanlite.layers.ipc")
+
 MAGIC = b"CHNLTIPC"
-FORMAT_VERSION = 1
+#: v2: error-checking mutex, max_channels/max_groups stored as asked
+FORMAT_VERSION = 2
+#: permission bits of a new segment and its doorbells (``mode`` in CONFIG)
+DEFAULT_MODE = 0o600
 MAX_WAITERS = 128  # two 64-bit masks per queue entry
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -75,12 +120,13 @@ H_JLEN = 104  # u64 bytes of journal in use; 0 = no operation in progress
 H_QUSED = 112  # u32 queue entries in use
 H_GUSED = 116  # u32 group entries in use
 H_PUSHES = 120  # u64 pushes so far (a hint for spinning receivers; not journaled)
+H_QMAX = 128  # u32 max_channels, as configured
+H_GMAX = 132  # u32 max_groups, as configured
 H_BITMAP = 256  # u64 buddy free lists that are non-empty
 H_HEADS = 264  # u64[64] buddy free list heads
 H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
-H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 claimed)
-H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= 64 bytes)
-MUTEX_SIZE = 64
+H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 thread id; 0 = free)
+H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= MUTEX_SIZE bytes)
 H_PROCS = 3072  # MAX_PROCS x u32 pid: the processes attached (chanlite_ipc --remove)
 MAX_PROCS = 128
 HEADER_SIZE = 4096
@@ -99,47 +145,11 @@ _QI = struct.Struct("<QI")
 _JENTRY = 12
 
 
-# The mutex: a process-shared *robust* pthread mutex inside the segment,
-# called through ctypes (no compiled code of ours). Uncontended it never
-# enters the kernel; when its owner dies the kernel hands it to the next
-# locker with EOWNERDEAD, which rolls the journal back and goes on.
-_libc = ctypes.CDLL(None, use_errno=True)
-_mutex_lock = _libc.pthread_mutex_lock
-_mutex_unlock = _libc.pthread_mutex_unlock
-for _fn in (_mutex_lock, _mutex_unlock, _libc.pthread_mutex_consistent):
-    _fn.argtypes = [ctypes.c_void_p]
-    _fn.restype = ctypes.c_int
-# trylock and unlock never block: call them without releasing the GIL. They
-# are called with a ctypes.byref() of the mutex and *no* argtypes: ctypes
-# then passes the pointer as is instead of converting a Python int through
-# c_void_p.from_param on every call (0.63 -> 0.36 µs per lock+unlock pair).
-_pylibc = ctypes.PyDLL(None)
-_mutex_trylock = _pylibc.pthread_mutex_trylock
-_mutex_unlock_fast = _pylibc.pthread_mutex_unlock
-for _fn in (_mutex_trylock, _mutex_unlock_fast):
-    _fn.restype = ctypes.c_int
-_EBUSY = errno.EBUSY
-#: trylock attempts before sleeping on a busy mutex
-LOCK_SPINS = 20
-_libc.pthread_mutex_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_libc.pthread_mutexattr_setpshared.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_libc.pthread_mutexattr_setrobust.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_libc.pthread_mutexattr_init.argtypes = [ctypes.c_void_p]
-
-
-def _init_mutex(mm: mmap.mmap) -> None:
-    attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4-8 bytes
-    view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
-    errors = [
-        _libc.pthread_mutexattr_init(attr),
-        _libc.pthread_mutexattr_setpshared(attr, 1),  # PTHREAD_PROCESS_SHARED
-        _libc.pthread_mutexattr_setrobust(attr, 1),  # PTHREAD_MUTEX_ROBUST
-    ]
-    errors.append(_libc.pthread_mutex_init(ctypes.addressof(view), attr))
-    view = None  # release the export so the mapping can be closed
-    failed = [err for err in errors if err]
-    if failed:
-        raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(failed[0])}")
+#: the segment's mutex (see :mod:`._ipc_mutex`), at a fixed place in the header
+_LOCK_WORD = H_MUTEX + LOCK_WORD
+#: what reading garbage bytes raises (struct, mmap indexing, decoding, the
+#: diagnostics' assertions): from a critical section, a corrupt segment
+_GARBAGE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, AssertionError)
 
 
 class IPCError(Exception):
@@ -148,6 +158,25 @@ class IPCError(Exception):
 
 class IPCFormatError(IPCError):
     """The segment was written by another chanlite IPC format version."""
+
+
+class IPCCorrupt(IPCError):
+    """The segment's contents are not a valid chanlite IPC store.
+
+    Its header does not match the layout it describes, a table or list
+    points outside it, the journal cannot be rolled back, or its lock is
+    held by a thread that does not exist. Nothing is guessed or repaired:
+    stop the processes on the prefix and remove the segment.
+    """
+
+
+class IPCPermissionError(IPCError, PermissionError):
+    """The segment or a doorbell belongs to another user or is more widely
+    accessible than the layer's ``mode``: it may have been planted."""
+
+
+class IPCLockTimeout(IPCError, TimeoutError):
+    """The segment stayed locked by a live process for ``lock_timeout``."""
 
 
 class IPCMemoryFull(ChannelFull):
@@ -186,14 +215,18 @@ def remove_prefix(prefix: str) -> bool:
     check_prefix(prefix)
     existed = True
     try:
-        posix_ipc.unlink_shared_memory(segment_name(prefix))
-    except posix_ipc.ExistentialError:
-        existed = False
-    for slot in range(MAX_WAITERS):
         try:
-            posix_ipc.unlink_semaphore(semaphore_name(prefix, slot))
+            posix_ipc.unlink_shared_memory(segment_name(prefix))
         except posix_ipc.ExistentialError:
-            pass
+            existed = False
+        for slot in range(MAX_WAITERS):
+            try:
+                posix_ipc.unlink_semaphore(semaphore_name(prefix, slot))
+            except posix_ipc.ExistentialError:
+                pass
+    except posix_ipc.PermissionsError as exc:  # /dev/shm is sticky: another user's file
+        raise IPCPermissionError(f"cannot remove IPC prefix {prefix!r}: {exc} (another "
+                                 "user's file: remove it as that user or root)") from None
     return existed
 
 
@@ -214,6 +247,60 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+#: bytes of one queue or group table entry (layout in :mod:`._ipc_store`)
+ENTRY = 160
+JOURNAL_SIZE = 256 * 1024
+
+
+def table_slots(max_channels: int, max_groups: int) -> tuple[int, int]:
+    """Hash table sizes for the limits: at most 3/4 full, powers of two."""
+    return (_pow2_at_least(max_channels * 4 // 3 + 1), _pow2_at_least(max_groups * 4 // 3 + 1))
+
+
+def layout(size: int, qslots: int, gslots: int, jsize: int) -> tuple[int, int, int, int, int]:
+    """``(qtable, gtable, heap, heapsize, maxord)`` of a segment: the header,
+    the journal, both tables and a page-aligned heap, in that order. Used to
+    create a segment, to check one before creating it and to validate the
+    header of an existing one."""
+    qtable = HEADER_SIZE + jsize
+    gtable = qtable + qslots * ENTRY
+    heap = (gtable + gslots * ENTRY + 4095) & ~4095
+    heapsize = size - heap
+    return qtable, gtable, heap, heapsize, min(max(heapsize, 1).bit_length() - 1, 62)
+
+
+def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
+    """Refuse a file another user made or that others may access beyond ``mode``."""
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise IPCPermissionError(
+            f"{what} belongs to uid {st.st_uid}, not to this process's uid {uid}: "
+            "another user may have planted it to read or forge messages. Remove it "
+            "(as its owner or root) or choose another 'prefix'"
+        )
+    wider = stat.S_IMODE(st.st_mode) & ~mode
+    if wider:
+        raise IPCPermissionError(
+            f"{what} has mode {stat.S_IMODE(st.st_mode):04o}, wider than the layer's "
+            f"mode {mode:04o} (extra bits {wider:04o}): others could read or forge "
+            "messages. Remove it (stop the processes, then manage.py chanlite_ipc "
+            "--remove) or set 'mode' in the layer CONFIG"
+        )
+
+
+def _describe_holder(tid: int, pid: int | None, waited: float, path: str) -> str:
+    return (
+        f"{path}: segment locked by pid {pid} for {waited:.1f}s (by its thread {tid}); "
+        f"if that process is stuck, stop it (kill {pid}): the next locker then undoes "
+        "its half-done operation"
+    )
+
+
+#: every open segment, so that interpreter shutdown can release a lock the
+#: main thread still holds (see _release_at_exit)
+_open_segments: weakref.WeakSet = weakref.WeakSet()
+
+
 class Segment:
     """A mapped segment with its cross-process lock and undo journal.
 
@@ -221,50 +308,117 @@ class Segment:
     change to shared state, and :meth:`commit` when the state is consistent.
     """
 
+    #: waiter bits collected by pushes under the lock, rung after unlocking
+    rings = 0
+    #: seconds a lock wait on a live holder may last before IPCLockTimeout;
+    #: None waits (logging every LOCK_WARN_AFTER s) as long as the holder lives
+    lock_timeout: float | None = None
+
     def __init__(
         self,
         prefix: str,
         memory: int,
         max_channels: int,
         max_groups: int,
-        journal_size: int = 256 * 1024,
+        journal_size: int = JOURNAL_SIZE,
+        mode: int = DEFAULT_MODE,
     ) -> None:
         self.prefix = check_prefix(prefix)
-        self._shm = posix_ipc.SharedMemory(segment_name(prefix), posix_ipc.O_CREAT, mode=0o600)
+        self.mode = mode
+        self.path = f"/dev/shm{segment_name(prefix)}"
+        self._shm, created = self._open()
         self._fd = self._shm.fd
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
         try:
-            size = os.fstat(self._fd).st_size
-            if size == 0:
-                self._reserve(memory)
-                size = memory
-            self.mm = mmap.mmap(self._fd, size)
-            magic = bytes(self.mm[H_MAGIC : H_MAGIC + 8])
-            if magic == bytes(8):  # new, or its creator died while initialising it
-                self._initialise(size, max_channels, max_groups, journal_size)
-            elif magic != MAGIC:
-                raise IPCFormatError(
-                    f"/dev/shm{segment_name(prefix)} is not a chanlite IPC segment; "
-                    "choose another 'prefix'"
-                )
-            self._check_version()
+            self._creation_lock(fcntl.LOCK_EX)
+            try:
+                size = os.fstat(self._fd).st_size
+                if size == 0:  # new, or its creator died before reserving it
+                    self._reserve(memory)
+                    size = memory
+                elif size < HEADER_SIZE:
+                    raise self.corrupt(f"the file is only {size} bytes (truncated?)")
+                self.mm = mmap.mmap(self._fd, size)
+                magic = bytes(self.mm[H_MAGIC : H_MAGIC + 8])
+                if magic == bytes(8):  # new, or its creator died while initialising it
+                    self._initialise(size, max_channels, max_groups, journal_size)
+                elif magic != MAGIC:
+                    raise IPCFormatError(
+                        f"{self.path} is not a chanlite IPC segment; choose another 'prefix'"
+                    )
+                self._check_version()
+                self._load_layout()
+                self._validate(size)
+                # under the creation lock, which also guards the pid table
+                self._proc_slot = self._register_process()
+                self._inode = os.fstat(self._fd).st_ino
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
         except BaseException:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            if created:  # a constructor that fails leaves nothing behind
+                try:
+                    posix_ipc.unlink_shared_memory(segment_name(prefix))
+                except posix_ipc.ExistentialError:
+                    pass
             self.close()
             raise
-        self._proc_slot = self._register_process()
-        self._inode = os.fstat(self._fd).st_ino
-        fcntl.lockf(self._fd, fcntl.LOCK_UN)
-        self._load_layout()
         self._jlen = 0
         self._mbuf = (ctypes.c_char * MUTEX_SIZE).from_buffer(self.mm, H_MUTEX)
         self._maddr = ctypes.addressof(self._mbuf)
         self._mref = ctypes.byref(self._mbuf)  # keeps _mbuf (and the mapping) alive
         #: ``unlock()``: one C call, no Python frame (it never blocks or fails
         #: for the owner; called on every operation)
-        self.unlock = functools.partial(_mutex_unlock_fast, self._mref)
+        self.unlock = functools.partial(mutex_unlock, self._mref)
+        _open_segments.add(self)
 
     # ---------------------------------------------------------- creation
+
+    def _open(self) -> tuple[posix_ipc.SharedMemory, bool]:
+        """Create the segment exclusively (O_EXCL) with exactly ``mode``, or
+        open an existing one that this uid owns with no wider mode."""
+        name = segment_name(self.prefix)
+        for _ in range(5):  # it may be removed between the two attempts
+            try:
+                shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=self.mode)
+            except posix_ipc.ExistentialError:
+                pass
+            else:
+                os.fchmod(shm.fd, self.mode)  # the configured bits, whatever the umask
+                return shm, True
+            try:
+                shm = posix_ipc.SharedMemory(name, 0)
+            except posix_ipc.ExistentialError:
+                continue
+            except posix_ipc.PermissionsError as exc:
+                raise IPCPermissionError(
+                    f"{self.path} exists but this process may not open it ({exc}): it "
+                    "belongs to another user; remove it (as its owner or root) or choose "
+                    "another 'prefix'"
+                ) from None
+            try:
+                _check_trust(os.fstat(shm.fd), self.path, self.mode)
+            except BaseException:
+                shm.close_fd()
+                raise
+            return shm, False
+        raise IPCError(f"{self.path} keeps appearing and disappearing; is another process "
+                       "removing it in a loop?")
+
+    def _creation_lock(self, how: int, limit: float = 30.0) -> None:
+        """The fcntl lock that serialises creation, waited for at most ``limit`` s."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                fcntl.lockf(self._fd, how | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > deadline:
+                raise IPCLockTimeout(
+                    f"{self.path} has been being created by another process for {limit:.0f}s; "
+                    "if that process is stuck, stop it and remove the segment"
+                )
+            time.sleep(0.005)
 
     def _reserve(self, memory: int) -> None:
         os.ftruncate(self._fd, memory)
@@ -282,37 +436,35 @@ class Segment:
 
     def _initialise(self, size: int, max_channels: int, max_groups: int, jsize: int) -> None:
         mm = self.mm
-        qslots = _pow2_at_least(max_channels * 4 // 3 + 1)
-        gslots = _pow2_at_least(max_groups * 4 // 3 + 1)
-        from ._ipc_store import ENTRY
-
-        journal = HEADER_SIZE
-        qtable = journal + jsize
-        gtable = qtable + qslots * ENTRY
-        heap = (gtable + gslots * ENTRY + 4095) & ~4095
+        qslots, gslots = table_slots(max_channels, max_groups)
+        qtable, gtable, heap, heapsize, maxord = layout(size, qslots, gslots, jsize)
         if heap + 4096 > size:
             raise ValueError(
                 f"memory={size} is too small for max_channels={max_channels} and "
                 f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
             )
         mm[0:heap] = bytes(heap)
-        heapsize = size - heap
         _Q.pack_into(mm, H_SIZE, size)
         struct.pack_into("<II", mm, H_QSLOTS, qslots, gslots)
-        struct.pack_into("<QQQQQQ", mm, H_HEAP, heap, heapsize, qtable, gtable, journal, jsize)
-        struct.pack_into("<I", mm, H_MAXORD, min(heapsize.bit_length() - 1, 62))
+        struct.pack_into("<QQQQQQ", mm, H_HEAP, heap, heapsize, qtable, gtable, HEADER_SIZE, jsize)
+        struct.pack_into("<I", mm, H_MAXORD, maxord)
+        struct.pack_into("<II", mm, H_QMAX, max_channels, max_groups)
         struct.pack_into("<I", mm, H_VERSION, FORMAT_VERSION)
         self._load_layout()
         self._jlen = 0
         self.reset_heap()
-        _init_mutex(mm)
+        view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
+        err = init_mutex(ctypes.addressof(view))
+        view = None  # release the export so the mapping can be closed
+        if err:
+            raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(err)}")
         mm[H_MAGIC : H_MAGIC + 8] = MAGIC  # last: the segment is now valid
 
     def _check_version(self) -> None:
         (version,) = struct.unpack_from("<I", self.mm, H_VERSION)
         if version != FORMAT_VERSION:
             raise IPCFormatError(
-                f"/dev/shm{segment_name(self.prefix)} uses chanlite IPC format "
+                f"{self.path} uses chanlite IPC format "
                 f"v{version} but this chanlite uses v{FORMAT_VERSION}: stop every "
                 f"process using prefix {self.prefix!r}, then run `manage.py chanlite_ipc "
                 f"--prefix {self.prefix} --remove` (or use another 'prefix')"
@@ -327,6 +479,41 @@ class Segment:
             struct.unpack_from("<QQQQQQ", mm, H_HEAP)
         )
         (self.maxord,) = struct.unpack_from("<I", mm, H_MAXORD)
+        self.qmax, self.gmax = struct.unpack_from("<II", mm, H_QMAX)
+
+    def _validate(self, size: int) -> None:
+        """The header must describe exactly the layout its own sizes imply."""
+        def bad_slots(n: int) -> bool:
+            return n < 2 or n > 1 << 22 or n & (n - 1)
+
+        problem = None
+        if self.size != size:
+            problem = f"its header says {self.size} bytes but the file has {size} (truncated?)"
+        elif bad_slots(self.qslots) or bad_slots(self.gslots):
+            problem = f"bad table sizes {self.qslots}/{self.gslots}"
+        elif not 4096 <= self.jsize < size or self.jbase != HEADER_SIZE:
+            problem = f"bad journal position {self.jbase}+{self.jsize}"
+        elif (self.qtable, self.gtable, self.heap, self.heapsize, self.maxord) != layout(
+                size, self.qslots, self.gslots, self.jsize) or self.heapsize < 4096:
+            problem = "its table and heap offsets do not match its sizes"
+        elif not (1 <= self.qmax <= self.qslots * 3 // 4
+                  and 1 <= self.gmax <= self.gslots * 3 // 4):
+            problem = f"bad limits max_channels={self.qmax} max_groups={self.gmax}"
+        else:
+            flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
+            qused, gused = struct.unpack_from("<II", self.mm, H_QUSED)
+            if flushing > 1 or jlen > self.jsize or qused > self.qslots or gused > self.gslots:
+                problem = "its journal or table counters are out of range"
+        if problem:
+            raise self.corrupt(problem)
+
+    def corrupt(self, problem: str) -> IPCCorrupt:
+        """The error for a segment whose contents cannot be trusted."""
+        return IPCCorrupt(
+            f"{self.path} is corrupt: {problem}. Stop every process using prefix "
+            f"{self.prefix!r}, then run `manage.py chanlite_ipc --prefix {self.prefix} "
+            "--remove` (queued messages are lost)"
+        )
 
     def reset_heap(self) -> None:
         """Make the whole heap free and the tables empty (creation and flush)."""
@@ -341,7 +528,7 @@ class Segment:
         words; the hot paths in :mod:`.ipc` inline exactly these two lines
         (a Python call costs as much as the trylock itself).
         """
-        err = _mutex_trylock(self._mref)
+        err = mutex_trylock(self._mref)
         if err or WORD2.unpack_from(self.mm, H_FLUSHING) != CLEAN:
             self.lock_slow(err)
 
@@ -353,25 +540,102 @@ class Segment:
         GIL held, ~0.2 µs each) before sleeping in the kernel. Then a dead
         owner's mutex is made consistent and its journal rolled back.
         """
-        if err == _EBUSY:
+        if err == errno.EBUSY:
             ref = self._mref
             for _ in range(LOCK_SPINS):
-                err = _mutex_trylock(ref)
-                if err != _EBUSY:
+                err = mutex_trylock(ref)
+                if err != errno.EBUSY:
                     break
             else:
-                err = _mutex_lock(self._maddr)  # sleeps; ctypes.CDLL releases the GIL
+                err = self._wait_lock()
         if err:
-            if err != errno.EOWNERDEAD:
-                raise IPCError(f"cannot lock the IPC segment of {self.prefix!r}: "
-                               f"{os.strerror(err)}")
-            _libc.pthread_mutex_consistent(self._maddr)  # the journal says what to undo
+            if err == errno.EOWNERDEAD:
+                mutex_consistent(self._maddr)  # the journal says what to undo
+            elif err == errno.EDEADLK:
+                # This thread holds it already: an exception escaped a critical
+                # section before failed() could release it. Its journal is
+                # rolled back below exactly as a dead holder's would be.
+                logger.warning("%s: this thread still held the segment lock; repairing",
+                               self.path)
+            else:
+                raise self.corrupt(f"its lock cannot be taken ({os.strerror(err)})")
         flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
         if flushing or jlen:
             self._recover(flushing, jlen)
 
+    def _wait_lock(self) -> int:
+        """Sleep on the busy mutex in slices of LOCK_SLICE s; between slices
+        find out who holds it. A holder thread that does not exist means the
+        lock word is garbage (a live or dead holder is always a real thread:
+        a dead one is flagged by the kernel and handed over): IPCCorrupt. A
+        live holder is logged after LOCK_WARN_AFTER s and, with
+        ``lock_timeout``, waited for that long only."""
+        started = time.monotonic()
+        warn_at = started + LOCK_WARN_AFTER
+        limit = self.lock_timeout
+        while True:
+            wait = LOCK_SLICE if limit is None else max(
+                0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
+            err = mutex_timedlock(self._maddr, deadline_in(wait))
+            if err != errno.ETIMEDOUT:
+                return err
+            tid, pid = self.holder()
+            if tid and pid is None and self.holder()[0] == tid:
+                raise self.corrupt(f"its lock is held by thread id {tid}, which does not exist")
+            now = time.monotonic()
+            if limit is not None and now - started >= limit:
+                raise IPCLockTimeout(_describe_holder(tid, pid, now - started, self.path))
+            if now >= warn_at:
+                logger.warning("%s", _describe_holder(tid, pid, now - started, self.path))
+                warn_at = now + LOCK_WARN_AFTER
+
+    def holder(self) -> tuple[int, int | None]:
+        """``(thread id, pid)`` holding the lock, read without it: ``(0, None)``
+        when free, pid None when no such thread exists."""
+        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & TID_MASK
+        return (tid, thread_pid(tid)) if tid else (0, None)
+
     def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
-        _mutex_unlock_fast(self._mref)
+        mutex_unlock(self._mref)
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Clean up after ``exc`` escaped a critical section; return what to raise.
+
+        Every critical section is ``try: lock; ...; unlock  except
+        BaseException as exc: raise seg.failed(exc)``, so an exception at
+        any point — before the lock was taken, inside the operation, in a
+        repair, after the unlock — lands here. The mutex, not a Python
+        variable, says whether this thread holds it (EDEADLK): then the
+        journal is rolled back and the lock released. A raw decoding error
+        from the segment's bytes becomes :class:`IPCCorrupt`.
+        """
+        self.release_if_held()
+        if isinstance(exc, _GARBAGE_ERRORS) and not isinstance(exc, IPCError):
+            error = self.corrupt(f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    def release_if_held(self) -> bool:
+        """Undo and release the lock if this thread holds it; True if it did."""
+        mm = self.mm
+        if mm is None or self._mref is None:
+            return False
+        err = mutex_timedlock(self._maddr, deadline_in(None))  # in the past: never sleeps
+        if err == errno.EDEADLK:  # held by this thread
+            self.rings = 0  # the operation is undone: nothing to ring
+            try:
+                self.abort()
+            except Exception:  # noqa: BLE001 - a corrupt journal: the next holder reports it
+                logger.exception("%s: cannot roll back an interrupted operation", self.path)
+            finally:
+                self.unlock()
+            return True
+        if err in (0, errno.EOWNERDEAD):  # it was free (or its holder died): give it back
+            if err:
+                mutex_consistent(self._maddr)  # the journal stays for the next holder
+            self.unlock()
+        return False
 
     def save(self, off: int, n: int) -> None:
         """Journal ``n`` bytes at ``off`` before they are changed."""
@@ -394,16 +658,28 @@ class Segment:
             self._jlen = 0
 
     def abort(self) -> None:
-        """Undo this process's uncommitted changes (an exception mid-operation)."""
-        if self._jlen:
-            self._rollback(self._jlen)
+        """Undo this thread's uncommitted changes (an exception mid-operation).
+
+        The journal length in the segment, not ``_jlen``, says what to undo:
+        an exception may strike between the two stores that update them.
+        """
+        (jlen,) = WORD.unpack_from(self.mm, H_JLEN)
+        if jlen:
+            self._rollback(jlen)
+        self._jlen = 0
 
     def _rollback(self, jlen: int) -> None:
         mm = self.mm
         entries = []
         pos, end = self.jbase, self.jbase + jlen
+        if jlen > self.jsize:
+            raise self.corrupt(f"its journal length {jlen} exceeds the journal")
         while pos < end:
             off, n = _QI.unpack_from(mm, pos)
+            if not n or pos + _JENTRY + n > end or not (
+                H_QUSED <= off and off + n <= H_MUTEX or self.qtable <= off and off + n <= self.size
+            ):
+                raise self.corrupt(f"its journal holds a bad entry ({n} bytes at {off})")
             entries.append((off, pos + _JENTRY, n))
             pos += _JENTRY + n
         for off, src, n in reversed(entries):  # oldest copy of a range wins
@@ -490,6 +766,7 @@ class Segment:
         return None
 
     def close(self) -> None:
+        _open_segments.discard(self)
         try:
             self._unregister_process()
         except (OSError, ValueError):  # pragma: no cover - closing anyway
@@ -507,3 +784,19 @@ class Segment:
         if shm is not None and self._fd >= 0:
             shm.close_fd()
             self._fd = -1
+
+
+def _release_at_exit() -> None:
+    """Interpreter shutdown: release a lock the main thread still holds, before
+    non-daemon threads (which may wait for it) are joined."""
+    for segment in list(_open_segments):
+        try:
+            segment.release_if_held()
+        except Exception:  # noqa: BLE001 - never block the exit
+            logger.exception("releasing %s at exit", segment.path)
+
+
+try:  # before threading joins non-daemon threads (as concurrent.futures does)
+    threading._register_atexit(_release_at_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_release_at_exit)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 
 import posix_ipc
@@ -27,6 +28,7 @@ import posix_ipc
 from ._ipc_alloc import MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED, Allocator
 from ._ipc_groups import GroupsMixin
 from ._ipc_segment import (
+    ENTRY,
     H_FLUSHING,
     H_JLEN,
     H_PUSHES,
@@ -36,12 +38,14 @@ from ._ipc_segment import (
     MAX_WAITERS,
     WORD,
     IPCMemoryFull,
+    IPCPermissionError,
+    _check_trust,
+    logger,
     semaphore_name,
 )
 
 __all__ = ["ENTRY", "Store", "name_key"]
 
-ENTRY = 160
 _NAME = 48
 _I = struct.Struct("<I")
 _Q = struct.Struct("<Q")
@@ -79,32 +83,61 @@ def name_key(name: str) -> tuple[bytes, int]:
 class Store(GroupsMixin, Allocator):
     """The layer's shared data structures; every method expects the lock held."""
 
-    _bells: dict[int, posix_ipc.Semaphore] | None = None
-    #: waiter bits collected by pushes under the lock, rung after unlocking
-    rings = 0
+    _bells: dict[int, posix_ipc.Semaphore | IPCPermissionError] | None = None
 
     def bell(self, slot: int) -> posix_ipc.Semaphore:
-        """The doorbell semaphore of waiter ``slot`` (opened once per process)."""
+        """The doorbell semaphore of waiter ``slot`` (opened once per process).
+
+        Created exclusively with the layer's ``mode``; an existing one is
+        used only if this uid owns it with no wider mode (else another user
+        could keep receivers awake or watch them).
+        """
         bells = self._bells
         if bells is None:
             bells = self._bells = {}
         sem = bells.get(slot)
         if sem is None:
-            sem = bells[slot] = posix_ipc.Semaphore(
-                semaphore_name(self.prefix, slot), posix_ipc.O_CREAT, mode=0o600
-            )
+            sem = bells[slot] = self._open_bell(slot)
+        if type(sem) is IPCPermissionError:
+            raise sem
         return sem
+
+    def _open_bell(self, slot: int) -> posix_ipc.Semaphore | IPCPermissionError:
+        """The doorbell, or (logged once per process) why it is not trusted."""
+        name = semaphore_name(self.prefix, slot)
+        path = f"/dev/shm/sem.{name[1:]}"
+        try:
+            sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=self.mode)
+            os.chmod(path, self.mode)  # the configured bits, whatever the umask
+            return sem
+        except posix_ipc.ExistentialError:
+            pass
+        try:
+            sem = posix_ipc.Semaphore(name, posix_ipc.O_CREAT, mode=self.mode)
+            _check_trust(os.stat(path), path, self.mode)
+            return sem
+        except posix_ipc.PermissionsError as exc:
+            error = IPCPermissionError(f"{path} belongs to another user ({exc}); remove "
+                                       "it or choose another 'prefix'")
+        except IPCPermissionError as exc:
+            sem.close()
+            error = exc
+        logger.error("%s; a receiver given this waiter slot polls every 5 ms instead", error)
+        return error
 
     def ring(self, slot: int) -> None:
         """Wake waiter ``slot``; a dead waiter's bell just costs a spurious wake."""
-        self.bell(slot).release()
+        try:
+            self.bell(slot).release()
+        except IPCPermissionError:  # logged once; that receiver polls
+            pass
 
     def _find(self, base: int, mask: int, key: bytes, h: int) -> int:
         """The entry of ``key``, or minus the empty slot where it would go."""
         mm = self.mm
         i = h & mask
         n = len(key)
-        while True:
+        for _ in range(mask + 1):
             e = base + i * ENTRY
             eh, en = _HIB.unpack_from(mm, e)
             if eh == 0:
@@ -112,6 +145,7 @@ class Store(GroupsMixin, Allocator):
             if eh == h and en == n and mm[e + _NAME : e + _NAME + n] == key:
                 return e
             i = (i + 1) & mask
+        raise self.corrupt("a hash table has no empty slot")  # it is at most 3/4 full
 
     def _insert(self, e: int, used_at: int, limit: int, key: bytes, h: int, what: str) -> int:
         mm = self.mm
@@ -137,7 +171,7 @@ class Store(GroupsMixin, Allocator):
         self.save(used_at, 4)
         _I.pack_into(mm, used_at, _I.unpack_from(mm, used_at)[0] - 1)
         i = j = (e - base) // ENTRY
-        while True:
+        for _ in range(mask + 1):
             j = (j + 1) & mask
             ej = base + j * ENTRY
             (hj,) = _I.unpack_from(mm, ej)
@@ -150,6 +184,8 @@ class Store(GroupsMixin, Allocator):
             self.save(ei, ENTRY)
             mm[ei : ei + ENTRY] = mm[ej : ej + ENTRY]
             i = j
+        else:
+            raise self.corrupt("a hash table has no empty slot")
         ei = base + i * ENTRY
         self.save(ei, 4)
         _I.pack_into(mm, ei, 0)
@@ -226,7 +262,7 @@ class Store(GroupsMixin, Allocator):
             start += n
         mm[start : start + dlen] = data
         if e < 0:
-            e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+            e = self._insert(-e, H_QUSED, self.qmax, qkey, qh, "channels")
             head = tail = count = full = 0
             masks = 0
         else:
@@ -244,6 +280,19 @@ class Store(GroupsMixin, Allocator):
         self.commit()
         WORD.pack_into(mm, H_PUSHES, WORD.unpack_from(mm, H_PUSHES)[0] + 1)
         return True
+
+    def push_member(
+        self, qkey: bytes, qh: int, chan: bytes, data: bytes, expires: float, now: float,
+        capacity: int,
+    ) -> bool:
+        """:meth:`push` for one member of a group send: a member that does not
+        fit in the segment is skipped like a full one, never an error. Returns
+        whether the message was queued (False: skipped)."""
+        try:
+            return bool(self.push(qkey, qh, chan, data, expires, now, capacity))
+        except IPCMemoryFull:
+            self.abort()
+            return False
 
     def ring_mask(self, masks: int) -> None:
         """Ring every waiter whose bit is set in ``masks`` (call it unlocked:
@@ -288,7 +337,8 @@ class Store(GroupsMixin, Allocator):
             head, tail, count, full, m0, m1 = _ENT.unpack_from(mm, e + 8)
             if head:
                 k, _, n, dlen, nxt, expires = _BMSG.unpack_from(mm, head)
-                if expires > now and k <= QUICK_MAX_ORDER and (
+                if expires > now and MIN_ORDER <= k <= QUICK_MAX_ORDER and (
+                    24 + n + dlen <= 1 << k) and (
                     count > 1 or _I.unpack_from(mm, H_QUSED)[0] * 4 <= self.qslots  # not crowded
                 ):
                     # The hot path: the entry, the quick-list head and the
@@ -317,6 +367,8 @@ class Store(GroupsMixin, Allocator):
                     if expires > now:
                         n = mm[head + 2]
                         (dlen,) = _I.unpack_from(mm, head + 4)
+                        if 24 + n + dlen > 1 << self.block_order(head):
+                            raise self.corrupt(f"message block {head} is shorter than its contents")
                         start = head + 24
                         got = (index, mm[start : start + n] if n else b"",
                                mm[start + n : start + n + dlen])
@@ -364,8 +416,13 @@ class Store(GroupsMixin, Allocator):
 
     # ----------------------------------------------------------- waiters
 
-    def claim_waiter(self) -> int:
-        """A free waiter slot for this thread (or a dead process's), else -1."""
+    def claim_waiter(self, held: list[int] | None = None) -> int:
+        """A free waiter slot for this thread (or a dead process's), else -1.
+
+        A slot records ``(pid, thread id)``. ``held[0]`` is set to the slot
+        *before* the claim commits, so a caller interrupted at any point
+        knows every slot it may hold (:meth:`release_waiter` checks whose).
+        """
         mm = self.mm
         pid = os.getpid()
         dead = -1
@@ -382,16 +439,25 @@ class Store(GroupsMixin, Allocator):
             slot = dead
         at = H_WAITERS + 8 * slot
         self.save(at, 8)
-        _II.pack_into(mm, at, pid, 1)
+        _II.pack_into(mm, at, pid, _thread_id())
+        if held is not None:
+            held[0] = slot
         self.commit()
         return slot
 
-    def release_waiter(self, slot: int, keys: list[tuple[bytes, int]]) -> None:
-        self.set_waiting(slot, keys, False)
+    def release_waiter(self, slot: int, keys: list[tuple[bytes, int]],
+                       held: list[int] | None = None) -> None:
+        """Give ``slot`` back if this thread holds it; ``held[0]`` becomes -1
+        once it is given back (after the commit: releasing twice is a no-op,
+        so an interruption in between is harmless, unlike a lost release)."""
         at = H_WAITERS + 8 * slot
-        self.save(at, 8)
-        _II.pack_into(self.mm, at, 0, 0)
-        self.commit()
+        if _II.unpack_from(self.mm, at) == (os.getpid(), _thread_id()):
+            self.set_waiting(slot, keys, False)
+            self.save(at, 8)
+            _II.pack_into(self.mm, at, 0, 0)
+            self.commit()
+        if held is not None:
+            held[0] = -1
 
     def set_waiting(self, slot: int, keys: list[tuple[bytes, int]], on: bool) -> None:
         """Set (or clear) waiter ``slot``'s bit on each queue, creating entries."""
@@ -403,7 +469,7 @@ class Store(GroupsMixin, Allocator):
             if e < 0:
                 if not on:
                     continue
-                e = self._insert(-e, H_QUSED, self.qslots * 3 // 4, qkey, qh, "channels")
+                e = self._insert(-e, H_QUSED, self.qmax, qkey, qh, "channels")
             m0, m1 = _QQ.unpack_from(mm, e + 32)
             masks = m0 | (m1 << 64)
             new = masks | bit if on else masks & ~bit
@@ -444,10 +510,18 @@ class Store(GroupsMixin, Allocator):
         return dump(self)
 
     def check(self) -> dict[str, int]:
-        """Verify every invariant; raises ``AssertionError`` (see :mod:`._ipc_diag`)."""
+        """Verify every invariant; raises ``IPCCorrupt`` (see :mod:`._ipc_diag`)."""
         from ._ipc_diag import check
 
-        return check(self)
+        try:
+            return check(self)
+        except AssertionError as exc:
+            raise self.corrupt(str(exc)) from exc
+
+
+def _thread_id() -> int:
+    """This thread's id as a waiter slot records it (never 0: 0 means free)."""
+    return threading.get_native_id() & 0xFFFFFFFF or 1
 
 
 def _alive(pid: int) -> bool:

@@ -40,6 +40,10 @@ from .names import (
 __all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock", "PROTOCOL_CHANNELS"]
 
 log = logging.getLogger("chanlite.layers")
+#: Undecodable entries one ``receive`` drops before it gives up with
+#: ``(None, None)`` (each is logged; a real sender never makes one).
+MAX_DROPPED = 100
+
 Clock = Callable[[], float]
 #: The channels an interface server sends client traffic to. Their default
 #: capacity is ``protocol_capacity`` (sized for one message in flight per
@@ -266,7 +270,43 @@ class BaseChannelLayer:
             return None, None
         if self._space_waiters:
             self._space_freed(got[0])
-        return got[0], _decode(got[1])
+        try:
+            message = _decode(got[1])
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a forged entry
+            message = exc
+        if type(message) is dict:
+            return got[0], message
+        return self._receive_after_forged(queues, bool(block), timeout, got[0], message)
+
+    def _receive_after_forged(
+        self, queues: list[str], block: bool, timeout: float | None, channel: str, bad: Any
+    ) -> tuple[str, dict] | tuple[None, None]:
+        """Drop a queued entry that is not a message this codec made (written
+        into the store by something other than a layer: a bug, a forged
+        entry), log it, and go on receiving until ``timeout`` as if it had
+        never been there. Never hands the caller a non-dict or a raw msgpack
+        error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in range(MAX_DROPPED):
+            what = (f"undecodable ({type(bad).__name__}: {bad})" if isinstance(bad, Exception)
+                    else f"a {type(bad).__name__}, not a dict")
+            log.error("%r: dropped an entry on channel %r that is %s", self, channel, what)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            got = self._receive(queues, block, remaining)
+            if got is None:
+                return None, None
+            channel = got[0]
+            if self._space_waiters:
+                self._space_freed(channel)
+            try:
+                bad = _decode(got[1])
+            except Exception as exc:  # noqa: BLE001
+                bad = exc
+            if type(bad) is dict:
+                return channel, bad
+        log.error("%r: %d undecodable entries in a row; giving up this receive",
+                     self, MAX_DROPPED)
+        return None, None
 
     # "space available" signal
 

@@ -16,7 +16,13 @@ from typing import Any, NoReturn
 
 import msgpack
 
-__all__ = ["encode", "decode", "check_message"]
+__all__ = ["MAX_DEPTH", "encode", "decode", "check_message"]
+
+#: Deepest nesting of dicts and lists a message may have (the message dict
+#: itself is level 1). Bounded so that validation and msgpack never recurse
+#: into RecursionError or msgpack's own nesting error: a deeper message is a
+#: ``TypeError`` naming the path, like any other bad message.
+MAX_DEPTH = 100
 
 #: Leaf types: exact types only, so subclasses (IntEnum, str subclasses with
 #: custom behaviour) are refused rather than silently flattened.
@@ -43,7 +49,16 @@ def _join(path: str, key: str) -> str:
 # (it refuses exactly what does not fit in 64 bits; see ``_find_big_int``).
 
 
-def _check_dict(obj: dict, path: str) -> None:
+def _too_deep(path: str) -> NoReturn:
+    raise TypeError(
+        f"message key {path!r} is nested more than {MAX_DEPTH} dicts/lists deep; "
+        "flatten the message"
+    )
+
+
+def _check_dict(obj: dict, path: str, depth: int = 1) -> None:
+    if depth > MAX_DEPTH:
+        _too_deep(path)
     for key, value in obj.items():
         if type(key) is not str:
             raise TypeError(
@@ -54,22 +69,24 @@ def _check_dict(obj: dict, path: str) -> None:
         if kind in _SCALARS:
             continue
         if kind is dict:
-            _check_dict(value, _join(path, key))
+            _check_dict(value, _join(path, key), depth + 1)
         elif kind is list:
-            _check_list(value, _join(path, key))
+            _check_list(value, _join(path, key), depth + 1)
         else:
             _fail(_join(path, key), value, "unsupported type")
 
 
-def _check_list(obj: list, path: str) -> None:
+def _check_list(obj: list, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        _too_deep(path)
     for index, value in enumerate(obj):
         kind = type(value)
         if kind in _SCALARS:
             continue
         if kind is dict:
-            _check_dict(value, f"{path}[{index}]")
+            _check_dict(value, f"{path}[{index}]", depth + 1)
         elif kind is list:
-            _check_list(value, f"{path}[{index}]")
+            _check_list(value, f"{path}[{index}]", depth + 1)
         else:
             _fail(f"{path}[{index}]", value, "unsupported type")
 
@@ -120,4 +137,11 @@ def encode(message: dict) -> bytes:
 
 #: ``decode(data) -> dict``: turn bytes made by :func:`encode` back into a
 #: fresh dict (a partial, not a wrapper function: it runs on every receive).
-decode = partial(msgpack.unpackb, raw=False)
+def _refuse_ext(code: int, data: bytes) -> NoReturn:
+    raise ValueError(f"msgpack extension type {code} is not part of a message")
+
+
+#: (Bytes from elsewhere — a forged queue entry — raise ``ValueError`` or
+#: another msgpack error here; the layers drop such entries, see
+#: ``BaseChannelLayer.receive``.)
+decode = partial(msgpack.unpackb, raw=False, ext_hook=_refuse_ext)

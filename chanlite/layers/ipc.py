@@ -12,7 +12,11 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
   bounded structures make each operation independent of the backlog;
 * the mutex is a robust pthread mutex the kernel hands over when its holder
   dies, and every change is journaled, so a SIGKILLed process neither blocks
-  nor corrupts the others;
+  nor corrupts the others; every critical section ends in
+  ``except BaseException as exc: raise store.failed(exc)``, so an exception
+  (KeyboardInterrupt, SystemExit, a bug) at any line is as harmless;
+* a segment is used only if this uid made it with no wider mode than
+  ``mode``, and its header must match its layout (``IPCCorrupt`` otherwise);
 * a blocked receiver sleeps on its own POSIX semaphore ("doorbell"),
   registered on the queues it waits for; a sender rings the doorbells of a
   queue's waiters, so nobody polls.
@@ -34,31 +38,42 @@ check_ipc_support()
 
 import posix_ipc  # noqa: E402
 
+from ._ipc_mutex import mutex_trylock as _trylock  # noqa: E402
 from ._ipc_segment import (  # noqa: E402
     CLEAN,
+    DEFAULT_MODE,
     FORMAT_VERSION,
     H_FLUSHING,
     H_WAITERS,
+    JOURNAL_SIZE,
     MAX_WAITERS,
     WORD2,
+    IPCCorrupt,
     IPCError,
     IPCFormatError,
+    IPCLockTimeout,
     IPCMemoryFull,
+    IPCPermissionError,
     check_prefix,
+    layout,
     remove_prefix,
     segment_name,
+    table_slots,
 )
-from ._ipc_segment import _mutex_trylock as _trylock  # noqa: E402
 from ._ipc_store import Store, name_key  # noqa: E402
 from .base import BaseChannelLayer  # noqa: E402
 from .names import queue_for_send  # noqa: E402
 
 __all__ = [
     "DEFAULT_MEMORY",
+    "DEFAULT_MODE",
     "IPCChannelLayer",
+    "IPCCorrupt",
     "IPCError",
     "IPCFormatError",
+    "IPCLockTimeout",
     "IPCMemoryFull",
+    "IPCPermissionError",
     "remove_prefix",
 ]
 
@@ -79,13 +94,13 @@ _registry: dict[str, tuple[Store, int]] = {}
 _registry_lock = threading.Lock()
 
 
-def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int) -> Store:
+def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int, mode: int) -> Store:
     """One Store per prefix per process: one mapping, one doorbell cache and
     one journal cursor (used only by the thread holding the mutex)."""
     with _registry_lock:
         store, refs = _registry.get(prefix, (None, 0))
         if store is None:
-            store = Store(prefix, memory, max_channels, max_groups)
+            store = Store(prefix, memory, max_channels, max_groups, mode=mode)
         _registry[prefix] = (store, refs + 1)
         return store
 
@@ -137,6 +152,14 @@ class IPCChannelLayer(BaseChannelLayer):
             to nothing, restored by a quick wake-up. Replies and streams
             then skip two sleeps and wake-ups (W4 p50 ~95 -> ~32 µs); a
             receiver waiting long spins once. 0 never spins.
+        mode: permission bits of the segment and doorbells this layer
+            creates (default 0o600: this user only); an existing segment
+            owned by another uid or with wider bits is refused.
+        lock_timeout: seconds an operation may wait for the segment lock
+            held by a live process before raising ``IPCLockTimeout``
+            ("segment locked by pid N for X s"); None (default) waits,
+            logging a warning every 10 s. A dead holder never makes anyone
+            wait: its lock is handed over and its operation undone.
     """
 
     IPCMemoryFull = IPCMemoryFull
@@ -152,6 +175,8 @@ class IPCChannelLayer(BaseChannelLayer):
         max_channels: int = 8192,
         max_groups: int = 2048,
         spin: float = 0.0002,
+        mode: int = DEFAULT_MODE,
+        lock_timeout: float | None = None,
         **config: Any,
     ) -> None:
         super().__init__(
@@ -165,21 +190,44 @@ class IPCChannelLayer(BaseChannelLayer):
         _check_size("memory", memory, 1 << 20, 1 << 40)
         _check_size("max_channels", max_channels, 1, 1 << 20)
         _check_size("max_groups", max_groups, 1, 1 << 20)
-        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups)
-        store = self._store
-        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
-        if needed > store.maxord:
-            self.close()
+        if type(mode) is not int or mode & 0o600 != 0o600 or mode & ~0o777:
+            raise ValueError(f"mode must be permission bits including 0o600 (owner read "
+                             f"and write), e.g. 0o600 or 0o660, not {mode!r}")
+        if lock_timeout is not None and (type(lock_timeout) not in (int, float)
+                                         or not lock_timeout > 0):
+            raise ValueError(f"lock_timeout must be None or seconds > 0, not {lock_timeout!r}")
+        if type(spin) not in (int, float) or not 0 <= spin <= 0.01:
+            raise ValueError(f"spin must be between 0 and 0.01 seconds, not {spin!r}")
+        # Every check that can fail comes before the segment is created, so
+        # a refused configuration leaves nothing behind in /dev/shm.
+        heap, _, maxord = layout(memory, *table_slots(max_channels, max_groups), JOURNAL_SIZE)[2:]
+        if heap + 4096 > memory:
             raise ValueError(
-                f"the IPC segment for prefix {prefix!r} ({store.size} bytes) cannot hold "
+                f"memory={memory} is too small for max_channels={max_channels} and "
+                f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
+            )
+        self._check_message_fits(maxord, memory)
+        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups, mode)
+        store = self._store
+        try:
+            self._check_message_fits(store.maxord, store.size)  # an existing, smaller segment
+        except ValueError:
+            self.close()
+            raise
+        if lock_timeout is not None:
+            store.lock_timeout = lock_timeout
+        self._keys: dict[str, tuple[bytes, int]] = {}
+        self.spin = float(spin)
+        self._spin = self.spin  # adaptive budget: halves on a miss
+
+    def _check_message_fits(self, maxord: int, size: int) -> None:
+        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
+        if needed > maxord:
+            raise ValueError(
+                f"the IPC segment for prefix {self.prefix!r} ({size} bytes) cannot hold "
                 f"a message of max_message_size={self.max_message_size} bytes; raise "
                 "'memory' (and remove the old segment) or lower 'max_message_size'"
             )
-        self._keys: dict[str, tuple[bytes, int]] = {}
-        if type(spin) not in (int, float) or not 0 <= spin <= 0.01:
-            raise ValueError(f"spin must be between 0 and 0.01 seconds, not {spin!r}")
-        self.spin = float(spin)
-        self._spin = self.spin  # adaptive budget: halves on a miss
 
     # ------------------------------------------------------------ helpers
 
@@ -193,18 +241,23 @@ class IPCChannelLayer(BaseChannelLayer):
             return key
 
     def _locked(self, method: str, *args: Any) -> Any:
-        """Run a store operation under the lock; undo it if it raises."""
+        """Run a store operation under the lock; undo it if anything raises.
+
+        The shape of every critical section in this module: lock, operate
+        and unlock inside one ``try``, and ``raise store.failed(exc)`` — an
+        exception at any point (even between the lock and the ``try`` of a
+        naive version, or in the unlock line) is undone and the lock released.
+        """
         store = self._store
         if store is None:
             raise IPCError(f"{self!r} is closed")
-        store.lock()
         try:
-            return getattr(store, method)(*args)
-        except BaseException:
-            store.abort()
-            raise
-        finally:
+            store.lock()
+            result = getattr(store, method)(*args)
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904 - failed() chains what it converts
+        return result
 
     # ---------------------------------------------------------- storage
 
@@ -212,21 +265,18 @@ class IPCChannelLayer(BaseChannelLayer):
         key = self._keys.get(queue) or self._key(queue)
         chan = b"" if channel == queue else channel.encode("ascii")
         store = self._store
-        # store.lock(), inlined (the uncontended case of every send)
-        err = _trylock(store._mref)
-        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-            store.lock_slow(err)
         try:
+            # store.lock(), inlined (the uncontended case of every send)
+            err = _trylock(store._mref)
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
             ok = store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
             rings = store.rings
             if rings:
                 store.rings = 0
-        except BaseException:
-            store.rings = 0
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if rings:
             store.ring_mask(rings)
         return ok
@@ -235,25 +285,19 @@ class IPCChannelLayer(BaseChannelLayer):
         now = expires - self.expiry
         store = self._store
         skipped = 0
-        store.lock()
         try:
+            store.lock()
             for channel in channels:
                 queue = queue_for_send(channel)
                 qkey, qh = self._key(queue)
                 chan = b"" if channel == queue else channel.encode("ascii")
-                try:
-                    if not store.push(qkey, qh, chan, data, expires, now, self.capacity_for(queue)):
-                        skipped += 1
-                except IPCMemoryFull:  # like a full member: skipped, never an error
-                    store.abort()
+                if not store.push_member(qkey, qh, chan, data, expires, now,
+                                         self.capacity_for(queue)):
                     skipped += 1
             rings, store.rings = store.rings, 0
-        except BaseException:
-            store.rings = 0
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if rings:
             store.ring_mask(rings)
         return skipped
@@ -274,21 +318,21 @@ class IPCChannelLayer(BaseChannelLayer):
         spin = block and self._spin and (timeout is None or timeout > 0)
         if block and not spin:
             return self._wait(store, queues, keys, timeout)
-        # store.lock(), inlined (the uncontended case of every receive)
-        err = _trylock(store._mref)
-        if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-            store.lock_slow(err)
         try:
+            # store.lock(), inlined (the uncontended case of every receive)
+            err = _trylock(store._mref)
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
             got = store.pop(keys, self.clock())
             if got is None and spin:
                 pushes = store.pushes()
-        except BaseException:
-            store.abort()
-            raise
-        finally:
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
         if got is not None:
-            return (got[1].decode("ascii") or queues[got[0]]), got[2]
+            # (a forged name is shown, not trusted: the message itself is
+            # checked by BaseChannelLayer.receive)
+            return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
         if spin:
             return self._wait(store, queues, keys, timeout, pushes)
         return None
@@ -306,77 +350,112 @@ class IPCChannelLayer(BaseChannelLayer):
         that value (read under the same lock): start with the spin.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        slot = -1
+        held = [-1]  # our waiter slot; claim/release set it before they commit
+        # No try statement may sit inside this one (the loop and each of its
+        # critical sections are functions of their own): whatever line an
+        # exception hits, the slot is released (release_waiter is idempotent).
+        try:
+            got = self._wait_loop(store, keys, timeout, pushes, deadline, held)
+            if held[0] >= 0:
+                self._locked("release_waiter", held[0], keys, held)
+        except BaseException:
+            if held[0] >= 0 and self._store is not None:
+                self._locked("release_waiter", held[0], keys, held)
+            raise
+        if got is None:
+            return None
+        return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
+
+    def _wait_loop(
+        self, store: Store, keys: list[tuple[bytes, int]], timeout: float | None,
+        pushes: int | None, deadline: float | None, held: list[int],
+    ) -> tuple[int, bytes, bytes] | None:
+        """The body of :meth:`_wait`: pop, spin, register, sleep, until a
+        message or the deadline (the slot in ``held`` is released by the caller)."""
         spin = self._spin
         slept_at = 0.0
         skip = spin and pushes is not None
+        while True:
+            registered = False
+            if skip:  # the caller popped and missed: spin first
+                skip = False
+                got = None
+            else:
+                got, registered, pushes = self._wait_step(
+                    store, keys, held, bool(spin and (timeout is None or timeout > 0)))
+            if got is not None:
+                if slept_at and time.perf_counter() - slept_at < self.spin:
+                    self._spin = self.spin  # a quick answer: spin next time
+                return got
+            if spin and (timeout is None or timeout > 0):
+                # Adaptive spin, once per call: watch the push counter (no
+                # lock, no syscall); a stream's or a reply's next message
+                # usually comes sooner than a sleep/ring round trip. The
+                # budget halves on every miss, so sparse traffic stops
+                # spinning at once, and returns on a quick wake-up.
+                end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
+                while store.pushes() == pushes:
+                    os.sched_yield()  # a busy core goes to whoever has work
+                    if time.perf_counter() > end:
+                        self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
+                        break
+                spin = 0.0
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            if registered:
+                # At most RING_SAFETY s per sleep: a sender SIGKILLed between
+                # its commit and its ring must not strand us (see docs).
+                slept_at = time.perf_counter()
+                self._sleep(store, held[0],
+                            RING_SAFETY if remaining is None else min(remaining, RING_SAFETY))
+            else:
+                time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
+
+    def _wait_step(
+        self, store: Store, keys: list[tuple[bytes, int]], held: list[int], watch: bool,
+    ) -> tuple[tuple[int, bytes, bytes] | None, bool, int | None]:
+        """One critical section of a blocking receive: pop; on a miss read the
+        push counter (``watch``: a spin comes next) or register our doorbell
+        on ``keys``, in the same critical section as the failed pop, so a
+        sender that queues a message afterwards sees the registration and
+        rings. Returns ``(got, registered, pushes)``."""
+        registered = False
+        pushes = None
         try:
-            while True:
-                registered = False
-                if skip:  # the caller popped and missed: spin first
-                    skip = False
-                    got = None
-                else:
-                    err = _trylock(store._mref)  # store.lock(), inlined
-                    if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                        store.lock_slow(err)
-                    try:
-                        got = store.pop(keys, self.clock())
-                        if got is not None:
-                            if slot >= 0:
-                                store.release_waiter(slot, keys)
-                                slot = -1
-                        elif spin and (timeout is None or timeout > 0):
-                            pushes = store.pushes()
-                        else:
-                            if slot < 0:
-                                slot = store.claim_waiter()
-                            if slot >= 0:
-                                store.set_waiting(slot, keys, True)
-                                registered = True
-                    except IPCMemoryFull:  # no table room to register: poll instead
-                        store.abort()
-                        got = None
-                    except BaseException:
-                        store.abort()
-                        raise
-                    finally:
-                        store.unlock()
-                if got is not None:
-                    if slept_at and time.perf_counter() - slept_at < self.spin:
-                        self._spin = self.spin  # a quick answer: spin next time
-                    return (got[1].decode("ascii") or queues[got[0]]), got[2]
-                if spin and (timeout is None or timeout > 0):
-                    # Adaptive spin, once per call: watch the push counter (no
-                    # lock, no syscall); a stream's or a reply's next message
-                    # usually comes sooner than a sleep/ring round trip. The
-                    # budget halves on every miss, so sparse traffic stops
-                    # spinning at once, and returns on a quick wake-up.
-                    end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
-                    while store.pushes() == pushes:
-                        os.sched_yield()  # a busy core goes to whoever has work
-                        if time.perf_counter() > end:
-                            self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
-                            break
-                    spin = 0.0
-                    continue
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                if registered:
-                    # At most RING_SAFETY s per sleep: a sender SIGKILLed between
-                    # its commit and its ring must not strand us (see docs).
-                    wait = RING_SAFETY if remaining is None else min(remaining, RING_SAFETY)
-                    slept_at = time.perf_counter()
-                    try:
-                        store.bell(slot).acquire(wait)
-                    except (posix_ipc.BusyError, posix_ipc.SignalError):
-                        pass  # timed out or interrupted: check once more
-                else:
-                    time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
-        finally:
-            if slot >= 0 and self._store is not None:
-                self._locked("release_waiter", slot, keys)
+            err = _trylock(store._mref)  # store.lock(), inlined
+            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
+                store.lock_slow(err)
+            got = store.pop(keys, self.clock())
+            if got is not None:
+                if held[0] >= 0:
+                    store.release_waiter(held[0], keys, held)
+            elif watch:
+                pushes = store.pushes()
+            else:
+                if held[0] < 0:
+                    store.claim_waiter(held)
+                if held[0] >= 0:
+                    store.set_waiting(held[0], keys, True)
+                    registered = True
+            store.unlock()
+        except IPCMemoryFull:  # no table room to register: poll instead
+            store.release_if_held()  # undo the registration, unlock
+            return None, False, None
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
+        return got, registered, pushes
+
+    @staticmethod
+    def _sleep(store: Store, slot: int, wait: float) -> None:
+        """Sleep on doorbell ``slot`` for at most ``wait`` seconds."""
+        try:
+            store.bell(slot).acquire(wait)
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            pass  # timed out or interrupted: check once more
+        except IPCPermissionError:  # a planted doorbell (logged): poll
+            time.sleep(min(wait, POLL_INTERVAL))
 
     def _group_add(self, group: str, channel: str, now: float) -> None:
         gkey, gh = self._key(group)
@@ -411,8 +490,9 @@ class IPCChannelLayer(BaseChannelLayer):
         def read(store: Store) -> dict[str, Any]:
             mm = store.mm
             qused, gused = struct.unpack_from("<II", mm, H_QUSED)
-            waiters = sum(
-                struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1] for slot in range(MAX_WAITERS)
+            waiters = sum(  # claimed slots: (pid, thread id) with a thread id
+                1 for slot in range(MAX_WAITERS)
+                if struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1]
             )
             free = sum(1 << k for _, k, flag in store.walk_heap() if flag)
             return {
@@ -422,9 +502,9 @@ class IPCChannelLayer(BaseChannelLayer):
                 "heap_bytes": store.heapsize,
                 "heap_free_bytes": free,
                 "channels": qused,
-                "max_channels": store.qslots * 3 // 4,
+                "max_channels": store.qmax,
                 "groups": gused,
-                "max_groups": store.gslots * 3 // 4,
+                "max_groups": store.gmax,
                 "blocked_receivers": waiters,
                 "recoveries": store.recoveries,
             }
@@ -432,7 +512,7 @@ class IPCChannelLayer(BaseChannelLayer):
         return self._call_locked(read)
 
     def check(self) -> dict[str, int]:
-        """Verify every invariant of the shared store; raises AssertionError."""
+        """Verify every invariant of the shared store; raises ``IPCCorrupt``."""
         return self._locked("check")
 
     def dump(self) -> dict[str, dict[str, list[tuple]]]:
@@ -443,11 +523,13 @@ class IPCChannelLayer(BaseChannelLayer):
         store = self._store
         if store is None:
             raise IPCError(f"{self!r} is closed")
-        store.lock()
         try:
-            return fn(store)
-        finally:
+            store.lock()
+            result = fn(store)
             store.unlock()
+        except BaseException as exc:
+            raise store.failed(exc)  # noqa: B904
+        return result
 
     def attached_pids(self) -> list[int]:
         """Other live processes using this prefix (``chanlite_ipc --remove``)."""

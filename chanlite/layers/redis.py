@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import redis_scripts as _scripts  # plain Lua text: no redis-py needed
-from .base import BaseChannelLayer
+from .base import MAX_DROPPED, BaseChannelLayer
 from .names import queue_for_send
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
@@ -276,14 +276,20 @@ class RedisChannelLayer(BaseChannelLayer):
         return list(groups.values())
 
     def _parse(self, key: str | bytes, item: bytes, now: float) -> tuple[str, bytes] | None:
-        """``(channel, data)`` of a popped item, or None if it has expired."""
-        expires, channel, data = item.split(b"|", 2)
-        if float(expires) <= now:
-            return None
-        if channel:
-            return channel.decode(), data
+        """``(channel, data)`` of a popped item, or None if it has expired
+        (or is not an item a layer wrote: that is logged and dropped)."""
         if type(key) is bytes:
             key = key.decode()
+        try:
+            expires, channel, data = item.split(b"|", 2)
+            if float(expires) <= now:
+                return None
+            if channel:
+                return channel.decode("ascii"), data
+        except (ValueError, UnicodeDecodeError) as exc:  # a forged or foreign item
+            logger.error("dropped a malformed item from Redis list %r (%s): %r",
+                         key, exc, item[:80])
+            return None
         return key[len(self._qprefix):], data
 
     def _pop_now(self, host: Any, keys: list[str]) -> tuple[str, bytes] | None:
@@ -296,10 +302,14 @@ class RedisChannelLayer(BaseChannelLayer):
             got = self._parse(keys[0], item, self.clock())
             if got is not None:
                 return got
-        found = host.run(_scripts.POP, keys, (repr(self.clock()),))
-        if not found:
-            return None
-        return self._parse(keys[found[0] - 1], found[1], -math.inf)
+        for _ in range(MAX_DROPPED):  # a malformed item is dropped: pop the next one
+            found = host.run(_scripts.POP, keys, (repr(self.clock()),))
+            if not found:
+                return None
+            got = self._parse(keys[found[0] - 1], found[1], -math.inf)
+            if got is not None:
+                return got
+        return None
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

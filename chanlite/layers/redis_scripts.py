@@ -43,7 +43,10 @@ _DROP_EXPIRED = """
 local function drop_expired(key, n, now)
   while n > 0 do
     local head = redis.call('LINDEX', key, 0)
-    if tonumber(string.match(head, '^[^|]+')) > now then return n end
+    local expires = tonumber(string.match(head, '^[^|]+') or '')
+    if expires == nil then
+      redis.log(redis.LOG_WARNING, 'chanlite: dropped a malformed item from ' .. key)
+    elseif expires > now then return n end
     redis.call('LPOP', key)
     n = n - 1
   end
@@ -114,7 +117,9 @@ for i = 1, #KEYS do
   while true do
     local item = redis.call('LPOP', KEYS[i])
     if not item then break end
-    if tonumber(string.match(item, '^[^|]+')) > now then return {i, item} end
+    -- a malformed item is returned too: the client logs and drops it
+    local expires = tonumber(string.match(item, '^[^|]+') or '')
+    if expires == nil or expires > now then return {i, item} end
   end
 end
 return false

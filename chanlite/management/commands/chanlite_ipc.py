@@ -1,12 +1,16 @@
 """``manage.py chanlite_ipc``: inspect, check, flush or remove an IPC layer's segment.
 
-    manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX]
+    manage.py chanlite_ipc [--layer ALIAS | --prefix PREFIX] [--wait SECONDS]
                            (--stats | --check | --flush | --remove [--force])
 
 The IPC layer keeps everything in ``/dev/shm/chanlite.<prefix>`` plus one
 doorbell semaphore per blocked receiver (``/dev/shm/sem.chanlite.<prefix>.w*``).
 They outlive the processes on purpose (queued messages survive a restart);
 this command is how an operator looks inside and cleans up.
+
+It never hangs: it waits at most ``--wait`` seconds for a segment lock held
+by a live process, then reports "segment locked by pid N for X s" and how to
+free it; a corrupt segment is reported (``IPCCorrupt``) with the way out.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class Command(BaseCommand):
                            help="CHANNEL_LAYERS alias whose CONFIG names the prefix "
                            "(default: %(default)s).")
         where.add_argument("--prefix", help="IPC prefix to act on (overrides --layer).")
+        parser.add_argument("--wait", type=float, default=5.0,
+                            help="Seconds to wait for a segment locked by another process "
+                            "before reporting who holds it (default: %(default)s).")
         action = parser.add_mutually_exclusive_group(required=True)
         action.add_argument("--stats", action="store_true",
                             help="Print segment figures and the queued messages per channel.")
@@ -50,9 +57,10 @@ class Command(BaseCommand):
                             help="With --remove: remove even while processes use the prefix "
                             "(their workers notice, log it and exit non-zero) (default: off)")
 
-    def _prefix(self, options: dict[str, Any]) -> str:
+    def _config(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The layer's CONFIG (only ``prefix``, when given --prefix)."""
         if options["prefix"]:
-            return options["prefix"]
+            return {"prefix": options["prefix"]}
         alias = options["layer"]
         entry = layer_settings(alias)
         backend = entry["BACKEND"]
@@ -61,30 +69,41 @@ class Command(BaseCommand):
                 f"CHANNEL_LAYERS[{alias!r}] uses {backend}, not the IPC layer; "
                 "pass --prefix or --layer naming an IPC layer"
             )
-        return entry.get("CONFIG", {}).get("prefix", "chanlite")
+        return {"prefix": "chanlite", **entry.get("CONFIG", {})}
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Imported here, not at module level: `manage.py help` must list this
         # command on platforms where the IPC layer cannot run (Windows, macOS).
         try:
-            from chanlite.layers.ipc import IPCChannelLayer, IPCError  # checks first
+            from chanlite.layers.ipc import (  # checks the platform first
+                DEFAULT_MODE,
+                IPCChannelLayer,
+                IPCCorrupt,
+                IPCError,
+            )
         except IPCUnavailable as exc:
             raise CommandError(str(exc)) from None
         import posix_ipc
 
         from chanlite.layers._ipc_segment import segment_name as _segment_name
 
-        prefix = self._prefix(options)
+        config = self._config(options)
+        prefix = config["prefix"]
         segment = f"/dev/shm{_segment_name(prefix)}"
+        if not options["wait"] > 0:
+            raise CommandError("--wait must be a number of seconds above 0")
         if options["remove"]:
-            users = self._users(prefix)
+            users = self._users(prefix, options["wait"])
             if users and not options["force"]:
                 raise CommandError(
                     f"{segment} is in use by process(es) {', '.join(map(str, users))}; stop "
                     "them first (a process keeps serving a private copy of a removed "
                     "segment), or pass --force"
                 )
-            existed = IPCChannelLayer.remove_prefix(prefix)
+            try:
+                existed = IPCChannelLayer.remove_prefix(prefix)
+            except IPCError as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(f"removed {segment}" if existed else f"{segment} did not exist; "
                               "removed any stray semaphores")
             return
@@ -92,8 +111,11 @@ class Command(BaseCommand):
             posix_ipc.SharedMemory(_segment_name(prefix)).close_fd()  # exists? never create
         except posix_ipc.ExistentialError:
             raise CommandError(f"no IPC segment {segment} (prefix {prefix!r})") from None
+        except posix_ipc.PermissionsError:
+            pass  # another user's: the layer below says so
         try:
-            layer = IPCChannelLayer(prefix=prefix)
+            layer = IPCChannelLayer(prefix=prefix, mode=config.get("mode", DEFAULT_MODE),
+                                    lock_timeout=options["wait"])
         except (IPCError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         try:
@@ -101,18 +123,19 @@ class Command(BaseCommand):
                 layer.flush()
                 self.stdout.write(f"flushed {segment}")
             elif options["check"]:
-                try:
-                    figures = layer.check()
-                except AssertionError as exc:
-                    raise CommandError(f"{segment} is inconsistent: {exc}") from exc
+                figures = layer.check()
                 self.stdout.write(f"{segment} is consistent: {figures}")
             else:
                 self._stats(layer)
+        except IPCCorrupt as exc:
+            raise CommandError(f"{segment} is inconsistent: {exc}") from exc
+        except IPCError as exc:  # IPCLockTimeout: who holds it, and how to free it
+            raise CommandError(str(exc)) from exc
         finally:
             layer.close()
 
     @staticmethod
-    def _users(prefix: str) -> list[int]:
+    def _users(prefix: str, wait: float) -> list[int]:
         """Pids of the live processes attached to ``prefix``'s segment, read
         from its pid table (without creating the segment if it is missing)."""
         import posix_ipc
@@ -126,9 +149,9 @@ class Command(BaseCommand):
         except posix_ipc.ExistentialError:
             return []
         try:
-            layer = IPCChannelLayer(prefix=prefix)
+            layer = IPCChannelLayer(prefix=prefix, lock_timeout=wait)
         except (IPCError, ValueError):
-            return []  # not readable as a segment: nothing to protect
+            return []  # not readable as a segment (or another user's): nothing to protect
         try:
             return layer.attached_pids()
         finally:
