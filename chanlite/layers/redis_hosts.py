@@ -133,6 +133,8 @@ class Host:
     ) -> None:
         self.url = url
         self.label = safe_label(url)
+        #: What places this host on the hash ring (stable across restarts).
+        self.identity = self.label
         if url.startswith("unix://"):  # TCP-only options break unix sockets
             options = {k: v for k, v in options.items() if k != "socket_keepalive"}
         pool = redis.ConnectionPool.from_url(url, **options)
@@ -266,11 +268,7 @@ class Host:
         """
         try:
             with self._side_lock:
-                if self._side is None or self._side_pid != os.getpid():
-                    # (after fork the child must not share the parent's socket)
-                    self._side = self._connection_class(**self._kwargs)
-                    self._side_pid = os.getpid()
-                side = self._side
+                side = self._side_connection(conn)
                 for attempt in (1, 2):
                     # Retrying is safe: unblocking twice is a no-op. The
                     # side connection is often idle for long and stale
@@ -287,6 +285,14 @@ class Host:
         except NETWORK_ERRORS as exc:
             conn.disconnect()  # an item popped now is lost: at most once
             raise self.unavailable(exc) from exc
+
+    def _side_connection(self, target: Any) -> Any:
+        """The connection that unblocks ``target`` (call with the side lock held)."""
+        if self._side is None or self._side_pid != os.getpid():
+            # (after fork the child must not share the parent's socket)
+            self._side = self._connection_class(**self._kwargs)
+            self._side_pid = os.getpid()
+        return self._side
 
     def note_failure(self, backoff: float, backoff_max: float) -> float:
         """Record a failure; return the delay before the next attempt."""
