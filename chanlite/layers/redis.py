@@ -226,6 +226,11 @@ class RedisChannelLayer(BaseChannelLayer):
         data = super().encode(message)
         return data if self._cipher is None else self._cipher.seal(data)
 
+    def open_body(self, data: bytes) -> bytes | None:
+        """The msgpack bytes inside a stored body (unsealed with the keys), or
+        None if none of ``symmetric_encryption_keys`` opens it."""
+        return data if self._cipher is None else self._cipher.open(data)
+
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None
     ) -> tuple[str, bytes] | None:
@@ -236,7 +241,7 @@ class RedisChannelLayer(BaseChannelLayer):
             got = self._receive_stored(queues, block, timeout)
             if got is None:
                 return None
-            plain = self._cipher.open(got[1])
+            plain = self.open_body(got[1])
             if plain is not None:
                 return got[0], plain
             # Never deliver what we cannot authenticate; keep waiting for
