@@ -189,3 +189,29 @@ def test_command_stats_health_and_prefix_flush(layer, servers, redis_settings):
     other.close()
     with pytest.raises(CommandError, match="not a Redis layer"):
         run_command("--stats", "--layer", "memory")
+
+
+def test_a_full_redis_is_back_pressure_naming_the_host(caplog):
+    """maxmemory reached under noeviction: send raises ChannelFull saying the
+    server is out of memory (an interface server answers 503); a group send
+    skips the members there with a log line; receives drain it."""
+    server = RedisServer(extra_args=["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"])
+    server.start()
+    try:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="oom", capacity=10**6)
+        layer.group_add("room", "big")
+        with pytest.raises(layer.ChannelFull, match=f"127.0.0.1:{server.port}/0 is out of memory"):
+            for _ in range(10_000):
+                layer.send("big", {"x": b"x" * 10_000})
+        with caplog.at_level(logging.WARNING, logger="chanlite.layers.redis"):
+            layer.send_group("room", {"x": b"x" * 10_000})  # does not raise
+        assert any("out of memory" in r.getMessage() for r in caplog.records)
+        drained = 0
+        while layer.receive(["big"]) != (None, None):
+            drained += 1
+        assert drained > 100
+        layer.send("big", {"after": "drain"})
+        assert layer.receive(["big"]) == ("big", {"after": "drain"})
+        layer.close()
+    finally:
+        server.stop()

@@ -124,6 +124,7 @@ class RedisChannelLayer(BaseChannelLayer):
             **base,
         )
         try:
+            from redis.exceptions import OutOfMemoryError
             from redis.exceptions import TimeoutError as RedisTimeoutError
 
             from .redis_hosts import NETWORK_ERRORS, HashRing, Host
@@ -168,6 +169,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._group_ttl = math.ceil(self.group_expiry + ttl_margin)
         self._full_ttl = max(self._queue_ttl, self._group_ttl)
         self._read_timeout: type[BaseException] = RedisTimeoutError
+        self._out_of_memory: type[BaseException] = OutOfMemoryError
         self._network_errors = NETWORK_ERRORS
         self.block_chunk = float(block_chunk)
         self.grace = float(socket_timeout)
@@ -259,11 +261,21 @@ class RedisChannelLayer(BaseChannelLayer):
     def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
         item = f"{expires!r}|{'' if channel == queue else channel}|".encode() + data
         host = self._hosts[0] if len(self._hosts) == 1 else self._host_of(queue)
-        return host.run(
-            _scripts.PUSH,
-            (self._qprefix + queue, self._full_key),
-            (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue, self._full_ttl),
-        ) == 1
+        try:
+            return host.run(
+                _scripts.PUSH,
+                (self._qprefix + queue, self._full_key),
+                (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue,
+                 self._full_ttl),
+            ) == 1
+        except self._out_of_memory as exc:
+            # Back-pressure like a full channel (an interface server answers
+            # 503), with the reason: the whole server is full, not the channel.
+            raise self.ChannelFull(
+                f"Redis at {host.label} is out of memory ({exc}); {channel!r} not queued. "
+                "Consumers are not keeping up: add workers, lower capacities, or raise "
+                "that server's maxmemory (keep maxmemory-policy noeviction)"
+            ) from exc
 
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> None:
         # One script per host: every member on that host in one round trip.
@@ -286,6 +298,12 @@ class RedisChannelLayer(BaseChannelLayer):
                     _scripts.PUSH_MANY,
                     keys,
                     [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix), *args],
+                )
+            except self._out_of_memory as exc:
+                # A full server: its members are skipped like full ones.
+                logger.warning(
+                    "group send skipped %d member(s) on %s: Redis is out of memory (%s)",
+                    len(keys) - 1, host.label, exc,
                 )
             except RedisUnavailable as exc:
                 # Like a full member, an unreachable one is skipped: the
