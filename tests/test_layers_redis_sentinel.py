@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from .redis_server import SentinelCluster, redis_server_missing
+from .redis_server import SentinelCluster, redis_server_missing, wait_for
 
 _REASON = redis_server_missing()
 if _REASON:
@@ -85,6 +85,67 @@ def test_unknown_service_raises_the_unavailable_error():
         layer.send("x", {})
     assert time.monotonic() - start < 3
     layer.close()
+
+
+def test_manual_failover_with_the_old_master_still_running(cluster, caplog):
+    """``SENTINEL FAILOVER``, then the old master turned into a replica while
+    the layer still holds connections to it (a send's and a blocked
+    receive's). The blocked ``BLPOP`` ends with ``-UNBLOCKED``, the next
+    write meets ``READONLY`` or a killed connection; the layer must treat
+    each as "ask the Sentinels again" and carry on on the new master."""
+    caplog.set_level(logging.WARNING, logger="chanlite.layers.redis")
+    layer = make_layer(cluster, prefix="sentinel-manual")
+    layer.send("manual", {"n": 0})
+    assert layer.receive(["manual"]) == ("manual", {"n": 0})
+    writer = make_layer(cluster, prefix="sentinel-manual")  # a second process
+    writer.send("manual.w", {"n": 0})
+    old, new = cluster.master, cluster.replica
+    got: list = []
+    receiver = threading.Thread(
+        target=lambda: got.append(layer.receive(["manual.wait"], block=True, timeout=15)))
+    receiver.start()
+    wait_for(lambda: old.client().info("clients")["blocked_clients"] >= 1,
+             "the receiver to block on the old master")
+    cluster.sentinels[0].client().execute_command("SENTINEL FAILOVER", cluster.service)
+    wait_for(lambda: cluster.current_master_port() == new.port, "the Sentinels to switch")
+    # Sentinel demotes the old master on its next periodic check (up to
+    # 10 s); do what it would do, now, without killing our connections.
+    old.client().replicaof("127.0.0.1", new.port)
+    cluster.master, cluster.replica = new, old
+    # The writer's connection to the old master is still open: its next
+    # write meets READONLY, reported as unavailable (nothing ran); the one
+    # after that asks the Sentinels and lands on the new master.
+    with pytest.raises(RedisUnavailable, match="read only replica"):
+        writer.send("manual.w", {"n": 1})
+    writer.send("manual.w", {"n": 2})
+    assert writer.receive(["manual.w"]) == ("manual.w", {"n": 0})  # replicated before
+    assert writer.receive(["manual.w"]) == ("manual.w", {"n": 2})
+    writer.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            layer.send("manual", {"n": 1})
+            break
+        except RedisUnavailable:
+            assert time.monotonic() < deadline, "never reached the new master"
+            time.sleep(0.05)
+    assert new.client().llen("sentinel-manual:q:manual") == 1
+    assert layer.receive(["manual"], block=True, timeout=2) == ("manual", {"n": 1})
+    assert str(new.port) in layer.host_for_queue("manual")
+    # The blocked receive moved to the new master too.
+    wait_for(lambda: new.client().info("clients")["blocked_clients"] >= 1,
+             "the blocked receive to resume on the new master")
+    layer.send("manual.wait", {"woke": True})
+    receiver.join(5)
+    assert got == [("manual.wait", {"woke": True})]
+    assert any("failed over" in r.getMessage() for r in caplog.records)
+    layer.flush()
+    layer.close()
+    # Leave a healthy pair for the next test: the old master replicating.
+    wait_for(lambda: old.client().info("replication")["master_link_status"] == "up",
+             "the old master to sync as a replica")
+    for sentinel in cluster.sentinels:
+        wait_for(lambda s=sentinel: cluster._knows_everyone(s), "Sentinels to see the replica")
 
 
 def test_failover_under_traffic(cluster, caplog):

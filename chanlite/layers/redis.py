@@ -124,10 +124,10 @@ class RedisChannelLayer(BaseChannelLayer):
             **base,
         )
         try:
-            from redis.exceptions import OutOfMemoryError
+            from redis.exceptions import OutOfMemoryError, ResponseError
             from redis.exceptions import TimeoutError as RedisTimeoutError
 
-            from .redis_hosts import NETWORK_ERRORS, HashRing, Host
+            from .redis_hosts import NETWORK_ERRORS, HashRing, Host, role_changed
         except ImportError as exc:  # redis-py missing
             raise ImportError(
                 "chanlite.layers.redis.RedisChannelLayer needs redis-py: "
@@ -170,6 +170,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self._full_ttl = max(self._queue_ttl, self._group_ttl)
         self._read_timeout: type[BaseException] = RedisTimeoutError
         self._out_of_memory: type[BaseException] = OutOfMemoryError
+        self._response_error: type[BaseException] = ResponseError
+        self._role_changed = role_changed
         self._network_errors = NETWORK_ERRORS
         self.block_chunk = float(block_chunk)
         self.grace = float(socket_timeout)
@@ -462,6 +464,11 @@ class RedisChannelLayer(BaseChannelLayer):
         except self._read_timeout:
             return started
         except self._network_errors as exc:
+            conn.disconnect()
+            self._failed(host, host.unavailable(exc))
+        except self._response_error as exc:
+            if not self._role_changed(exc):
+                raise
             conn.disconnect()
             self._failed(host, host.unavailable(exc))
         return []

@@ -27,19 +27,26 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .redis_scripts import Script
 
-__all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS"]
+__all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS", "role_changed"]
 
 #: Seconds of idleness after which a connection is checked for EOF before use.
 STALE_AFTER = 0.002
 
 #: What a dead, restarted or unreachable server raises.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def role_changed(exc: BaseException) -> bool:
+    """A blocking pop ended because the server stopped being a master
+    (``-UNBLOCKED``, e.g. demoted by Sentinel): nothing was popped, and the
+    caller should reconnect (to the new master) as after a network error."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("UNBLOCKED")
 
 
 def safe_label(url: str) -> str:
@@ -256,6 +263,11 @@ class Host:
         except NETWORK_ERRORS as exc:
             conn.disconnect()
             raise self.unavailable(exc) from exc
+        except ResponseError as exc:
+            if not role_changed(exc):
+                raise
+            conn.disconnect()
+            raise self.unavailable(exc) from exc
 
     def cancel_blpop(self, conn: Any, grace: float) -> Any:
         """Stop a started ``BLPOP`` early and return its reply (maybe an item).
@@ -284,6 +296,11 @@ class Host:
             return conn.read_response(timeout=grace)
         except NETWORK_ERRORS as exc:
             conn.disconnect()  # an item popped now is lost: at most once
+            raise self.unavailable(exc) from exc
+        except ResponseError as exc:
+            if not role_changed(exc):
+                raise
+            conn.disconnect()
             raise self.unavailable(exc) from exc
 
     def _side_connection(self, target: Any) -> Any:

@@ -16,8 +16,9 @@ Sentinels, ``services`` the monitored masters)::
 Each *service* is one shard of the hash ring, placed by its name (so a
 failover, which changes the address, moves no channel). A shard's master is
 asked of the Sentinels on first use and again after any network failure,
-``READONLY`` reply or a connection landing on a server that is no longer a
-master (checked with ``ROLE`` on every connect). Nothing else changes: no
+``READONLY`` reply, blocking pop ended by ``-UNBLOCKED`` (a demotion) or a
+connection landing on a server that is no longer a master (checked with
+``ROLE`` on every connect). Nothing else changes: no
 command is retried once it may have reached a server, so a send in flight
 during a failover either succeeds or raises
 :class:`~chanlite.layers.redis.RedisUnavailable`; a blocking receive logs,
@@ -83,7 +84,7 @@ def _service_names(names: Any) -> list[str]:
 
 def _sentinel_host_class() -> type:
     """``SentinelHost``, defined on first use (it needs redis-py)."""
-    from redis.exceptions import ResponseError
+    from redis.exceptions import ReadOnlyError, ResponseError
 
     from .redis_hosts import NETWORK_ERRORS, Host
 
@@ -176,7 +177,8 @@ def _sentinel_host_class() -> type:
             try:
                 return super().execute(*args)
             except ResponseError as exc:
-                if "READONLY" not in str(exc):
+                # redis-py strips the "READONLY" code from ReadOnlyError's text.
+                if not isinstance(exc, ReadOnlyError) and "READONLY" not in str(exc):
                     raise
                 # Nothing ran (a replica refused the write): safe to report.
                 self.connection().disconnect()
