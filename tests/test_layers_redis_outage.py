@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -160,8 +161,22 @@ def test_command_stats_health_and_prefix_flush(layer, servers, redis_settings):
     other = RedisChannelLayer(hosts=[s.url for s in servers], prefix="outage-other")
     other.send(on_a, {"keep": True})  # (on shard A: B is restarted below, empty)
 
-    stats = json.loads(run_command("--stats", "--json"))
+    # A second process on the same prefix, connected to shard A.
+    code = (
+        "import sys; from chanlite.layers.redis import RedisChannelLayer\n"
+        f"layer = RedisChannelLayer(hosts={[s.url for s in servers]!r}, prefix='outage')\n"
+        f"layer.channel_statistics({on_a!r})\n"
+        "print('ready', flush=True); sys.stdin.read()\n"
+    )
+    other_process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+    try:
+        assert other_process.stdout.readline() == "ready\n"
+        stats = json.loads(run_command("--stats", "--json"))
+    finally:
+        other_process.communicate("", timeout=10)
     assert [s["host"] for s in stats] == [s.url for s in servers]
+    assert stats[0]["processes"] == 2  # this test process and the other one
     queues: dict[str, int] = {}
     for shard in stats:
         assert shard["maxmemory_policy"] == "noeviction" and shard["connected_clients"] >= 1

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import select
 import time
 from collections.abc import Sequence
@@ -152,6 +153,8 @@ class RedisChannelLayer(BaseChannelLayer):
             **(connection_options or {}),
         }
         self._hosts = self._make_hosts(hosts, options, Host)
+        for host in self._hosts:
+            host.client_name = "chanlite:" + re.sub(r"[^A-Za-z0-9._-]", "_", prefix)[:64]
         self._ring = HashRing([host.identity for host in self._hosts], virtual_nodes)
         self.hosts = [host.url for host in self._hosts]
         self._cipher = None

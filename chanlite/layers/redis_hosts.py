@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import re
+import socket
 import threading
 import time
 import weakref
@@ -40,6 +42,10 @@ STALE_AFTER = 0.002
 
 #: What a dead, restarted or unreachable server raises.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+#: This machine's name as a CLIENT SETNAME token (no spaces or quotes).
+_MACHINE = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
 
 
 def role_changed(exc: BaseException) -> bool:
@@ -142,6 +148,9 @@ class Host:
         self.label = safe_label(url)
         #: What places this host on the hash ring (stable across restarts).
         self.identity = self.label
+        #: Connections are named ``<client_name>:<machine>:<pid>`` so that
+        #: ``CLIENT LIST`` (and ``chanlite_redis --stats``) can count processes.
+        self.client_name = "chanlite"
         if url.startswith("unix://"):  # TCP-only options break unix sockets
             options = {k: v for k, v in options.items() if k != "socket_keepalive"}
         pool = redis.ConnectionPool.from_url(url, **options)
@@ -171,8 +180,14 @@ class Host:
         # The id lets another connection cancel this one's blocking pop
         # (CLIENT UNBLOCK) without losing the popped item; it changes on
         # every reconnect, hence a connect callback.
-        conn.send_command("CLIENT", "ID")
+        # One round trip for both: the name (with this pid: it changes after
+        # fork, and new connections are made then) counts processes.
+        conn.send_packed_command([
+            pack(("CLIENT", "ID")),
+            pack(("CLIENT", "SETNAME", f"{self.client_name}:{_MACHINE}:{os.getpid()}")),
+        ])
         conn.chanlite_id = conn.read_response()
+        conn.read_response()
 
     def connection(self) -> Any:
         """This thread's connection, ready to send (stale sockets replaced).

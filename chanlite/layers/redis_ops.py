@@ -44,6 +44,18 @@ def _info(host: Any, *sections: str) -> dict[str, str]:
     return info
 
 
+def _processes(host: Any) -> int:
+    """Distinct chanlite processes of this prefix connected to ``host``
+    (connections are named ``chanlite:<prefix>:<machine>:<pid>``)."""
+    own = host.client_name + ":"
+    names = set()
+    for line in host.execute("CLIENT", "LIST").decode().splitlines():
+        for field in line.split(" "):
+            if field.startswith("name=") and field[5:].startswith(own):
+                names.add(field[5:])
+    return len(names)
+
+
 def _check(layer: RedisChannelLayer) -> None:
     if not isinstance(layer, RedisChannelLayer):
         raise TypeError(
@@ -92,8 +104,11 @@ def shard_statistics(layer: RedisChannelLayer) -> list[dict[str, Any]]:
 
     ``queues`` maps :func:`queue_pattern` to the number of items queued
     (expired ones included until a receive or statistics call drops them);
-    ``connected_clients`` counts connections (each chanlite process opens
-    one per thread and shard, plus one for cancelling blocking pops).
+    ``processes`` counts the chanlite processes using this prefix that are
+    connected (by connection name ``chanlite:<prefix>:<machine>:<pid>``);
+    ``connected_clients`` counts every connection to the server (each
+    chanlite process opens one per thread, plus one for cancelling
+    blocking pops).
     A down shard is listed with its ``error``.
     """
     _check(layer)
@@ -104,6 +119,7 @@ def shard_statistics(layer: RedisChannelLayer) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"host": host.label}
         try:
             info = _info(host, "memory", "clients")
+            processes = _processes(host)
             queues: dict[str, int] = {}
             groups = 0
             for key in layer._own_keys(host, ":*"):
@@ -120,6 +136,7 @@ def shard_statistics(layer: RedisChannelLayer) -> list[dict[str, Any]]:
                 maxmemory=int(info.get("maxmemory", 0)),
                 maxmemory_policy=info.get("maxmemory_policy", ""),
                 connected_clients=int(info.get("connected_clients", 0)),
+                processes=processes,
                 groups=groups,
                 queues=dict(sorted(queues.items())),
             )

@@ -4,7 +4,7 @@
                              [--json]
 
 ``--stats`` lists, per shard, memory, maxmemory and its policy, connected
-clients, groups and queued messages per channel pattern; ``--health`` runs
+chanlite processes (of this prefix) and clients, groups and queued messages per channel pattern; ``--health`` runs
 :func:`~chanlite.layers.redis_ops.health_check` and exits 1 when a shard is
 down or unsafe (for scripts and probes); ``--flush --prefix P`` deletes
 every message, group and statistic under prefix ``P`` on every shard of the
@@ -117,7 +117,10 @@ class Command(BaseCommand):
                 f"  memory {shard['used_memory']} bytes of {limit} "
                 f"(policy {shard['maxmemory_policy']})"
             )
-            self.stdout.write(f"  connected clients {shard['connected_clients']}")
+            self.stdout.write(
+                f"  connected processes {shard['processes']} (this prefix), "
+                f"clients {shard['connected_clients']} (all)"
+            )
             self.stdout.write(f"  groups {shard['groups']}")
             if not shard["queues"]:
                 self.stdout.write("  no queued messages")
