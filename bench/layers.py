@@ -118,6 +118,26 @@ def w5_fanout(
     return {"delivered/s": got / (end - start)}
 
 
+def w7_body_codec(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, float]:
+    """What one message body costs the CPU on its way through a layer, no I/O:
+    ``layer.encode`` (validate, msgpack and — with the Redis layer's
+    ``symmetric_encryption_keys`` — seal), then the receive side (``open_body``
+    where the layer has it, then ``decode``). Run the Redis layer with and
+    without keys: the difference is the encryption cost per message."""
+    layer = layer_factory()
+    encode, decode = getattr(layer, "encode", None), getattr(layer, "decode", None)
+    if encode is None or decode is None:
+        return {}  # not a chanlite layer (the asgiref baseline)
+    open_body = getattr(layer, "open_body", None) or (lambda data: data)
+    message = MESSAGE
+    start = timer()
+    for _ in range(count):
+        if decode(open_body(encode(message))) is None:
+            raise SystemExit("W7: a body did not survive encode/open/decode")
+    end = timer()
+    return {"per_msg_us": (end - start) / count * 1e6}
+
+
 def _expect(got: int, wanted: int, workload: str) -> None:
     if got != wanted:
         raise SystemExit(f"{workload}: received {got} messages, expected {wanted}; layer is lossy?")
@@ -135,6 +155,8 @@ WORKLOADS: dict[str, Workload] = {
     "W1": Workload("backlog: 20 000 sends to one channel, then 20 000 receives", w1_backlog),
     "W2": Workload("interleaved send/receive pairs (20 000)", w2_pairs),
     "W5": Workload("group fan-out: 100 members x 200 group sends, then drain", w5_fanout),
+    "W7": Workload("body codec: encode + open + decode one message, no I/O (µs)",
+                   w7_body_codec),
 }
 
 # Cross-process workloads (W3, W4 with a multiprocessing.Queue baseline), W6

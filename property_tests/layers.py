@@ -92,6 +92,13 @@ def _redis_close(layer: BaseChannelLayer) -> None:
 
 _REDIS_URL = "redis://127.0.0.1:6379/0"
 LAYERS["redis"] = LayerEntry(make=_redis_make, close=_redis_close, unavailable=_redis_unavailable)
+# The same rules must hold with sealed bodies (symmetric_encryption_keys):
+# encryption wraps storage, it must not change a single semantic.
+LAYERS["redis-encrypted"] = LayerEntry(
+    make=lambda clock, **config: _redis_make(
+        clock, symmetric_encryption_keys=["property-key"], **config),
+    close=_redis_close, unavailable=_redis_unavailable,
+)
 
 
 def _ipc_make(clock: FakeClock, **config: Any) -> BaseChannelLayer:

@@ -45,6 +45,8 @@ MODULES = [
     ("chanlite.layers.memory", "The in-process layer."),
     ("chanlite.layers.ipc", "The shared-memory layer (one host, many processes)."),
     ("chanlite.layers.redis", "The Redis layer (many hosts)."),
+    ("chanlite.layers.redis_sentinel", "The Redis layer through Redis Sentinel (failover)."),
+    ("chanlite.layers.redis_ops", "Health check and per-shard figures of a Redis layer."),
     ("chanlite.server.server", "The interface server, for embedding."),
     ("chanlite.server.config", "Server limits and timeouts."),
     ("chanlite.testing", "Test cases, clients, fake clock, live server."),

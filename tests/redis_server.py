@@ -9,9 +9,11 @@ started it (``stop()`` in a fixture finaliser).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 import redis
@@ -63,14 +65,21 @@ class RedisServer:
 
     def __init__(
         self, password: str | None = None, tls_dir: str | None = None,
-        unix_socket: str | None = None,
+        unix_socket: str | None = None, extra_args: list[str] | None = None,
+        config_file: str | None = None, cwd: str | None = None,
     ) -> None:
         """``tls_dir`` holding ``cert.pem``/``key.pem`` makes it TLS-only;
-        ``unix_socket`` (a path) makes it listen there only."""
+        ``unix_socket`` (a path) makes it listen there only; ``extra_args``
+        are more ``--option value`` pairs (``--replicaof``, ``--sentinel``);
+        ``config_file`` comes first on the command line (Sentinel needs a
+        writable one); ``cwd`` is where it runs."""
         self.port = free_port()
         self.password = password
         self.tls_dir = tls_dir
         self.unix_socket = unix_socket
+        self.extra_args = list(extra_args or [])
+        self.config_file = config_file
+        self.cwd = cwd
         self.process: subprocess.Popen | None = None
 
     @property
@@ -102,7 +111,12 @@ class RedisServer:
                          "--tls-key-file", f"{self.tls_dir}/key.pem",
                          "--tls-ca-cert-file", f"{self.tls_dir}/cert.pem",
                          "--tls-auth-clients", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.config_file:
+            args.insert(1, self.config_file)
+        args += self.extra_args
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.cwd
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -126,6 +140,13 @@ class RedisServer:
                 self.process.wait(10)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: the abrupt death of a machine, no shutdown work."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -134,3 +155,90 @@ class RedisServer:
         """How many EVALSHA commands this server has run (INFO commandstats)."""
         stats = self.client().info("commandstats")
         return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def wait_for(condition, what: str, timeout: float = 20.0, every: float = 0.05):
+    """Poll ``condition()`` until truthy (returned) or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+class SentinelCluster:
+    """A master, one replica and three ``redis-server --sentinel`` processes.
+
+    Failover timings are tuned down (``down_after`` ms before a Sentinel
+    calls the master down, ``failover_timeout`` ms) so a test can kill the
+    master and see the replica promoted within a few seconds. Everything
+    lives in a temporary directory removed by ``stop()`` (Sentinel insists
+    on a writable config file; the servers keep no data on disk).
+    """
+
+    def __init__(self, service: str = "mymaster", down_after: int = 400,
+                 failover_timeout: int = 3000) -> None:
+        self.service = service
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+        self.directory = tempfile.mkdtemp(prefix="chanlite-sentinel-")
+        sync = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+                "--repl-diskless-load", "on-empty-db"]
+        self.master = RedisServer(extra_args=sync, cwd=self.directory)
+        self.replica = RedisServer(extra_args=sync, cwd=self.directory)
+        self.sentinels: list[RedisServer] = []
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", s.port) for s in self.sentinels]
+
+    def start(self) -> SentinelCluster:
+        try:
+            self.master.start()
+            self.replica.extra_args += ["--replicaof", "127.0.0.1", str(self.master.port)]
+            self.replica.start()
+            wait_for(lambda: self.replica.client().info("replication")["master_link_status"]
+                     == "up", "the replica to sync with the master")
+            for i in range(3):
+                conf = os.path.join(self.directory, f"sentinel-{i}.conf")
+                with open(conf, "w") as f:
+                    f.write(
+                        f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 2\n"
+                        f"sentinel down-after-milliseconds {self.service} {self.down_after}\n"
+                        f"sentinel failover-timeout {self.service} {self.failover_timeout}\n"
+                        f"sentinel parallel-syncs {self.service} 1\n"
+                    )
+                sentinel = RedisServer(config_file=conf, extra_args=["--sentinel"],
+                                       cwd=self.directory)
+                self.sentinels.append(sentinel)
+                sentinel.start()
+            # A failover needs a quorum that knows the replica and its peers
+            # (Sentinels find each other through hello messages, every 2 s).
+            for sentinel in self.sentinels:
+                wait_for(lambda s=sentinel: self._knows_everyone(s),
+                         f"Sentinel {sentinel.port} to see its 2 peers and the replica")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _knows_everyone(self, sentinel: RedisServer) -> bool:
+        state = sentinel.client().sentinel_master(self.service)
+        return state["num-other-sentinels"] >= 2 and state["num-slaves"] >= 1
+
+    def current_master_port(self) -> int | None:
+        """The master port the Sentinels report now (None if they disagree)."""
+        ports = {int(s.client().sentinel_get_master_addr_by_name(self.service)[1])
+                 for s in self.sentinels}
+        return ports.pop() if len(ports) == 1 else None
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, self.replica, self.master]:
+            server.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

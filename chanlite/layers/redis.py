@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import select
 import time
 from collections.abc import Sequence
@@ -107,6 +108,14 @@ class RedisChannelLayer(BaseChannelLayer):
     virtual_nodes: points per host on the hash ring.
     connection_options: extra keyword arguments for redis-py connections,
         e.g. ``{"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}``.
+    symmetric_encryption_keys: seal every message body (see
+        :mod:`~chanlite.layers.redis_crypto`): the first key encrypts, all
+        decrypt; a message no key opens is dropped with a log line.
+
+    One shard down (see docs/layers.md "Failures"): its channels raise
+    :class:`RedisUnavailable` naming it, the others keep working, a group
+    send still reaches the members on healthy shards and counts the rest in
+    :meth:`delivery_statistics`; connections reopen by themselves.
     """
 
     RedisUnavailable = RedisUnavailable
@@ -128,6 +137,7 @@ class RedisChannelLayer(BaseChannelLayer):
         reconnect_backoff_max: float = 2.0,
         virtual_nodes: int = 160,
         connection_options: dict[str, Any] | None = None,
+        symmetric_encryption_keys: Sequence[str | bytes] | None = None,
         **base: Any,
     ) -> None:
         super().__init__(
@@ -138,9 +148,10 @@ class RedisChannelLayer(BaseChannelLayer):
             **base,
         )
         try:
+            from redis.exceptions import OutOfMemoryError, ResponseError
             from redis.exceptions import TimeoutError as RedisTimeoutError
 
-            from .redis_hosts import NETWORK_ERRORS, HashRing, Host
+            from .redis_hosts import NETWORK_ERRORS, HashRing, Host, role_changed
         except ImportError as exc:  # redis-py missing
             raise ImportError(
                 "chanlite.layers.redis.RedisChannelLayer needs redis-py: "
@@ -158,19 +169,25 @@ class RedisChannelLayer(BaseChannelLayer):
         ):
             if type(value) not in (int, float) or not value > 0:
                 raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
-        urls = self._urls(hosts)
         options = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
             "socket_keepalive": True,
             **(connection_options or {}),
         }
-        try:
-            self._hosts = [Host(url, options, RedisUnavailable) for url in urls]
-        except ValueError as exc:
-            raise ValueError(f"invalid Redis host URL in {urls!r}: {exc}") from exc
-        self._ring = HashRing([host.label for host in self._hosts], virtual_nodes)
-        self.hosts = urls
+        self._hosts = self._make_hosts(hosts, options, Host)
+        for host in self._hosts:
+            host.client_name = "chanlite:" + re.sub(r"[^A-Za-z0-9._-]", "_", prefix)[:64]
+        self._ring = HashRing([host.identity for host in self._hosts], virtual_nodes)
+        self.hosts = [host.url for host in self._hosts]
+        self._cipher = None
+        if symmetric_encryption_keys is not None:
+            from .redis_crypto import MessageCipher
+
+            self._cipher = MessageCipher(symmetric_encryption_keys)
+        #: Process-local delivery counters (see :meth:`delivery_statistics`).
+        self._unreachable: dict[str, int] = {}
+        self._undecryptable = 0
         self.prefix = prefix
         self._qprefix = f"{prefix}:q:"
         self._full_key = f"{prefix}:f:"
@@ -178,11 +195,22 @@ class RedisChannelLayer(BaseChannelLayer):
         self._group_ttl = math.ceil(self.group_expiry + ttl_margin)
         self._full_ttl = max(self._queue_ttl, self._group_ttl)
         self._read_timeout: type[BaseException] = RedisTimeoutError
+        self._out_of_memory: type[BaseException] = OutOfMemoryError
+        self._response_error: type[BaseException] = ResponseError
+        self._role_changed = role_changed
         self._network_errors = NETWORK_ERRORS
         self.block_chunk = float(block_chunk)
         self.grace = float(socket_timeout)
         self.reconnect_backoff = float(reconnect_backoff)
         self.reconnect_backoff_max = float(reconnect_backoff_max)
+
+    def _make_hosts(self, hosts: Any, options: dict[str, Any], host_class: Any) -> list[Any]:
+        """The shards (``Host`` objects); the Sentinel layer builds its own."""
+        urls = self._urls(hosts)
+        try:
+            return [host_class(url, options, RedisUnavailable) for url in urls]
+        except ValueError as exc:
+            raise ValueError(f"invalid Redis host URL in {urls!r}: {exc}") from exc
 
     @staticmethod
     def _urls(hosts: Any) -> list[str]:
@@ -221,16 +249,61 @@ class RedisChannelLayer(BaseChannelLayer):
     def _group_keys(self, group: str) -> tuple[str, str]:
         return f"{self.prefix}:g:{group}", f"{self.prefix}:t:{group}"
 
+    # encryption -------------------------------------------------------------
+
+    def encode(self, message: dict) -> bytes:
+        """Validate, encode and (with ``symmetric_encryption_keys``) seal."""
+        data = super().encode(message)
+        return data if self._cipher is None else self._cipher.seal(data)
+
+    def open_body(self, data: bytes) -> bytes | None:
+        """The msgpack bytes inside a stored body (unsealed with the keys), or
+        None if none of ``symmetric_encryption_keys`` opens it."""
+        return data if self._cipher is None else self._cipher.open(data)
+
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        if self._cipher is None:
+            return self._receive_stored(queues, block, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            got = self._receive_stored(queues, block, timeout)
+            if got is None:
+                return None
+            plain = self.open_body(got[1])
+            if plain is not None:
+                return got[0], plain
+            # Never deliver what we cannot authenticate; keep waiting for
+            # the next message within the caller's timeout.
+            self._undecryptable += 1
+            logger.warning(
+                "dropped a message on %r that none of symmetric_encryption_keys opens "
+                "(sent with another key, unencrypted, or altered in Redis)", got[0]
+            )
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+
     # sending ----------------------------------------------------------------
 
     def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
         item = f"{expires!r}|{'' if channel == queue else channel}|".encode() + data
         host = self._hosts[0] if len(self._hosts) == 1 else self._host_of(queue)
-        return host.run(
-            _scripts.PUSH,
-            (self._qprefix + queue, self._full_key),
-            (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue, self._full_ttl),
-        ) == 1
+        try:
+            return host.run(
+                _scripts.PUSH,
+                (self._qprefix + queue, self._full_key),
+                (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue,
+                 self._full_ttl),
+            ) == 1
+        except self._out_of_memory as exc:
+            # Back-pressure like a full channel (an interface server answers
+            # 503), with the reason: the whole server is full, not the channel.
+            raise self.ChannelFull(
+                f"Redis at {host.label} is out of memory ({exc}); {channel!r} not queued. "
+                "Consumers are not keeping up: add workers, lower capacities, or raise "
+                "that server's maxmemory (keep maxmemory-policy noeviction)"
+            ) from exc
 
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
         # One script per host: every member on that host in one round trip.
@@ -246,19 +319,33 @@ class RedisChannelLayer(BaseChannelLayer):
             entry[1].append(capacities.get(queue) or self.capacity_for(queue))
             entry[1].append("" if channel == queue else channel)
         head, now = repr(expires), repr(expires - self.expiry)
-        failed: list[Exception] = []
         skipped = 0
         for index, (keys, args) in per_host.items():
+            host = self._hosts[index]
             try:
-                skipped += int(self._hosts[index].run(
+                skipped += int(host.run(
                     _scripts.PUSH_MANY,
                     keys,
                     [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix), *args],
                 ))
-            except RedisUnavailable as exc:  # deliver to the other hosts first
-                failed.append(exc)
-        if failed:
-            raise failed[0]
+            except self._out_of_memory as exc:
+                # A full server: its members are skipped like full ones.
+                skipped += len(keys) - 1
+                logger.warning(
+                    "group send skipped %d member(s) on %s: Redis is out of memory (%s)",
+                    len(keys) - 1, host.label, exc,
+                )
+            except RedisUnavailable as exc:
+                # Like a full member, an unreachable one is skipped: the
+                # members on healthy shards still get the message. Say who
+                # missed it (log) and count it (delivery_statistics).
+                missed = [key[len(qprefix):] for key in keys[1:]]
+                self._unreachable[host.label] = self._unreachable.get(host.label, 0) + len(missed)
+                logger.warning(
+                    "group send could not reach %d member(s) on %s: %s (%s)",
+                    len(missed), host.label, ", ".join(missed[:10])
+                    + (" ..." if len(missed) > 10 else ""), exc,
+                )
         return skipped
 
     # receiving --------------------------------------------------------------
@@ -311,9 +398,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 return got
         return None
 
-    def _receive(
+    def _receive_stored(
         self, queues: list[str], block: bool, timeout: float | None
     ) -> tuple[str, bytes] | None:
+        """Pop ``(channel, stored bytes)`` as the base ``_receive`` hook describes."""
         groups = self._by_host(queues)
         if not block or timeout == 0:
             failure: RedisUnavailable | None = None
@@ -415,6 +503,11 @@ class RedisChannelLayer(BaseChannelLayer):
         except self._read_timeout:
             return started
         except self._network_errors as exc:
+            conn.disconnect()
+            self._failed(host, host.unavailable(exc))
+        except self._response_error as exc:
+            if not self._role_changed(exc):
+                raise
             conn.disconnect()
             self._failed(host, host.unavailable(exc))
         return []
@@ -532,6 +625,20 @@ class RedisChannelLayer(BaseChannelLayer):
             full += sum(int(v) for v in host.execute("HVALS", self._full_key))
         return pending, full
 
+    def delivery_statistics(self) -> dict[str, Any]:
+        """What this *process* failed to deliver since it started.
+
+        ``group_members_unreachable``: ``{host label: members}`` a group
+        send skipped because their shard was down; ``messages_undecryptable``:
+        messages dropped because no ``symmetric_encryption_keys`` opened
+        them. Process-local on purpose: it still answers while a shard is
+        down (``global_statistics`` needs every shard).
+        """
+        return {
+            "group_members_unreachable": dict(self._unreachable),
+            "messages_undecryptable": self._undecryptable,
+        }
+
     def close(self) -> None:
         """Close all connections (they reopen on next use)."""
         for host in self._hosts:
@@ -539,4 +646,14 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def __repr__(self) -> str:
         hosts = ", ".join(host.label for host in self._hosts)
-        return f"<RedisChannelLayer prefix={self.prefix!r} hosts=[{hosts}] expiry={self.expiry}>"
+        return f"<{type(self).__name__} prefix={self.prefix!r} hosts=[{hosts}] expiry={self.expiry}>"
+
+
+def __getattr__(name: str) -> Any:
+    # ``chanlite.layers.redis.RedisSentinelChannelLayer`` works too (asgi_redis
+    # exported both layers from one module); it lives in its own module.
+    if name == "RedisSentinelChannelLayer":
+        from .redis_sentinel import RedisSentinelChannelLayer
+
+        return RedisSentinelChannelLayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import re
+import socket
 import threading
 import time
 import weakref
@@ -27,19 +29,30 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .redis_scripts import Script
 
-__all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS"]
+__all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS", "role_changed"]
 
 #: Seconds of idleness after which a connection is checked for EOF before use.
 STALE_AFTER = 0.002
 
 #: What a dead, restarted or unreachable server raises.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+#: This machine's name as a CLIENT SETNAME token (no spaces or quotes).
+_MACHINE = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+
+
+def role_changed(exc: BaseException) -> bool:
+    """A blocking pop ended because the server stopped being a master
+    (``-UNBLOCKED``, e.g. demoted by Sentinel): nothing was popped, and the
+    caller should reconnect (to the new master) as after a network error."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("UNBLOCKED")
 
 
 def safe_label(url: str) -> str:
@@ -133,6 +146,11 @@ class Host:
     ) -> None:
         self.url = url
         self.label = safe_label(url)
+        #: What places this host on the hash ring (stable across restarts).
+        self.identity = self.label
+        #: Connections are named ``<client_name>:<machine>:<pid>`` so that
+        #: ``CLIENT LIST`` (and ``chanlite_redis --stats``) can count processes.
+        self.client_name = "chanlite"
         if url.startswith("unix://"):  # TCP-only options break unix sockets
             options = {k: v for k, v in options.items() if k != "socket_keepalive"}
         pool = redis.ConnectionPool.from_url(url, **options)
@@ -163,8 +181,14 @@ class Host:
         # The id lets another connection cancel this one's blocking pop
         # (CLIENT UNBLOCK) without losing the popped item; it changes on
         # every reconnect, hence a connect callback.
-        conn.send_command("CLIENT", "ID")
+        # One round trip for both: the name (with this pid: it changes after
+        # fork, and new connections are made then) counts processes.
+        conn.send_packed_command([
+            pack(("CLIENT", "ID")),
+            pack(("CLIENT", "SETNAME", f"{self.client_name}:{_MACHINE}:{os.getpid()}")),
+        ])
         conn.chanlite_id = conn.read_response()
+        conn.read_response()
 
     def connection(self) -> Any:
         """This thread's connection, ready to send (stale sockets replaced).
@@ -255,6 +279,11 @@ class Host:
         except NETWORK_ERRORS as exc:
             conn.disconnect()
             raise self.unavailable(exc) from exc
+        except ResponseError as exc:
+            if not role_changed(exc):
+                raise
+            conn.disconnect()
+            raise self.unavailable(exc) from exc
 
     def cancel_blpop(self, conn: Any, grace: float) -> Any:
         """Stop a started ``BLPOP`` early and return its reply (maybe an item).
@@ -267,11 +296,7 @@ class Host:
         """
         try:
             with self._side_lock:
-                if self._side is None or self._side_pid != os.getpid():
-                    # (after fork the child must not share the parent's socket)
-                    self._side = self._connection_class(**self._kwargs)
-                    self._side_pid = os.getpid()
-                side = self._side
+                side = self._side_connection(conn)
                 for attempt in (1, 2):
                     # Retrying is safe: unblocking twice is a no-op. The
                     # side connection is often idle for long and stale
@@ -288,6 +313,19 @@ class Host:
         except NETWORK_ERRORS as exc:
             conn.disconnect()  # an item popped now is lost: at most once
             raise self.unavailable(exc) from exc
+        except ResponseError as exc:
+            if not role_changed(exc):
+                raise
+            conn.disconnect()
+            raise self.unavailable(exc) from exc
+
+    def _side_connection(self, target: Any) -> Any:
+        """The connection that unblocks ``target`` (call with the side lock held)."""
+        if self._side is None or self._side_pid != os.getpid():
+            # (after fork the child must not share the parent's socket)
+            self._side = self._connection_class(**self._kwargs)
+            self._side_pid = os.getpid()
+        return self._side
 
     def note_failure(self, backoff: float, backoff_max: float) -> float:
         """Record a failure; return the delay before the next attempt."""
