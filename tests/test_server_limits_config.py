@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from chanlite.management.commands.runserver import _SERVER_OPTIONS
 from chanlite.management.commands.runserver import Command as Runserver
 from chanlite.server.__main__ import build_parser
 from chanlite.server.config import ServerConfig
+from chanlite.server.options import server_overrides
 
 NEW = {"max_connections": "5", "max_queued_requests": "6", "body_spool_threshold": "7000",
        "max_body_memory": "8000", "body_idle_timeout": "1.5", "body_timeout": "9"}
@@ -32,7 +32,9 @@ def test_runserver_options_reach_the_config():
     for name, value in NEW.items():
         argv += ["--" + name.replace("_", "-"), value]
     options = vars(Runserver().create_parser("manage.py", "runserver").parse_args(argv))
-    config = ServerConfig.from_settings(**{name: options[name] for name in _SERVER_OPTIONS})
+    overrides = server_overrides(options)
+    overrides["proxy_headers"] = options["proxy_headers"]  # a flag of runserver's own
+    config = ServerConfig.from_settings(**overrides)
     assert config.proxy_headers is True and config.max_queued_requests == 6
     assert config.body_spool_threshold == 7000 and config.body_timeout == 9
 
