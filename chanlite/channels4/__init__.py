@@ -79,14 +79,18 @@ class IPCChannelLayer(_ChannelsBase):
         group_expiry: float = 86400,
         capacity: int = 100,
         channel_capacity: Any = None,
+        spin: float = 0.0,
         **config: Any,
     ) -> None:
+        # spin 0 by default: only the dispatcher thread blocks, and a thread
+        # spinning for the GIL next to the event loop delays the loop.
         self.ipc = _ipc.IPCChannelLayer(
             prefix=prefix,
             expiry=expiry,
             group_expiry=group_expiry,
             capacity=capacity,
             channel_capacity=channel_capacity,
+            spin=spin,
             **config,
         )
         self.ipc.ChannelFull = ChannelFull  # send() raises Channels' exception
