@@ -321,3 +321,47 @@ def test_cross_process_receive(make):
             assert os.waitpid(pid, 0)[1] == 0, "the child could not send"
 
     run(go())
+
+
+def test_waiters_on_one_channel_are_served_in_order(make):
+    """Two coroutines await one channel: the first gets the first message,
+    and a newcomer never takes a message counted for an earlier waiter."""
+    layer = make()
+
+    async def go():
+        channel = await layer.new_channel()
+        queue = channel.split("!")[0] + "!"
+        first = asyncio.create_task(layer.receive(channel))
+        await parked(layer, first, queue)
+        second = asyncio.create_task(layer.receive(channel))
+        for _ in range(1000):
+            if layer._dispatch.wanted.get(queue) == 2:
+                break
+            await asyncio.sleep(0)
+        await layer.send(channel, {"type": "m", "i": 1})
+        third = asyncio.create_task(layer.receive(channel))  # a newcomer
+        await layer.send(channel, {"type": "m", "i": 2})
+        await layer.send(channel, {"type": "m", "i": 3})
+        got = await asyncio.wait_for(asyncio.gather(first, second, third), WAIT)
+        assert [m["i"] for m in got] == [1, 2, 3]
+
+    run(go())
+
+
+def test_sequential_receives_skip_the_dispatcher(make):
+    """Once every waiter is served, the next receive pops directly (no thread hop)."""
+    layer = make()
+
+    async def go():
+        first = asyncio.create_task(layer.receive("seq"))
+        await parked(layer, first, "seq")
+        await layer.send("seq", {"type": "m", "i": 0})
+        assert (await asyncio.wait_for(first, WAIT))["i"] == 0
+        layer._dispatch.wait_settled(WAIT)  # it stopped watching "seq"
+        assert "seq" not in layer._dispatch.watching
+        for i in range(1, 50):
+            await layer.send("seq", {"type": "m", "i": i})
+            assert (await layer.receive("seq"))["i"] == i
+        assert "seq" not in layer._dispatch.watching
+
+    run(go())

@@ -54,6 +54,9 @@ class Dispatcher:
         self.watching: frozenset[str] = frozenset()
         self.thread: threading.Thread | None = None
         self.stopping = False
+        #: futures registered so far: tells the thread whether its last
+        #: "every waiter of this queue is served" still holds
+        self.registered = 0
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------ receivers
@@ -64,7 +67,9 @@ class Dispatcher:
         with self.lock:
             if self.error is not None:
                 raise RuntimeError(f"the channels4 dispatcher failed: {self.error!r}")
-            data = self._take(channel)
+            # Behind earlier waiters of the channel, never ahead of them: a
+            # buffered message may be the one the dispatcher counted as theirs.
+            data = None if self.futures.get(channel) else self._take(channel)
             if data is None and not self.wanted.get(queue) and queue not in self.watching:
                 data = self._pop_direct(channel, queue)
             if data is not None:
@@ -72,7 +77,11 @@ class Dispatcher:
             future = loop.create_future()
             self.futures[channel].append(future)
             self.wanted[queue] += 1
+            self.registered += 1
             wake = queue not in self.watching
+            queued = bool(self.buffer.get(channel))
+        if queued:  # waiters ahead of us (maybe cancelled): serve in order now
+            self._drain(channel)
         if wake:
             self._wake()
         try:
@@ -137,6 +146,7 @@ class Dispatcher:
     def _drain(self, channel: str) -> None:
         """On a loop thread: give buffered messages to this loop's live futures."""
         loop = asyncio.get_running_loop()
+        rewatch = False
         with self.lock:
             futures = self.futures.get(channel)
             while futures and self.buffer.get(channel):
@@ -144,10 +154,15 @@ class Dispatcher:
                 if live is None:
                     break
                 data = self._take(channel)
-                if data is None:
+                if data is None:  # it expired meanwhile: make sure we are watched
+                    rewatch = True
                     break
                 futures.remove(live)
                 live.set_result(data)
+            if rewatch:
+                self.registered += 1  # cancels the thread's "all served" shortcut
+        if rewatch:
+            self._push_wake()
 
     def forget_buffered(self) -> None:
         """Drop popped-but-undelivered messages (``flush``)."""
@@ -181,22 +196,35 @@ class Dispatcher:
 
     def _loop(self) -> None:
         wake = self.wake_queue
+        covered, at = "", -1
         while True:
             with self.lock:
                 if self.stopping:
                     self.watching = frozenset()
                     self.settled.notify_all()
                     return
-                queues = [q for q, n in self.wanted.items() if n]
+                if at != self.registered:
+                    covered = ""  # a receive registered since: it may wait there
+                queues = [q for q, n in self.wanted.items() if n and q != covered]
                 self.watching = frozenset(queues)
                 self.settled.notify_all()
             got = self.ipc._receive(queues + [wake], True, None)
+            covered = ""
             if got is None or got[0] == wake:
                 continue
             channel, data = got
             with self.lock:
                 self.buffer[channel].append((self.ipc.clock(), data))
-                loops = {f.get_loop() for f in self.futures.get(channel, ())}
+                futures = self.futures.get(channel, ())
+                loops = {f.get_loop() for f in futures}
+                queue = _queue_of(channel)
+                if self.wanted.get(queue, 0) == len(futures) <= len(self.buffer[channel]):
+                    # Every waiter of this queue now has its message: stop
+                    # watching it, so that the next receive (usually the same
+                    # consumer's) pops it directly instead of through this
+                    # thread. Any receive registered after this decision
+                    # (``registered`` moves) makes us watch it again.
+                    covered, at = queue, self.registered
             for loop in loops:
                 _call(loop, self._drain, channel)
 
@@ -235,8 +263,7 @@ class Dispatcher:
                     _call(future.get_loop(), future.cancel)
         now = self.ipc.clock()
         for channel, data in leftovers:  # back into the store, for the others
-            queue = channel.split("!", 1)[0] + "!" if "!" in channel else channel
-            self.ipc._push(queue, channel, data, now + self.ipc.expiry, 1 << 30)
+            self.ipc._push(_queue_of(channel), channel, data, now + self.ipc.expiry, 1 << 30)
         while self.ipc._receive([self.wake_queue], False, None) is not None:
             pass  # leave no wake-up message behind in the shared store
 
@@ -248,6 +275,11 @@ class Dispatcher:
         with self.lock:
             return {"watching": sorted(self.watching), "wanted": dict(self.wanted),
                     "buffered": {c: len(b) for c, b in self.buffer.items()}}
+
+
+def _queue_of(channel: str) -> str:
+    """The store queue of a channel: ``a!`` for a process-local ``a!x``."""
+    return channel.split("!", 1)[0] + "!" if "!" in channel else channel
 
 
 def _call(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
