@@ -248,6 +248,8 @@ def main() -> None:
             finally:
                 if hasattr(layer, "close_sync"):
                     layer.close_sync()  # the parent removes the segment
+                elif hasattr(layer, "close_pools"):
+                    await layer.close_pools()  # flush would delete unread messages
                 else:
                     await close(layer)
 
