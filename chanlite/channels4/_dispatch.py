@@ -112,8 +112,10 @@ class Dispatcher:
                 idle = not self.wanted[queue]
                 if idle:
                     del self.wanted[queue]
-            if idle and future.cancelled() and queue in self.watching:
-                self._wake()  # stop watching a queue nobody awaits any more
+            if idle and queue in self.watching:
+                # Nobody awaits this queue any more: make the thread stop
+                # popping it, so that the next receive pops it directly.
+                self._push_wake()
 
     def _take(self, channel: str) -> bytes | None:
         """The oldest unexpired buffered message of ``channel`` (lock held)."""
