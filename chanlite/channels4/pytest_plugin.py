@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +49,14 @@ class IPCLayers:
         return get_channel_layer()
 
 
-@pytest.fixture
-def ipc_channel_layers(monkeypatch: pytest.MonkeyPatch) -> Iterator[IPCLayers]:
-    """``CHANNEL_LAYERS["default"]`` on a fresh IPC prefix for this test.
+@contextmanager
+def fresh_ipc_layers() -> Iterator[IPCLayers]:
+    """``CHANNEL_LAYERS["default"]`` on a fresh IPC prefix, undone on exit.
 
     Sets ``CHANLITE_IPC_PREFIX`` in ``os.environ`` (inherited by processes
-    the test starts), overrides ``settings.CHANNEL_LAYERS``, and afterwards
-    closes the layers this process built and removes the segment.
+    started inside), overrides ``settings.CHANNEL_LAYERS``, and on exit
+    closes the layers this process built, removes the segment and restores
+    both. Usable without pytest (``unittest``'s ``setUp``/``addCleanup``).
     """
     from channels.layers import channel_layers
     from django.test import override_settings
@@ -63,7 +65,8 @@ def ipc_channel_layers(monkeypatch: pytest.MonkeyPatch) -> Iterator[IPCLayers]:
 
     prefix = f"t{os.getpid()}-{uuid.uuid4().hex[:12]}"
     config = {"BACKEND": "chanlite.channels4.IPCChannelLayer", "CONFIG": {"prefix": prefix}}
-    monkeypatch.setenv(PREFIX_ENV, prefix)
+    old_env = os.environ.get(PREFIX_ENV)
+    os.environ[PREFIX_ENV] = prefix
     override = override_settings(CHANNEL_LAYERS={"default": config})
     override.enable()  # Channels drops its cached layers on setting_changed
     try:
@@ -71,8 +74,19 @@ def ipc_channel_layers(monkeypatch: pytest.MonkeyPatch) -> Iterator[IPCLayers]:
     finally:
         built = list(channel_layers.backends.values())
         override.disable()
+        if old_env is None:
+            os.environ.pop(PREFIX_ENV, None)
+        else:
+            os.environ[PREFIX_ENV] = old_env
         for layer in built:
             close = getattr(layer, "close_sync", None)
             if close is not None:
                 close()
         _Store.remove_prefix(prefix)
+
+
+@pytest.fixture
+def ipc_channel_layers() -> Iterator[IPCLayers]:
+    """A real IPC layer on a fresh prefix for this test (see :func:`fresh_ipc_layers`)."""
+    with fresh_ipc_layers() as layers:
+        yield layers
