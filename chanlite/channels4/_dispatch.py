@@ -205,11 +205,7 @@ class Dispatcher:
                     self.watching = frozenset()
                     self.settled.notify_all()
                     return
-                if at != self.registered:
-                    covered = ""  # a receive registered since: it may wait there
-                queues = [q for q, n in self.wanted.items() if n and q != covered]
-                self.watching = frozenset(queues)
-                self.settled.notify_all()
+                queues = self._publish(covered, at)
             got = self.ipc._receive(queues + [wake], True, None)
             covered = ""
             if got is None or got[0] == wake:
@@ -227,8 +223,22 @@ class Dispatcher:
                     # thread. Any receive registered after this decision
                     # (``registered`` moves) makes us watch it again.
                     covered, at = queue, self.registered
+                    # Published now, before the loop runs the drain: the
+                    # loop thread may take the GIL at the next syscall and
+                    # receive again before this thread loops around.
+                    self._publish(covered, at)
             for loop in loops:
                 _call(loop, self._drain, channel)
+
+    def _publish(self, covered: str, at: int) -> list[str]:
+        """Set and return the queues to watch (lock held): the wanted ones,
+        less ``covered`` while no receive registered since ``at``."""
+        if at != self.registered:
+            covered = ""  # a receive registered since: it may wait there
+        queues = [q for q, n in self.wanted.items() if n and q != covered]
+        self.watching = frozenset(queues)
+        self.settled.notify_all()
+        return queues
 
     def wait_settled(self, timeout: float = 5.0) -> None:
         """Block until the dispatcher watches exactly the wanted queues (tests)."""
