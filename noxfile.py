@@ -27,9 +27,9 @@ LAYER = "chanlite.layers.memory.InMemoryChannelLayer"
 def tests(session: nox.Session, django: str) -> None:
     """tests/ and property_tests/ with the bounded CI Hypothesis profile,
     on the oldest and newest supported Django."""
-    session.install("-e", ".[test,redis]", f"Django~={django}.0")
+    session.install("-e", ".[test,redis,channels4]", "uvicorn>=0.20", f"Django~={django}.0")
     session.run(
-        "python", "-m", "pytest", "-q", "tests", "property_tests",
+        "python", "-m", "pytest", "-q", "tests", "property_tests", "tests_channels4",
         "--hypothesis-profile=ci", *session.posargs,
     )
 
@@ -48,7 +48,7 @@ def property_deep(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the package, the tests and the benchmarks."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "chanlite", "tests", "property_tests", "bench", *session.posargs)
+    session.run("ruff", "check", "chanlite", "tests", "property_tests", "tests_channels4", "bench", *session.posargs)
 
 
 @nox.session
