@@ -242,3 +242,36 @@ def test_statistics_keys_and_values(clock) -> None:
 
 def test_repr_names_the_class() -> None:
     assert "InMemoryChannelLayer" in repr(InMemoryChannelLayer(capacity=7))
+
+
+def test_blocked_receivers_counts_threads_inside_a_blocking_receive():
+    """The statistic the concurrency property waits on: it rises while a
+    thread blocks in ``receive(block=True)`` and falls when it returns
+    (message or timeout); non-blocking receives never count."""
+    import threading
+    import time
+
+    from chanlite.layers.memory import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer()
+    assert layer.blocked_receivers == 0
+    layer.receive(["idle"], block=False)
+    assert layer.blocked_receivers == 0
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(layer.receive(["wake"], block=True,
+                                                                            timeout=20)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while layer.blocked_receivers < 2:
+        assert time.monotonic() < deadline, "receivers never counted as blocked"
+        time.sleep(0.001)
+    layer.send("wake", {"n": 1})
+    layer.send("wake", {"n": 2})
+    for thread in threads:
+        thread.join(20)
+    assert sorted(m["n"] for _, m in results) == [1, 2]
+    assert layer.blocked_receivers == 0
+    assert layer.receive(["none"], block=True, timeout=0) == (None, None)
+    assert layer.blocked_receivers == 0

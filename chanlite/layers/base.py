@@ -22,6 +22,7 @@ import itertools
 import re
 import secrets
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -145,6 +146,8 @@ class BaseChannelLayer:
         self.clock: Clock = clock or time.time
         self._capacity_cache: dict[str, int] = {}
         self._rotation = itertools.count()
+        self._blocked = 0
+        self._blocked_lock = threading.Lock()
 
     # ------------------------------------------------------------------ rules
 
@@ -231,7 +234,16 @@ class BaseChannelLayer:
             queues = self._receive_queues(channels)
         if timeout is not None:
             self._check_timeout(block, timeout)
-        got = self._receive(queues, bool(block), timeout)
+        if block:
+            with self._blocked_lock:
+                self._blocked += 1
+            try:
+                got = self._receive(queues, True, timeout)
+            finally:
+                with self._blocked_lock:
+                    self._blocked -= 1
+        else:
+            got = self._receive(queues, False, timeout)
         if got is None:
             return None, None
         return got[0], _decode(got[1])
@@ -304,6 +316,13 @@ class BaseChannelLayer:
             "channel_full_count": full,
             "messages_max_age": age,
         }
+
+    @property
+    def blocked_receivers(self) -> int:
+        """Threads of this process now inside ``receive(block=True)`` on this
+        layer object (waiting, or about to). Lets a test start senders only
+        once its receivers block, instead of sleeping and hoping."""
+        return self._blocked
 
     # --------------------------------------------------- storage (subclasses)
 
