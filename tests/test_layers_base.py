@@ -275,3 +275,48 @@ def test_blocked_receivers_counts_threads_inside_a_blocking_receive():
     assert layer.blocked_receivers == 0
     assert layer.receive(["none"], block=True, timeout=0) == (None, None)
     assert layer.blocked_receivers == 0
+
+
+# --- exact errors and small promises (issue 20: mutation-testing survivors)
+
+
+def test_full_and_too_large_errors_say_what_to_change():
+    layer = InMemoryChannelLayer(capacity=1, max_message_size=64)
+    layer.send("c", {})
+    with pytest.raises(layer.ChannelFull) as full:
+        layer.send("c", {})
+    assert str(full.value) == (
+        "channel 'c' is full (1 messages queued); consumers are not keeping up. Raise "
+        "'capacity' or 'channel_capacity' in the layer CONFIG, or add workers"
+    )
+    with pytest.raises(layer.MessageTooLarge) as large:
+        layer.send("d", {"x": b"x" * 64})
+    assert str(large.value).endswith(
+        "above max_message_size=64; send large payloads in chunks or raise "
+        "max_message_size in the layer CONFIG"
+    )
+
+
+def test_configuration_errors_name_the_setting():
+    with pytest.raises(ValueError, match=r"^process_capacity must be a positive int, not 0$"):
+        InMemoryChannelLayer(process_capacity=0)
+    with pytest.raises(TypeError, match=r"compiled regexes, not int \(5\)$"):
+        InMemoryChannelLayer(channel_capacity={5: 1})
+
+
+def test_receive_argument_forms():
+    layer = InMemoryChannelLayer()
+    layer.send("a", {"n": 1})
+    assert layer.receive(("a",)) == ("a", {"n": 1})  # a one-name tuple is a sequence too
+    with pytest.raises(TypeError, match=r"^receive\(\) takes a list of channel names, not str"):
+        layer.receive("a")  # a one-character str is not a list of one name
+    with pytest.raises(TypeError, match=r"^receive\(\) needs at least one channel name$"):
+        layer.receive(())
+
+
+def test_new_channel_token_and_fresh_message_age():
+    layer = InMemoryChannelLayer(clock=FakeClock())
+    name = layer.new_channel("reply!")
+    assert len(name) == len("reply!") + 20  # ~119 bits from secrets
+    layer.send(name, {})
+    assert layer.channel_statistics("reply!")["messages_max_age"] == 0.0
