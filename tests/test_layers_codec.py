@@ -174,3 +174,8 @@ def test_too_big_integer_error_names_the_key_and_the_value():
 def test_a_non_dict_message_error_names_its_type(check):
     with pytest.raises(TypeError, match=r"^a message must be a dict, not list \(\[1\]\)$"):
         check([1])
+
+
+def test_check_message_names_top_level_keys_plainly():
+    with pytest.raises(TypeError, match=r"^message key 'a' holds set \{1\}: unsupported type\."):
+        codec.check_message({"a": {1}})
