@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``, ``report``.
+"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``, ``report``,
+``mutation``.
 
 Why nox: each session gets a clean virtualenv, so "works on my machine"
 dependencies cannot leak in, and the benchmark's baseline (asgiref 1.1.2,
@@ -76,3 +77,30 @@ def report(session: nox.Session) -> None:
     """Rewrite docs/performance.md's tables from the runs in bench/results/
     (record one with ``nox -s bench -- ... --record bench/results/NAME.json``)."""
     session.run("python", "bench/report.py", *session.posargs)
+
+
+#: Modules under mutation testing, as mutmut names their mutants
+#: (``chanlite.layers.names.x_queue_for_send__mutmut_3``). The files and the
+#: tests that may kill their mutants are configured in pyproject.toml
+#: ([tool.mutmut]); mutmut runs, for each mutant, only the tests that called
+#: the mutated function.
+MUTATION_MODULES = [
+    "chanlite.layers.names", "chanlite.layers.codec", "chanlite.layers.memory",
+    "chanlite.layers.base", "chanlite.ordering", "chanlite.sessions", "chanlite.routing",
+    "chanlite.testing.websocket", "chanlite.server.ws_session", "chanlite.server.http_session",
+]
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """mutmut over MUTATION_MODULES, one module at a time (slow: about a minute
+    per 30 mutants per core; not part of the default run or CI).
+
+    ``nox -s mutation -- chanlite.ordering`` runs one module. Results stay in
+    ./mutants (reused by the next run); ``mutmut results`` lists survivors and
+    ``mutmut show NAME`` shows one. Scores and triage: docs/testing.md.
+    """
+    session.install("-e", ".[test,redis]", "mutmut>=3.3,<4")
+    for module in session.posargs or MUTATION_MODULES:
+        session.run("mutmut", "run", f"{module}.*")
+    session.run("mutmut", "results")

@@ -2,7 +2,9 @@
 
 Why: at-most-once must hold when many receivers race on the same channels,
 and blocking receivers must be woken by sends (no lost wake-ups). Receivers
-start blocked before anything is sent, so wake-ups are exercised too.
+start blocked before anything is sent (the main thread waits until the
+layer's ``blocked_receivers`` counts them all), so wake-ups are exercised
+every time.
 
 Nothing here waits on luck: the receivers stop on sentinel messages sent only
 after the main thread has seen (through an Event, with a generous bound) that
@@ -12,6 +14,7 @@ all N messages were received; if a message were lost the bounded wait fails.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -66,6 +69,13 @@ def test_every_message_received_exactly_once(
         threads = [threading.Thread(target=receive_until_stopped) for _ in range(receivers)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + BOUND
+        while layer.blocked_receivers < receivers:
+            assert time.monotonic() < deadline, (
+                f"only {layer.blocked_receivers} of {receivers} receivers blocked within {BOUND}s"
+            )
+            time.sleep(0.001)
+        assert layer.blocked_receivers == receivers
         for n, channel in enumerate(targets):
             layer.send(channel, {"n": n})
         assert all_received.wait(BOUND), f"only {len(got)} of {len(targets)} received"

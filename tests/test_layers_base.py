@@ -242,3 +242,81 @@ def test_statistics_keys_and_values(clock) -> None:
 
 def test_repr_names_the_class() -> None:
     assert "InMemoryChannelLayer" in repr(InMemoryChannelLayer(capacity=7))
+
+
+def test_blocked_receivers_counts_threads_inside_a_blocking_receive():
+    """The statistic the concurrency property waits on: it rises while a
+    thread blocks in ``receive(block=True)`` and falls when it returns
+    (message or timeout); non-blocking receives never count."""
+    import threading
+    import time
+
+    from chanlite.layers.memory import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer()
+    assert layer.blocked_receivers == 0
+    layer.receive(["idle"], block=False)
+    assert layer.blocked_receivers == 0
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(layer.receive(["wake"], block=True,
+                                                                            timeout=20)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while layer.blocked_receivers < 2:
+        assert time.monotonic() < deadline, "receivers never counted as blocked"
+        time.sleep(0.001)
+    layer.send("wake", {"n": 1})
+    layer.send("wake", {"n": 2})
+    for thread in threads:
+        thread.join(20)
+    assert sorted(m["n"] for _, m in results) == [1, 2]
+    assert layer.blocked_receivers == 0
+    assert layer.receive(["none"], block=True, timeout=0) == (None, None)
+    assert layer.blocked_receivers == 0
+
+
+# --- exact errors and small promises (issue 20: mutation-testing survivors)
+
+
+def test_full_and_too_large_errors_say_what_to_change():
+    layer = InMemoryChannelLayer(capacity=1, max_message_size=64)
+    layer.send("c", {})
+    with pytest.raises(layer.ChannelFull) as full:
+        layer.send("c", {})
+    assert str(full.value) == (
+        "channel 'c' is full (1 messages queued); consumers are not keeping up. Raise "
+        "'capacity' or 'channel_capacity' in the layer CONFIG, or add workers"
+    )
+    with pytest.raises(layer.MessageTooLarge) as large:
+        layer.send("d", {"x": b"x" * 64})
+    assert str(large.value).endswith(
+        "above max_message_size=64; send large payloads in chunks or raise "
+        "max_message_size in the layer CONFIG"
+    )
+
+
+def test_configuration_errors_name_the_setting():
+    with pytest.raises(ValueError, match=r"^process_capacity must be a positive int, not 0$"):
+        InMemoryChannelLayer(process_capacity=0)
+    with pytest.raises(TypeError, match=r"compiled regexes, not int \(5\)$"):
+        InMemoryChannelLayer(channel_capacity={5: 1})
+
+
+def test_receive_argument_forms():
+    layer = InMemoryChannelLayer()
+    layer.send("a", {"n": 1})
+    assert layer.receive(("a",)) == ("a", {"n": 1})  # a one-name tuple is a sequence too
+    with pytest.raises(TypeError, match=r"^receive\(\) takes a list of channel names, not str"):
+        layer.receive("a")  # a one-character str is not a list of one name
+    with pytest.raises(TypeError, match=r"^receive\(\) needs at least one channel name$"):
+        layer.receive(())
+
+
+def test_new_channel_token_and_fresh_message_age():
+    layer = InMemoryChannelLayer(clock=FakeClock())
+    name = layer.new_channel("reply!")
+    assert len(name) == len("reply!") + 20  # ~119 bits from secrets
+    layer.send(name, {})
+    assert layer.channel_statistics("reply!")["messages_max_age"] == 0.0

@@ -137,3 +137,45 @@ def test_message_too_large_counts_encoded_size() -> None:
         layer.send_group("g", {"b": b"x" * (fits + 1)})
     assert layer.channel_statistics("c")["messages_pending"] == 1
     assert issubclass(layer.MessageTooLarge, ValueError)
+
+
+# --- exact errors and boundaries (issue 20: mutation-testing survivors)
+
+_ALLOWED = ("Messages may contain only str, bytes, int, float, bool, None, "
+            "list and dict with str keys.")
+
+
+@pytest.mark.parametrize("message, key, held", [
+    ({"a": {1}}, "a", "set {1}"),
+    ({"a": [1, {2}]}, "a[1]", "set {2}"),
+    ({"ok": 1, "b": {3}}, "b", "set {3}"),  # checking goes on past a good value
+])
+def test_unsupported_value_error_names_key_type_and_what_is_allowed(message, key, held):
+    with pytest.raises(TypeError) as failure:
+        codec.encode(message)
+    assert str(failure.value) == f"message key {key!r} holds {held}: unsupported type. {_ALLOWED}"
+
+
+@pytest.mark.parametrize("value", [-(2**63), 2**64 - 1])
+def test_integers_at_the_64_bit_limits_are_sendable(value):
+    codec.check_message({"a": [value]})
+    assert codec.decode(codec.encode({"a": value})) == {"a": value}
+
+
+def test_too_big_integer_error_names_the_key_and_the_value():
+    with pytest.raises(TypeError) as failure:
+        codec.check_message({"a": 2**64})
+    assert str(failure.value) == (
+        f"message key 'a' holds int {2**64}: integer does not fit in 64 bits. {_ALLOWED}"
+    )
+
+
+@pytest.mark.parametrize("check", [codec.encode, codec.check_message])
+def test_a_non_dict_message_error_names_its_type(check):
+    with pytest.raises(TypeError, match=r"^a message must be a dict, not list \(\[1\]\)$"):
+        check([1])
+
+
+def test_check_message_names_top_level_keys_plainly():
+    with pytest.raises(TypeError, match=r"^message key 'a' holds set \{1\}: unsupported type\."):
+        codec.check_message({"a": {1}})

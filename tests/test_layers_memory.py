@@ -173,3 +173,39 @@ def test_default_clock_is_monotonic_and_clock_is_injectable() -> None:
     assert InMemoryChannelLayer().clock is time.monotonic
     clock = FakeClock()
     assert InMemoryChannelLayer(clock=clock).clock is clock
+
+
+# --- group sends against full and expired queues (issue 20: mutation survivors)
+
+
+def test_send_group_to_a_full_member_skips_it_and_counts_each_refusal():
+    layer = InMemoryChannelLayer(capacity=1, clock=FakeClock())
+    layer.group_add("g", "x")
+    layer.send_group("g", {"n": 1})  # creates the queue
+    layer.send_group("g", {"n": 2})  # full: skipped (capacity looked up, not cached yet)
+    layer.send_group("g", {"n": 3})
+    assert layer.channel_statistics("x")["channel_full_count"] == 2
+    assert layer.global_statistics() == {"messages_pending": 1, "channel_full_count": 2}
+    assert layer.receive(["x"]) == ("x", {"n": 1})
+
+
+def test_send_group_to_a_member_full_of_expired_messages_delivers():
+    clock = FakeClock()
+    layer = InMemoryChannelLayer(capacity=1, expiry=10, clock=clock)
+    layer.group_add("g", "x")
+    layer.send("x", {"n": 1})
+    clock.advance(10)  # the queued message expires: the queue has room again
+    layer.send_group("g", {"n": 2})
+    assert layer.channel_statistics("x")["channel_full_count"] == 0
+    assert layer.receive(["x"]) == ("x", {"n": 2})
+
+
+def test_global_statistics_do_not_count_expired_messages():
+    clock = FakeClock()
+    layer = InMemoryChannelLayer(expiry=10, clock=clock)
+    layer.send("x", {"n": 1})
+    layer.send("y", {"n": 2})
+    clock.advance(5)
+    layer.send("y", {"n": 3})
+    clock.advance(5)
+    assert layer.global_statistics() == {"messages_pending": 1, "channel_full_count": 0}

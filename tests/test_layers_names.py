@@ -13,6 +13,7 @@ from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.layers.names import (
     MAX_NAME_LENGTH,
     check_group_name,
+    check_new_channel_pattern,
     queue_for_receive,
     queue_for_send,
 )
@@ -132,3 +133,41 @@ def test_new_channel_names_are_unique_and_usable(layer: InMemoryChannelLayer) ->
 def test_new_channel_result_must_fit_the_length_limit(layer: InMemoryChannelLayer) -> None:
     with pytest.raises(TypeError, match="characters"):
         layer.new_channel("x" * 95 + "?")
+
+
+# --- error messages name what was wrong (issue 20: mutation-testing survivors)
+
+
+@pytest.mark.parametrize("check", [queue_for_send, queue_for_receive, check_new_channel_pattern])
+def test_a_non_str_channel_name_error_says_channel(check):
+    with pytest.raises(TypeError, match=r"^channel name must be a str, not int \(5\)$"):
+        check(5)
+
+
+def test_a_too_long_name_error_quotes_its_first_40_characters():
+    name = "abcdefghij" * 10
+    with pytest.raises(TypeError) as failure:
+        queue_for_send(name)
+    assert str(failure.value).startswith(f"channel name {name[:40]!r}... is 100 characters; ")
+    with pytest.raises(TypeError, match=r"^group name 'abcdefghij"):
+        check_group_name(name)
+
+
+def test_an_invalid_group_name_error_says_what_is_allowed():
+    with pytest.raises(TypeError) as failure:
+        check_group_name("a b")
+    assert str(failure.value) == (
+        "invalid group name 'a b': group names are shorter than 100 characters "
+        "and made of ASCII letters, digits, '.', '_' and '-'"
+    )
+
+
+def test_receive_from_a_name_with_two_bangs_is_invalid_not_a_prefix_hint():
+    with pytest.raises(TypeError, match=r"^invalid channel name 'a!b!c' for receive"):
+        queue_for_receive("a!b!c")
+
+
+@pytest.mark.parametrize("pattern", ["a%?", "a b!", "%!"])
+def test_new_channel_pattern_body_is_checked_whole(pattern):
+    with pytest.raises(TypeError, match=r"^new_channel\(\) takes a pattern"):
+        check_new_channel_pattern(pattern)

@@ -56,6 +56,19 @@ def assert_no_server_errors(caplog) -> None:
     assert bad == [], bad
 
 
+def left_after_stop(server, *channels: str) -> list:
+    """Stop ``server`` and its embedded workers, then take everything left on
+    ``channels``. Once stopped nothing more can be sent, so an empty list
+    proves a message never came (a fixed wait passes trivially when the
+    machine is slow)."""
+    assert server.shutdown(10), "server did not stop within 10s"
+    left = []
+    for channel in channels:
+        while (got := server.layer.receive([channel], block=False))[0] is not None:
+            left.append(got)
+    return left
+
+
 def wait_idle(server) -> None:
     """Every connection closed and every reply channel forgotten (no leak)."""
     wait_for(lambda: not server.connections and not server.replies,
@@ -229,8 +242,8 @@ def test_rejection_before_accept_is_403_then_one_disconnect_1006(server, path):
     assert info.value.status_code == 403
     assert layer_wait(srv.layer, "test.disconnects") == {"code": 1006, "order": 1, "path": path}
     wait_idle(srv)
-    got, extra = srv.layer.receive(["test.disconnects"], block=True, timeout=0.3)
-    assert got is None, f"a second websocket.disconnect: {extra}"
+    extra = left_after_stop(srv, "websocket.disconnect", "test.disconnects")
+    assert extra == [], f"a second websocket.disconnect: {extra}"
 
 
 def test_denied_handshake_over_a_raw_socket_is_a_plain_403_response(server):
@@ -375,9 +388,6 @@ def test_unexpected_error_on_a_connection_closes_it_and_the_server_keeps_serving
     read_until_closed(sock)  # before the fix: socket.timeout, the connection hung open
     sock.close()
     wait_idle(srv)
-    # The request never reached a consumer, so no http.disconnect for it either.
-    got, extra = srv.layer.receive(["test.http_disconnect"], block=True, timeout=0.3)
-    assert got is None, f"http.disconnect for a request never delivered: {extra}"
     ws = ws_connect(srv, "/late/")
     ws.recv()
     ws.send("boom")
@@ -390,6 +400,9 @@ def test_unexpected_error_on_a_connection_closes_it_and_the_server_keeps_serving
     assert len(crashes) == 2 and all("layer broken" in str(r.exc_info[1]) for r in crashes)
     status, _, _ = http_request(srv, "GET", "/")  # the loop is alive (a Django view)
     assert status in (200, 404)
+    # The request never reached a consumer, so no http.disconnect for it either.
+    extra = left_after_stop(srv, "http.disconnect", "test.http_disconnect")
+    assert extra == [], f"http.disconnect for a request never delivered: {extra}"
 
 
 def bad_header_app(environ, start_response):
@@ -495,6 +508,23 @@ def test_each_websocket_reply_is_validated_once(server, monkeypatch):
     assert len(calls) == 3, calls  # accept, the reply channel's name, the echo
 
 
+class RefusalCounter:
+    """The pump's batch-slot semaphore, counting the acquires that timed out:
+    each is one pump turn in which it could have handed over a batch."""
+
+    def __init__(self, semaphore) -> None:
+        self.semaphore = semaphore
+        self.refused = 0
+
+    def acquire(self, timeout=None) -> bool:
+        got = self.semaphore.acquire(timeout=timeout)
+        self.refused += not got
+        return got
+
+    def release(self) -> None:
+        self.semaphore.release()
+
+
 def test_reply_pump_hands_over_a_bounded_number_of_batches():
     """A loop that falls behind must leave replies in the layer (where its
     capacity applies), not have the pump move them all into the loop's
@@ -515,13 +545,16 @@ def test_reply_pump_hands_over_a_bounded_number_of_batches():
     for n in range(2000):
         layer.send(f"{prefix}{n % 7}", {"n": n})
     pump = ReplyPump(layer, prefix, deliver, wait=0.05, max_batches=2)
+    pump._slots = slots = RefusalCounter(pump._slots)
     pump.start()
     try:
         assert arrived.wait(WAIT)
         wait_for(lambda: len(batches) >= 2, "the second batch to be handed over")
-        # Idle on purpose (6 pump waits): an unbounded pump would hand over a
-        # third batch now; the assertion is that none comes.
-        time.sleep(0.3)
+        # An unbounded pump would hand over a third batch now; the assertion
+        # is that none comes while the pump is refused a slot three times.
+        refused = slots.refused
+        wait_for(lambda: slots.refused >= refused + 3 or len(batches) > 2,
+                 "the pump to be refused a batch slot three times")
         assert len(batches) == 2, f"{len(batches)} batches handed over, bound is 2"
         assert sum(map(len, batches)) == 512  # 2 x _BATCH; the other 1488 wait in the layer
         for _ in range(len(batches)):

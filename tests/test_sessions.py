@@ -149,3 +149,42 @@ def test_channel_and_http_session_carries_http_session_to_later_messages(layer):
 def test_decorators_need_a_message():
     with pytest.raises(ValueError, match="needs the consumer to be called with a Message"):
         count("not a message")
+
+
+# --- pinned details (issue 20: mutation-testing survivors)
+
+
+def test_channel_session_key_is_the_documented_hmac():
+    """Stable across processes and releases (sessions outlive upgrades): "chn"
+    + 37 hex digits of HMAC-SHA256 under SECRET_KEY, 40 characters in all."""
+    from django.utils.crypto import salted_hmac
+
+    from chanlite import sessions
+
+    key = sessions.session_key_for_reply_channel("websocket.send!abc")
+    digest = salted_hmac(sessions._KEY_SALT, "websocket.send!abc", algorithm="sha256")
+    assert key == "chn" + digest.hexdigest()[:37]
+    assert len(key) == 40
+
+
+@pytest.mark.parametrize("headers", [
+    {"cookie": "sessionid=k1"},  # the dict form Channels 1.1's WSClient sent
+    [["cookie", "sessionid=k1"]],  # str name and value
+    [[b"x-bad"], [5, b"v"], [b"Cookie", b"sessionid=k1"]],  # malformed pairs are skipped
+])
+def test_session_cookie_is_found_in_every_header_form(headers):
+    from chanlite.message import Message
+    from chanlite.sessions import _session_key_from_headers
+
+    message = Message({"headers": headers}, "websocket.connect", InMemoryChannelLayer())
+    assert _session_key_from_headers(message) == "k1"
+
+
+def test_enforce_ordering_is_still_importable_from_sessions_and_nothing_else_is():
+    import chanlite.sessions
+    from chanlite.ordering import enforce_ordering
+    from chanlite.sessions import enforce_ordering as old_home
+
+    assert old_home is enforce_ordering
+    with pytest.raises(AttributeError, match=r"^module 'chanlite.sessions' has no attribute 'nope'$"):
+        chanlite.sessions.nope  # noqa: B018

@@ -103,3 +103,36 @@ def test_str_headers_are_accepted_as_by_the_server(http_client, routes):
     routes([route("http.request", replying({"status": 200, "headers": [["x-a", "b"]],
                                             "content": b"ok"}))])
     assert http_client.get("/").header("x-a") == b"b"
+
+
+# --- WSClient's own behaviour (issue 20: each test kills a mutant that survived)
+
+def test_receive_of_text_that_is_not_json_fails_pointing_at_json_false(ws_client, routes):
+    routes([route("websocket.connect", replying({"accept": True})),
+            route("websocket.receive", replying({"text": "plain words"}))])
+    ws_client.connect("/")
+    ws_client.send_and_consume("websocket.receive", text="hi")
+    with pytest.raises(AssertionError, match=r"not JSON: 'plain words'.*receive\(json=False\)"):
+        ws_client.receive()
+
+
+@pytest.mark.parametrize(
+    "handshake_reply, kept",
+    [({"accept": True, "text": "welcome"}, {"text": "welcome"}),  # frame sent with accept
+     ({"text": "welcome"}, {"text": "welcome"}),  # a frame accepts implicitly
+     ({"bytes": b"\x00hi"}, {"bytes": b"\x00hi"}),
+     ({"accept": True, "text": "bye", "close": 4001}, {"text": "bye", "close": 4001})],
+)
+def test_frame_in_the_handshake_reply_is_kept_for_receive(ws_client, routes, handshake_reply,
+                                                           kept):
+    routes([route("websocket.connect", replying(handshake_reply))])
+    ws_client.connect("/")  # the accept check reads the reply...
+    # ...and hands its frame on, exactly once, without the accept key.
+    assert ws_client.receive(json=False) == (kept["text"] if "text" in kept else kept)
+    assert ws_client.receive() is None
+
+
+def test_handshake_frame_comes_before_later_replies(ws_client, routes):
+    routes([route("websocket.connect", replying({"text": "1"}, {"text": "2"}))])
+    ws_client.connect("/")
+    assert [ws_client.receive(), ws_client.receive(), ws_client.receive()] == [1, 2, None]

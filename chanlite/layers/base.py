@@ -174,6 +174,8 @@ class BaseChannelLayer:
             log, logging.WARNING,
             "group sends skipped %d full member(s)%s (those clients are not reading fast "
             "enough, or their server is behind); last: %s")
+        self._blocked = 0
+        self._blocked_lock = threading.Lock()
 
     # ------------------------------------------------------------------ rules
 
@@ -265,7 +267,16 @@ class BaseChannelLayer:
             queues = self._receive_queues(channels)
         if timeout is not None:
             self._check_timeout(block, timeout)
-        got = self._receive(queues, bool(block), timeout)
+        if block:
+            with self._blocked_lock:
+                self._blocked += 1
+            try:
+                got = self._receive(queues, True, timeout)
+            finally:
+                with self._blocked_lock:
+                    self._blocked -= 1
+        else:
+            got = self._receive(queues, False, timeout)
         if got is None:
             return None, None
         if self._space_waiters:
@@ -450,6 +461,13 @@ class BaseChannelLayer:
             "channel_full_count": full,
             "messages_max_age": age,
         }
+
+    @property
+    def blocked_receivers(self) -> int:
+        """Threads of this process now inside ``receive(block=True)`` on this
+        layer object (waiting, or about to). Lets a test start senders only
+        once its receivers block, instead of sleeping and hoping."""
+        return self._blocked
 
     # --------------------------------------------------- storage (subclasses)
 
