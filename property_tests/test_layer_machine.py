@@ -318,6 +318,9 @@ class LayerMachine(RuleBasedStateMachine):
             | {(added + GROUP_EXPIRY, "group", g)
                for g, members in self.groups.items() for added in members.values()}
         )
+        if not deadlines:  # the precondition held for an emptier state (seen once in CI)
+            event("advance: no deadline to jump to")
+            return
         deadline, kind, name = data.draw(st.sampled_from(deadlines))
         if deadline <= self.clock():
             return
