@@ -9,6 +9,7 @@ started it (``stop()`` in a fixture finaliser).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -242,3 +243,16 @@ class SentinelCluster:
         for server in [*self.sentinels, self.replica, self.master]:
             server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_servers(count: int):
+    """``count`` throw-away servers, all stopped afterwards (even if one fails to start)."""
+    started: list[RedisServer] = []
+    try:
+        for _ in range(count):
+            started.append(RedisServer().start())
+        yield started
+    finally:
+        for server in started:
+            server.stop()

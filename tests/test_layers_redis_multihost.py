@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .redis_server import RedisServer, redis_server_missing
+from .redis_server import private_servers, redis_server_missing
 
 _REASON = redis_server_missing()
 if _REASON:
@@ -25,14 +25,8 @@ from chanlite.layers.redis import RedisChannelLayer, RedisUnavailable  # noqa: E
 
 @pytest.fixture(scope="module")
 def servers():
-    started: list[RedisServer] = []
-    try:
-        for _ in range(2):
-            started.append(RedisServer().start())
+    with private_servers(2) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture

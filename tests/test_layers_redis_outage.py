@@ -19,7 +19,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from .redis_server import RedisServer, redis_server_missing, wait_for
+from .redis_server import RedisServer, private_servers, redis_server_missing, wait_for
 
 _REASON = redis_server_missing()
 if _REASON:
@@ -34,14 +34,8 @@ from .test_layers_redis_multihost import channels_on_each_host  # noqa: E402
 
 @pytest.fixture(scope="module")
 def servers():
-    started: list[RedisServer] = []
-    try:
-        for _ in range(3):
-            started.append(RedisServer().start())
+    with private_servers(3) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,44 +23,13 @@ from django.core.management import CommandError, call_command
 
 from chanlite.delay import DELAY_CHANNEL
 
+from .process_output import Output
 from .redis_server import SHARED_URL, shared_redis_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 20.0
 OUT = "delay-test.out"
 TABLE = "chanlite_delay_storeddelay"
-
-
-class Output:
-    """Collects a subprocess's output on a thread, so waits can be bounded."""
-
-    def __init__(self, stream) -> None:
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream) -> None:
-        for line in stream:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-
-    def wait_for(self, text: str, timeout: float = WAIT) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"rundelay never printed {text!r}; output: {self.lines[-20:]!r}")
-                self._cond.wait(left)
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self.lines)
 
 
 class Deployment:
@@ -97,7 +65,7 @@ class Deployment:
                                 env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         self.procs.append(proc)
-        return proc, Output(proc.stdout)
+        return proc, Output(proc.stdout, "rundelay", WAIT)
 
     def stored(self) -> int:
         with sqlite3.connect(self.db, timeout=WAIT) as conn:

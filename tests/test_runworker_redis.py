@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from .process_output import Output
 from .redis_server import RedisServer, redis_server_missing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,33 +27,6 @@ if _REASON:
     pytest.skip(_REASON, allow_module_level=True)
 
 from chanlite.layers.redis import RedisChannelLayer  # noqa: E402
-
-
-class Output:
-    """Collects a subprocess stream in a thread, so waits can be bounded."""
-
-    def __init__(self, stream) -> None:
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream) -> None:
-        for line in stream:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-
-    def wait_for(self, text: str, timeout: float = WAIT) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"never saw {text!r} in worker output: {self.lines[-20:]!r}")
-                self._cond.wait(left)
 
 
 def test_runworker_survives_a_redis_restart():
@@ -69,7 +41,7 @@ def test_runworker_survives_a_redis_restart():
     )
     layer = RedisChannelLayer(hosts=[server.url], prefix=prefix)
     try:
-        output = Output(proc.stdout)
+        output = Output(proc.stdout, "the worker", WAIT)
         output.wait_for("listening on")
         layer.send("worker-test.echo", {"n": 1})
         assert layer.receive(["worker-test.events"], block=True, timeout=WAIT) == (
