@@ -267,57 +267,52 @@ class BaseChannelLayer:
             queues = self._receive_queues(channels)
         if timeout is not None:
             self._check_timeout(block, timeout)
-        if block:
-            with self._blocked_lock:
-                self._blocked += 1
-            try:
-                got = self._receive(queues, True, timeout)
-            finally:
-                with self._blocked_lock:
-                    self._blocked -= 1
-        else:
-            got = self._receive(queues, False, timeout)
-        if got is None:
-            return None, None
-        if self._space_waiters:
-            self._space_freed(got[0])
-        try:
-            message = _decode(got[1])
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is a forged entry
-            message = exc
-        if type(message) is dict:
-            return got[0], message
-        return self._receive_after_forged(queues, bool(block), timeout, got[0], message)
-
-    def _receive_after_forged(
-        self, queues: list[str], block: bool, timeout: float | None, channel: str, bad: Any
-    ) -> tuple[str, dict] | tuple[None, None]:
-        """Drop a queued entry that is not a message this codec made (written
-        into the store by something other than a layer: a bug, a forged
-        entry), log it, and go on receiving until ``timeout`` as if it had
-        never been there. Never hands the caller a non-dict or a raw msgpack
-        error."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for _ in range(MAX_DROPPED):
-            what = (f"undecodable ({type(bad).__name__}: {bad})" if isinstance(bad, Exception)
-                    else f"a {type(bad).__name__}, not a dict")
-            log.error("%r: dropped an entry on channel %r that is %s", self, channel, what)
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            got = self._receive(queues, block, remaining)
+        got = self._receive_counted(queues, bool(block), timeout)
+        deadline = None
+        dropped = 0
+        while True:
             if got is None:
                 return None, None
             channel = got[0]
             if self._space_waiters:
                 self._space_freed(channel)
             try:
-                bad = _decode(got[1])
-            except Exception as exc:  # noqa: BLE001
-                bad = exc
-            if type(bad) is dict:
-                return channel, bad
-        log.error("%r: %d undecodable entries in a row; giving up this receive",
-                     self, MAX_DROPPED)
-        return None, None
+                message = _decode(got[1])
+            except Exception as exc:  # noqa: BLE001 - any decoding failure is a forged entry
+                message = exc
+            if type(message) is dict:
+                return channel, message
+            # Not a message this codec made (a bug, or an entry forged into the
+            # store): log it and go on receiving until ``timeout`` as if it had
+            # never been there. Never hand the caller a non-dict or a raw error.
+            what = (f"undecodable ({type(message).__name__}: {message})"
+                    if isinstance(message, Exception) else
+                    f"a {type(message).__name__}, not a dict")
+            log.error("%r: dropped an entry on channel %r that is %s", self, channel, what)
+            dropped += 1
+            if dropped > MAX_DROPPED:
+                log.error("%r: %d undecodable entries in a row; giving up this receive",
+                          self, dropped)
+                return None, None
+            if timeout is not None and deadline is None:
+                deadline = time.monotonic() + timeout
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            got = self._receive_counted(queues, bool(block), remaining)
+
+    def _receive_counted(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
+        """The storage hook, with this thread counted in :attr:`blocked_receivers`
+        while it blocks (non-blocking receives skip the counter's lock)."""
+        if not block:
+            return self._receive(queues, False, timeout)
+        with self._blocked_lock:
+            self._blocked += 1
+        try:
+            return self._receive(queues, True, timeout)
+        finally:
+            with self._blocked_lock:
+                self._blocked -= 1
 
     # "space available" signal
 
