@@ -35,6 +35,21 @@ from .server_fixtures import (
 # ------------------------------------------------------------ raw clients
 
 
+def accepted_by_hand(server, layer, path: str):
+    """Open a WebSocket whose ``websocket.connect`` the test itself accepts
+    (no workers), so it controls exactly what sits in each channel."""
+    from .server_fixtures import ws_connect
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, path)))
+    thread.start()
+    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
+    layer.send(reply_channel, {"accept": True})
+    thread.join(WAIT)
+    assert "ws" in result, f"the handshake for {path} did not complete within {WAIT}s"
+    return result["ws"]
+
+
 def ws_handshake(sock: socket.socket, path: str) -> None:
     key = base64.b64encode(os.urandom(16))
     sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -292,15 +307,8 @@ def test_cross_process_layers_retry_a_paused_connection_with_a_bounded_backoff(
 
 
 def _paused_connection_resumes(server, layer, max_retries: int) -> None:
-    from .server_fixtures import ws_connect
 
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
-    thread.start()
-    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
-    layer.send(reply_channel, {"accept": True})
-    thread.join(WAIT)
-    ws = result["ws"]
+    ws = accepted_by_hand(server, layer, "/echo/")
     layer.send("websocket.receive", {"filler": True})  # full
     ws.send("first")
     ws.send("second")
@@ -330,17 +338,11 @@ def test_a_message_of_the_derived_limit_is_delivered_one_byte_more_is_1009(
     server's 1 MiB check and was then closed with 1009 by the layer)."""
     import websocket
 
-    from .server_fixtures import recv_close_code, ws_connect
+    from .server_fixtures import recv_close_code
 
     layer = InMemoryChannelLayer()
     server = chanlite_server(workers=0, layer=layer, websocket_max_message_size=None)
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
-    thread.start()
-    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
-    layer.send(reply_channel, {"accept": True})
-    thread.join(WAIT)
-    ws = result["ws"]
+    ws = accepted_by_hand(server, layer, "/echo/")
     [conn] = server.connections
     limit = conn.session.ws.max_message_size
     assert 1024 * 1024 - 200 < limit < 1024 * 1024
@@ -500,18 +502,11 @@ def test_a_paused_websocket_is_not_closed_for_a_pong_it_could_not_read(chanlite_
     """While back-pressure stops reading, the client's pong may sit unread in
     the socket: the ping timeout must not close the connection (1011) - only
     the backpressure timeout may end the wait."""
-    from .server_fixtures import ws_connect
 
     layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
     server = chanlite_server(workers=0, layer=layer, websocket_ping_interval=0.1,
                              websocket_ping_timeout=0.2, backpressure_timeout=30)
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
-    thread.start()
-    reply_channel = layer_wait(layer, "websocket.connect")["reply_channel"]
-    layer.send(reply_channel, {"accept": True})
-    thread.join(WAIT)
-    ws = result["ws"]
+    ws = accepted_by_hand(server, layer, "/echo/")
     layer.send("websocket.receive", {"filler": True})
     ws.send("waits")
     [conn] = server.connections
