@@ -139,9 +139,9 @@ def recv_close_code(ws: websocket.WebSocket, timeout: float = WAIT) -> int:
 
 
 def http_request(server: Server, method: str, path: str, body: bytes | None = None,
-                 headers: dict | None = None) -> tuple[int, dict, bytes]:
+                 headers: dict | None = None, timeout: float = WAIT) -> tuple[int, dict, bytes]:
     host, port = server.address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=WAIT)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

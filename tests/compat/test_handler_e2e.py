@@ -5,7 +5,6 @@ answered by Django views in a ``manage.py runworker`` process on the IPC layer.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import secrets
@@ -21,8 +20,14 @@ from chanlite.routing import Router
 from chanlite.server.config import ServerConfig
 from chanlite.server.server import Server
 
+from ..server_fixtures import http_request as _http_request
+
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # bounds every wait, including the worker's Django start-up
+
+
+def http_request(srv: Server, method: str, path: str, **options) -> tuple[int, dict, bytes]:
+    return _http_request(srv, method, path, timeout=WAIT, **options)
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +73,8 @@ def server(view_worker):
     layer.close()
 
 
-def request(srv: Server, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, dict, bytes]:
-    host, port = srv.address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=WAIT)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
 def test_view_runs_in_the_runworker_process(server, view_worker):
-    status, headers, body = request(server, "GET", "/echo/?q=worker",
+    status, headers, body = http_request(server, "GET", "/echo/?q=worker",
                                     headers={"User-Agent": "e2e", "Cookie": "k=v"})
     assert status == 200, body
     seen = json.loads(body)
@@ -95,7 +88,7 @@ def test_view_runs_in_the_runworker_process(server, view_worker):
 
 def test_large_upload_arrives_through_the_body_channel(server):
     payload = b"a=" + b"x" * 20_000  # five body_chunk_size pieces
-    status, _, body = request(server, "POST", "/echo/", body=payload,
+    status, _, body = http_request(server, "POST", "/echo/", body=payload,
                               headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200, body
     seen = json.loads(body)
@@ -104,19 +97,19 @@ def test_large_upload_arrives_through_the_body_channel(server):
 
 
 def test_streamed_and_large_responses(server):
-    status, _, body = request(server, "GET", "/stream/?n=200")
+    status, _, body = http_request(server, "GET", "/stream/?n=200")
     assert status == 200
     assert body == b"".join(f"line {i}\n".encode() for i in range(200))
     # 150 kB from a layer whose messages hold 64 kB: several chunks, reassembled.
-    status, headers, body = request(server, "GET", "/big/?size=150000")
+    status, headers, body = http_request(server, "GET", "/big/?size=150000")
     assert status == 200
     assert body == b"x" * 150_000
     assert headers["content-length"] == "150000"
 
 
 def test_errors_and_cookies_from_worker_views(server):
-    assert request(server, "GET", "/nowhere/")[0] == 404
-    assert request(server, "GET", "/broken/")[0] == 500
-    status, headers, body = request(server, "GET", "/cookie/")
+    assert http_request(server, "GET", "/nowhere/")[0] == 404
+    assert http_request(server, "GET", "/broken/")[0] == 500
+    status, headers, body = http_request(server, "GET", "/cookie/")
     assert (status, body) == (200, b"cookie set")
     assert headers["set-cookie"].startswith("flavour=oat;")
