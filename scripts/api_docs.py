@@ -103,7 +103,10 @@ def _members(cls: type) -> list[tuple[str, object]]:
 
 
 def _render_class(qual: str, cls: type) -> list[str]:
-    bases = [b.__name__ for b in cls.__bases__ if b is not object]
+    # A mixin from a private module (e.g. layers._redis_receive) is how a
+    # long class is split into files, not API: leave it out.
+    bases = [b.__name__ for b in cls.__bases__ if b is not object and not (
+        b.__name__.endswith("Mixin") and "._" in b.__module__)]
     head = f"### class `{qual}{_signature(cls)}`"
     lines = [head, ""]
     if bases:

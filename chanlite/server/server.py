@@ -455,7 +455,7 @@ class Server:
                 self.layer.alias or "default")
 
     def _start_workers(self) -> None:
-        from ..worker import WorkerPool
+        from ..worker_pool import WorkerPool
 
         if self.router is None or not self.router.channels:
             # A plain Django project (no ROUTING yet) must still run: serve views only.

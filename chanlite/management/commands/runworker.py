@@ -68,7 +68,7 @@ class Command(BaseCommand):
         from chanlite.layers import get_channel_layer
         from chanlite.layers.memory import InMemoryChannelLayer
         from chanlite.routing import get_router
-        from chanlite.worker import GracefulShutdown, WorkerPool
+        from chanlite.worker_pool import GracefulShutdown, WorkerPool
 
         alias = options["layer"]
         if options["workers"] < 1:
