@@ -7,12 +7,15 @@ they are O(size): never on a hot path. The caller holds the lock.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 from ._ipc_alloc import BUDDY_FREE, MIN_ORDER, QUICK_FREE, QUICK_MAX_ORDER, USED
+from ._ipc_layout import FORMAT_VERSION, H_WAITERS, MAX_WAITERS, segment_name
 from ._ipc_segment import H_BITMAP, H_GUSED, H_HEADS, H_QHEADS, H_QUSED
 from ._ipc_store import _HDRU, _HIB, _I, _NAME, _Q, _QD, _QQ, _QQD, ENTRY, Store
 
-__all__ = ["check", "dump"]
-
+__all__ = ["check", "dump", "info"]
 
 
 def dump(store: Store) -> dict[str, dict[str, list[tuple]]]:
@@ -47,6 +50,31 @@ def dump(store: Store) -> dict[str, dict[str, list[tuple]]]:
             if items:
                 out[kind][name] = items
     return out
+
+
+def info(store: Store) -> dict[str, Any]:
+    """Figures about the segment itself (``manage.py chanlite_ipc --stats``)."""
+    mm = store.mm
+    qused, gused = struct.unpack_from("<II", mm, H_QUSED)
+    waiters = sum(  # claimed slots: (pid, thread id) with a thread id
+        1 for slot in range(MAX_WAITERS)
+        if struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1]
+    )
+    free = sum(1 << k for _, k, flag in store.walk_heap() if flag)
+    return {
+        "segment": f"/dev/shm{segment_name(store.prefix)}",
+        "format_version": FORMAT_VERSION,
+        "size": store.size,
+        "heap_bytes": store.heapsize,
+        "heap_free_bytes": free,
+        "channels": qused,
+        "max_channels": store.qmax,
+        "groups": gused,
+        "max_groups": store.gmax,
+        "blocked_receivers": waiters,
+        "recoveries": store.recoveries,
+    }
+
 
 def check(store: Store) -> dict[str, int]:
     """Verify every invariant of the segment (tests, ``chanlite_ipc --stats``).

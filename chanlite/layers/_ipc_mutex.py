@@ -13,17 +13,23 @@ Why this mutex (see docs/architecture.md, "IPC layer"):
 * **called through ctypes**, no compiled code of ours. Uncontended it never
   enters the kernel.
 
-The mutex lives inside the segment; this module only knows how to call it
-and how to read who holds it.
+The mutex lives inside the segment; this module knows how to call it, how
+to read who holds it, and (:class:`SegmentLock`, mixed into
+``_ipc_segment.Segment``) how the segment takes, waits for and releases it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import logging
 import os
 import struct
 import threading
 import time
+
+from ._ipc_errors import IPCError, IPCLockTimeout
+from ._ipc_layout import CLEAN, H_FLUSHING, H_MUTEX, WORD2
 
 __all__ = [
     "LOCK_SLICE",
@@ -32,6 +38,7 @@ __all__ = [
     "LOCK_WORD",
     "MUTEX_SIZE",
     "TID_MASK",
+    "SegmentLock",
     "deadline_in",
     "init_mutex",
     "mutex_consistent",
@@ -51,6 +58,8 @@ LOCK_SLICE = 1.0
 LOCK_WARN_AFTER = 10.0
 #: the kernel's robust-futex protocol: the holder's tid in the word's low bits
 TID_MASK = 0x3FFFFFFF
+
+logger = logging.getLogger("chanlite.layers.ipc")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 for _fn in (_libc.pthread_mutex_lock, _libc.pthread_mutex_unlock,
@@ -136,6 +145,8 @@ def _find_lock_word() -> int:
 
 #: offset of the holder's thread id inside the mutex
 LOCK_WORD = _find_lock_word()
+#: the segment's mutex sits at H_MUTEX in its header: where its holder's tid is
+_LOCK_WORD = H_MUTEX + LOCK_WORD
 
 
 def thread_pid(tid: int) -> int | None:
@@ -154,3 +165,148 @@ def thread_pid(tid: int) -> int | None:
     except (OSError, ValueError):
         pass
     return tid
+
+
+#: what reading garbage bytes raises (struct, mmap indexing, decoding, the
+#: diagnostics' assertions): from a critical section, a corrupt segment
+_GARBAGE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, AssertionError)
+
+
+def _describe_holder(tid: int, pid: int | None, waited: float, path: str) -> str:
+    return (
+        f"{path}: segment locked by pid {pid} for {waited:.1f}s (by its thread {tid}); "
+        f"if that process is stuck, stop it (kill {pid}): the next locker then undoes "
+        "its half-done operation"
+    )
+
+
+class SegmentLock:
+    """The lock methods of :class:`._ipc_segment.Segment` (a mixin).
+
+    The segment provides ``mm``, ``path``, ``_mref``/``_maddr`` (a ctypes
+    reference to and the address of the mutex in the mapping) and the
+    journal methods ``corrupt()``, ``abort()`` and ``_recover()`` that
+    repair a dead holder's work.
+    """
+
+    #: waiter bits collected by pushes under the lock, rung after unlocking
+    rings = 0
+    #: seconds a lock wait on a live holder may last before IPCLockTimeout;
+    #: None waits (logging every LOCK_WARN_AFTER s) as long as the holder lives
+    lock_timeout: float | None = None
+
+    def lock(self) -> None:
+        """Take the robust mutex; repair a dead holder's half-done work.
+
+        The uncontended case is one trylock and one read of the commit
+        words; the hot paths in :mod:`.ipc` inline exactly these two lines
+        (a Python call costs as much as the trylock itself).
+        """
+        err = mutex_trylock(self._mref)
+        if err or WORD2.unpack_from(self.mm, H_FLUSHING) != CLEAN:
+            self.lock_slow(err)
+
+    def lock_slow(self, err: int) -> None:
+        """Finish :meth:`lock` after a first trylock that returned ``err``.
+
+        Critical sections last a few microseconds, far less than a futex
+        sleep and wake-up, so a busy mutex is retried a few times (with the
+        GIL held, ~0.2 µs each) before sleeping in the kernel. Then a dead
+        owner's mutex is made consistent and its journal rolled back.
+        """
+        if err == errno.EBUSY:
+            ref = self._mref
+            for _ in range(LOCK_SPINS):
+                err = mutex_trylock(ref)
+                if err != errno.EBUSY:
+                    break
+            else:
+                err = self._wait_lock()
+        if err:
+            if err == errno.EOWNERDEAD:
+                mutex_consistent(self._maddr)  # the journal says what to undo
+            elif err == errno.EDEADLK:
+                # This thread holds it already: an exception escaped a critical
+                # section before failed() could release it. Its journal is
+                # rolled back below exactly as a dead holder's would be.
+                logger.warning("%s: this thread still held the segment lock; repairing",
+                               self.path)
+            else:
+                raise self.corrupt(f"its lock cannot be taken ({os.strerror(err)})")
+        flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
+        if flushing or jlen:
+            self._recover(flushing, jlen)
+
+    def _wait_lock(self) -> int:
+        """Sleep on the busy mutex in slices of LOCK_SLICE s; between slices
+        find out who holds it. A holder thread that does not exist means the
+        lock word is garbage (a live or dead holder is always a real thread:
+        a dead one is flagged by the kernel and handed over): IPCCorrupt. A
+        live holder is logged after LOCK_WARN_AFTER s and, with
+        ``lock_timeout``, waited for that long only."""
+        started = time.monotonic()
+        warn_at = started + LOCK_WARN_AFTER
+        limit = self.lock_timeout
+        while True:
+            wait = LOCK_SLICE if limit is None else max(
+                0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
+            err = mutex_timedlock(self._maddr, deadline_in(wait))
+            if err != errno.ETIMEDOUT:
+                return err
+            tid, pid = self.holder()
+            if tid and pid is None and self.holder()[0] == tid:
+                raise self.corrupt(f"its lock is held by thread id {tid}, which does not exist")
+            now = time.monotonic()
+            if limit is not None and now - started >= limit:
+                raise IPCLockTimeout(_describe_holder(tid, pid, now - started, self.path))
+            if now >= warn_at:
+                logger.warning("%s", _describe_holder(tid, pid, now - started, self.path))
+                warn_at = now + LOCK_WARN_AFTER
+
+    def holder(self) -> tuple[int, int | None]:
+        """``(thread id, pid)`` holding the lock, read without it: ``(0, None)``
+        when free, pid None when no such thread exists."""
+        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & TID_MASK
+        return (tid, thread_pid(tid)) if tid else (0, None)
+
+    def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
+        mutex_unlock(self._mref)
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Clean up after ``exc`` escaped a critical section; return what to raise.
+
+        Every critical section is ``try: lock; ...; unlock  except
+        BaseException as exc: raise seg.failed(exc)``, so an exception at
+        any point — before the lock was taken, inside the operation, in a
+        repair, after the unlock — lands here. The mutex, not a Python
+        variable, says whether this thread holds it (EDEADLK): then the
+        journal is rolled back and the lock released. A raw decoding error
+        from the segment's bytes becomes :class:`IPCCorrupt`.
+        """
+        self.release_if_held()
+        if isinstance(exc, _GARBAGE_ERRORS) and not isinstance(exc, IPCError):
+            error = self.corrupt(f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    def release_if_held(self) -> bool:
+        """Undo and release the lock if this thread holds it; True if it did."""
+        mm = self.mm
+        if mm is None or self._mref is None:
+            return False
+        err = mutex_timedlock(self._maddr, deadline_in(None))  # in the past: never sleeps
+        if err == errno.EDEADLK:  # held by this thread
+            self.rings = 0  # the operation is undone: nothing to ring
+            try:
+                self.abort()
+            except Exception:  # noqa: BLE001 - a corrupt journal: the next holder reports it
+                logger.exception("%s: cannot roll back an interrupted operation", self.path)
+            finally:
+                self.unlock()
+            return True
+        if err in (0, errno.EOWNERDEAD):  # it was free (or its holder died): give it back
+            if err:
+                mutex_consistent(self._maddr)  # the journal stays for the next holder
+            self.unlock()
+        return False

@@ -45,7 +45,6 @@ import functools
 import logging
 import mmap
 import os
-import re
 import stat
 import struct
 import threading
@@ -54,22 +53,55 @@ import weakref
 
 import posix_ipc
 
-from ._ipc_mutex import (
-    LOCK_SLICE,
-    LOCK_SPINS,
-    LOCK_WARN_AFTER,
-    LOCK_WORD,
-    MUTEX_SIZE,
-    TID_MASK,
-    deadline_in,
-    init_mutex,
-    mutex_consistent,
-    mutex_timedlock,
-    mutex_trylock,
-    mutex_unlock,
-    thread_pid,
+# Names defined in the modules split out of this one stay importable from
+# here (``from ._ipc_segment import H_JLEN, IPCError, ...``).
+from ._ipc_errors import (  # noqa: F401
+    IPCCorrupt,
+    IPCError,
+    IPCFormatError,
+    IPCLockTimeout,
+    IPCMemoryFull,
+    IPCPermissionError,
 )
-from .base import ChannelFull
+from ._ipc_layout import (  # noqa: F401
+    _JENTRY,
+    _Q,
+    _QI,
+    CLEAN,
+    ENTRY,
+    FORMAT_VERSION,
+    H_BITMAP,
+    H_FLUSHING,
+    H_GUSED,
+    H_HEADS,
+    H_HEAP,
+    H_JLEN,
+    H_MAGIC,
+    H_MAXORD,
+    H_MUTEX,
+    H_PUSHES,
+    H_QHEADS,
+    H_QMAX,
+    H_QSLOTS,
+    H_QUSED,
+    H_RECOVERIES,
+    H_SIZE,
+    H_VERSION,
+    H_WAITERS,
+    HEADER_SIZE,
+    JOURNAL_SIZE,
+    MAGIC,
+    MAX_WAITERS,
+    WORD,
+    WORD2,
+    check_prefix,
+    layout,
+    segment_name,
+    semaphore_name,
+    table_slots,
+)
+from ._ipc_mutex import _LOCK_WORD, MUTEX_SIZE, SegmentLock, init_mutex, mutex_unlock  # noqa: F401
+from ._ipc_procs import ProcessTable
 
 __all__ = [
     "CLEAN",
@@ -93,117 +125,8 @@ __all__ = [
 
 logger = logging.getLogger("chanlite.layers.ipc")
 
-MAGIC = b"CHNLTIPC"
-#: v2: error-checking mutex, max_channels/max_groups stored as asked
-FORMAT_VERSION = 2
 #: permission bits of a new segment and its doorbells (``mode`` in CONFIG)
 DEFAULT_MODE = 0o600
-MAX_WAITERS = 128  # two 64-bit masks per queue entry
-_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-# ---- header layout (offsets into the segment) -------------------------------
-H_MAGIC = 0  # 8s
-H_VERSION = 8  # u32 format version
-H_SIZE = 16  # u64 segment size
-H_QSLOTS = 24  # u32 queue table slots (power of two)
-H_GSLOTS = 28  # u32 group table slots (power of two)
-H_HEAP = 32  # u64 heap offset
-H_HEAPSIZE = 40  # u64
-H_QTABLE = 48  # u64
-H_GTABLE = 56  # u64
-H_JOURNAL = 64  # u64
-H_JSIZE = 72  # u64
-H_MAXORD = 80  # u32 largest block order
-H_RECOVERIES = 88  # u64 journals rolled back (diagnostics, tests)
-H_FLUSHING = 96  # u64 1 while a flush runs (redone by the next holder)
-H_JLEN = 104  # u64 bytes of journal in use; 0 = no operation in progress
-H_QUSED = 112  # u32 queue entries in use
-H_GUSED = 116  # u32 group entries in use
-H_PUSHES = 120  # u64 pushes so far (a hint for spinning receivers; not journaled)
-H_QMAX = 128  # u32 max_channels, as configured
-H_GMAX = 132  # u32 max_groups, as configured
-H_BITMAP = 256  # u64 buddy free lists that are non-empty
-H_HEADS = 264  # u64[64] buddy free list heads
-H_QHEADS = 776  # u64[64] quick (not coalesced) free list heads
-H_WAITERS = 1536  # MAX_WAITERS x (u32 pid, u32 thread id; 0 = free)
-H_MUTEX = 2560  # a process-shared, robust pthread mutex (<= MUTEX_SIZE bytes)
-H_PROCS = 3072  # MAX_PROCS x u32 pid: the processes attached (chanlite_ipc --remove)
-MAX_PROCS = 128
-HEADER_SIZE = 4096
-ALLOC_REGION = (H_BITMAP, H_WAITERS - H_BITMAP)
-
-_Q = struct.Struct("<Q")
-_QQ = struct.Struct("<QQ")
-#: The journal length and the flush flag are the commit points, so each must
-#: change in ONE store: "<Q" packs byte by byte (a process killed half-way
-#: would leave a torn length), the native "Q" is a single aligned memcpy.
-WORD = struct.Struct("Q")
-WORD2 = struct.Struct("QQ")  # (flush flag, journal length) at H_FLUSHING
-#: ``WORD2`` of a segment with no operation in progress (nothing to repair)
-CLEAN = (0, 0)
-_QI = struct.Struct("<QI")
-_JENTRY = 12
-
-
-#: the segment's mutex (see :mod:`._ipc_mutex`), at a fixed place in the header
-_LOCK_WORD = H_MUTEX + LOCK_WORD
-#: what reading garbage bytes raises (struct, mmap indexing, decoding, the
-#: diagnostics' assertions): from a critical section, a corrupt segment
-_GARBAGE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, AssertionError)
-
-
-class IPCError(Exception):
-    """The IPC layer's shared memory cannot be created or used."""
-
-
-class IPCFormatError(IPCError):
-    """The segment was written by another chanlite IPC format version."""
-
-
-class IPCCorrupt(IPCError):
-    """The segment's contents are not a valid chanlite IPC store.
-
-    Its header does not match the layout it describes, a table or list
-    points outside it, the journal cannot be rolled back, or its lock is
-    held by a thread that does not exist. Nothing is guessed or repaired:
-    stop the processes on the prefix and remove the segment.
-    """
-
-
-class IPCPermissionError(IPCError, PermissionError):
-    """The segment or a doorbell belongs to another user or is more widely
-    accessible than the layer's ``mode``: it may have been planted."""
-
-
-class IPCLockTimeout(IPCError, TimeoutError):
-    """The segment stayed locked by a live process for ``lock_timeout``."""
-
-
-class IPCMemoryFull(ChannelFull):
-    """The shared segment has no room for this message, channel or group.
-
-    A ``ChannelFull`` so that producers apply the same back-pressure as for
-    a full channel; the message names the setting to raise.
-    """
-
-
-def check_prefix(prefix: object) -> str:
-    """Validate ``prefix``: it names files in /dev/shm, so keep it plain."""
-    if type(prefix) is not str or _PREFIX.fullmatch(prefix) is None:
-        raise ValueError(
-            f"IPC prefix must be 1-64 ASCII letters, digits, '_' or '-', not {prefix!r}"
-        )
-    return prefix
-
-
-def segment_name(prefix: str) -> str:
-    """The posix_ipc name of the segment (``/dev/shm/chanlite.<prefix>``)."""
-    return f"/chanlite.{prefix}"
-
-
-def semaphore_name(prefix: str, slot: int) -> str:
-    """The doorbell of waiter ``slot`` (``/dev/shm/sem.chanlite.<prefix>.w<slot>``)."""
-    return f"/chanlite.{prefix}.w{slot}"
 
 
 def remove_prefix(prefix: str) -> bool:
@@ -230,43 +153,6 @@ def remove_prefix(prefix: str) -> bool:
     return existed
 
 
-_PID = struct.Struct("I")  # native: one aligned store, never torn by a kill
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-#: bytes of one queue or group table entry (layout in :mod:`._ipc_store`)
-ENTRY = 160
-JOURNAL_SIZE = 256 * 1024
-
-
-def table_slots(max_channels: int, max_groups: int) -> tuple[int, int]:
-    """Hash table sizes for the limits: at most 3/4 full, powers of two."""
-    return (_pow2_at_least(max_channels * 4 // 3 + 1), _pow2_at_least(max_groups * 4 // 3 + 1))
-
-
-def layout(size: int, qslots: int, gslots: int, jsize: int) -> tuple[int, int, int, int, int]:
-    """``(qtable, gtable, heap, heapsize, maxord)`` of a segment: the header,
-    the journal, both tables and a page-aligned heap, in that order. Used to
-    create a segment, to check one before creating it and to validate the
-    header of an existing one."""
-    qtable = HEADER_SIZE + jsize
-    gtable = qtable + qslots * ENTRY
-    heap = (gtable + gslots * ENTRY + 4095) & ~4095
-    heapsize = size - heap
-    return qtable, gtable, heap, heapsize, min(max(heapsize, 1).bit_length() - 1, 62)
 
 
 def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
@@ -288,31 +174,21 @@ def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
         )
 
 
-def _describe_holder(tid: int, pid: int | None, waited: float, path: str) -> str:
-    return (
-        f"{path}: segment locked by pid {pid} for {waited:.1f}s (by its thread {tid}); "
-        f"if that process is stuck, stop it (kill {pid}): the next locker then undoes "
-        "its half-done operation"
-    )
-
 
 #: every open segment, so that interpreter shutdown can release a lock the
 #: main thread still holds (see _release_at_exit)
 _open_segments: weakref.WeakSet = weakref.WeakSet()
 
 
-class Segment:
+class Segment(SegmentLock, ProcessTable):
     """A mapped segment with its cross-process lock and undo journal.
 
     Subclasses (the allocator and the store) call :meth:`save` before every
     change to shared state, and :meth:`commit` when the state is consistent.
+    The lock methods (``lock``, ``unlock``, ``failed``, ``release_if_held``,
+    ``holder``) come from :class:`._ipc_mutex.SegmentLock`, the attached-pid
+    table (``attached_pids``, ``detached``) from :class:`._ipc_procs.ProcessTable`.
     """
-
-    #: waiter bits collected by pushes under the lock, rung after unlocking
-    rings = 0
-    #: seconds a lock wait on a live holder may last before IPCLockTimeout;
-    #: None waits (logging every LOCK_WARN_AFTER s) as long as the holder lives
-    lock_timeout: float | None = None
 
     def __init__(
         self,
@@ -519,123 +395,7 @@ class Segment:
         """Make the whole heap free and the tables empty (creation and flush)."""
         raise NotImplementedError
 
-    # ----------------------------------------------------- lock + journal
-
-    def lock(self) -> None:
-        """Take the robust mutex; repair a dead holder's half-done work.
-
-        The uncontended case is one trylock and one read of the commit
-        words; the hot paths in :mod:`.ipc` inline exactly these two lines
-        (a Python call costs as much as the trylock itself).
-        """
-        err = mutex_trylock(self._mref)
-        if err or WORD2.unpack_from(self.mm, H_FLUSHING) != CLEAN:
-            self.lock_slow(err)
-
-    def lock_slow(self, err: int) -> None:
-        """Finish :meth:`lock` after a first trylock that returned ``err``.
-
-        Critical sections last a few microseconds, far less than a futex
-        sleep and wake-up, so a busy mutex is retried a few times (with the
-        GIL held, ~0.2 µs each) before sleeping in the kernel. Then a dead
-        owner's mutex is made consistent and its journal rolled back.
-        """
-        if err == errno.EBUSY:
-            ref = self._mref
-            for _ in range(LOCK_SPINS):
-                err = mutex_trylock(ref)
-                if err != errno.EBUSY:
-                    break
-            else:
-                err = self._wait_lock()
-        if err:
-            if err == errno.EOWNERDEAD:
-                mutex_consistent(self._maddr)  # the journal says what to undo
-            elif err == errno.EDEADLK:
-                # This thread holds it already: an exception escaped a critical
-                # section before failed() could release it. Its journal is
-                # rolled back below exactly as a dead holder's would be.
-                logger.warning("%s: this thread still held the segment lock; repairing",
-                               self.path)
-            else:
-                raise self.corrupt(f"its lock cannot be taken ({os.strerror(err)})")
-        flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
-        if flushing or jlen:
-            self._recover(flushing, jlen)
-
-    def _wait_lock(self) -> int:
-        """Sleep on the busy mutex in slices of LOCK_SLICE s; between slices
-        find out who holds it. A holder thread that does not exist means the
-        lock word is garbage (a live or dead holder is always a real thread:
-        a dead one is flagged by the kernel and handed over): IPCCorrupt. A
-        live holder is logged after LOCK_WARN_AFTER s and, with
-        ``lock_timeout``, waited for that long only."""
-        started = time.monotonic()
-        warn_at = started + LOCK_WARN_AFTER
-        limit = self.lock_timeout
-        while True:
-            wait = LOCK_SLICE if limit is None else max(
-                0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
-            err = mutex_timedlock(self._maddr, deadline_in(wait))
-            if err != errno.ETIMEDOUT:
-                return err
-            tid, pid = self.holder()
-            if tid and pid is None and self.holder()[0] == tid:
-                raise self.corrupt(f"its lock is held by thread id {tid}, which does not exist")
-            now = time.monotonic()
-            if limit is not None and now - started >= limit:
-                raise IPCLockTimeout(_describe_holder(tid, pid, now - started, self.path))
-            if now >= warn_at:
-                logger.warning("%s", _describe_holder(tid, pid, now - started, self.path))
-                warn_at = now + LOCK_WARN_AFTER
-
-    def holder(self) -> tuple[int, int | None]:
-        """``(thread id, pid)`` holding the lock, read without it: ``(0, None)``
-        when free, pid None when no such thread exists."""
-        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & TID_MASK
-        return (tid, thread_pid(tid)) if tid else (0, None)
-
-    def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
-        mutex_unlock(self._mref)
-
-    def failed(self, exc: BaseException) -> BaseException:
-        """Clean up after ``exc`` escaped a critical section; return what to raise.
-
-        Every critical section is ``try: lock; ...; unlock  except
-        BaseException as exc: raise seg.failed(exc)``, so an exception at
-        any point — before the lock was taken, inside the operation, in a
-        repair, after the unlock — lands here. The mutex, not a Python
-        variable, says whether this thread holds it (EDEADLK): then the
-        journal is rolled back and the lock released. A raw decoding error
-        from the segment's bytes becomes :class:`IPCCorrupt`.
-        """
-        self.release_if_held()
-        if isinstance(exc, _GARBAGE_ERRORS) and not isinstance(exc, IPCError):
-            error = self.corrupt(f"{type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return error
-        return exc
-
-    def release_if_held(self) -> bool:
-        """Undo and release the lock if this thread holds it; True if it did."""
-        mm = self.mm
-        if mm is None or self._mref is None:
-            return False
-        err = mutex_timedlock(self._maddr, deadline_in(None))  # in the past: never sleeps
-        if err == errno.EDEADLK:  # held by this thread
-            self.rings = 0  # the operation is undone: nothing to ring
-            try:
-                self.abort()
-            except Exception:  # noqa: BLE001 - a corrupt journal: the next holder reports it
-                logger.exception("%s: cannot roll back an interrupted operation", self.path)
-            finally:
-                self.unlock()
-            return True
-        if err in (0, errno.EOWNERDEAD):  # it was free (or its holder died): give it back
-            if err:
-                mutex_consistent(self._maddr)  # the journal stays for the next holder
-            self.unlock()
-        return False
+    # ------------------------------------------------------------ journal
 
     def save(self, off: int, n: int) -> None:
         """Journal ``n`` bytes at ``off`` before they are changed."""
@@ -708,62 +468,6 @@ class Segment:
         """How many times a holder repaired a dead holder's half-done work."""
         return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
 
-    # ------------------------------------------------- attached processes
-    #
-    # A pid table in the header (guarded by the same fcntl lock as creation,
-    # which the kernel drops when its holder dies). A killed process leaves
-    # its pid behind; readers skip pids that are no longer alive and the next
-    # registration reuses the slot. A torn pid write is harmless: at worst a
-    # dead-looking slot is reused or a stray pid is listed once.
-
-    def _register_process(self) -> int:
-        pid = os.getpid()
-        free = -1
-        for slot in range(MAX_PROCS):
-            (owner,) = _PID.unpack_from(self.mm, H_PROCS + 4 * slot)
-            if owner == pid:
-                return slot
-            if free < 0 and (owner == 0 or not _pid_alive(owner)):
-                free = slot
-        if free >= 0:
-            _PID.pack_into(self.mm, H_PROCS + 4 * free, pid)
-        return free  # -1: table full; the process simply goes unlisted
-
-    def _unregister_process(self) -> None:
-        slot = getattr(self, "_proc_slot", -1)
-        if slot < 0 or getattr(self, "mm", None) is None or self._fd < 0:
-            return
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        try:
-            at = H_PROCS + 4 * slot
-            if _PID.unpack_from(self.mm, at)[0] == os.getpid():
-                _PID.pack_into(self.mm, at, 0)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
-        self._proc_slot = -1
-
-    def attached_pids(self) -> list[int]:
-        """Live processes attached to this segment, this one excluded: those in
-        the pid table plus any blocked in a receive (the waiter slots)."""
-        me = os.getpid()
-        pids = {_PID.unpack_from(self.mm, H_PROCS + 4 * slot)[0] for slot in range(MAX_PROCS)}
-        for slot in range(MAX_WAITERS):
-            owner, claimed = struct.unpack_from("<II", self.mm, H_WAITERS + 8 * slot)
-            if claimed:
-                pids.add(owner)
-        return sorted(pid for pid in pids if pid and pid != me and _pid_alive(pid))
-
-    def detached(self) -> str | None:
-        """Why this process no longer shares the segment (it was removed, or
-        removed and created anew, in /dev/shm), or None while it does."""
-        path = f"/dev/shm{segment_name(self.prefix)}"
-        try:
-            inode = os.stat(path).st_ino
-        except FileNotFoundError:
-            return f"{path} was removed (manage.py chanlite_ipc --remove?)"
-        if inode != self._inode:
-            return f"{path} was removed and created anew"
-        return None
 
     def close(self) -> None:
         _open_segments.discard(self)

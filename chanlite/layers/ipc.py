@@ -25,7 +25,6 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
@@ -38,15 +37,14 @@ check_ipc_support()
 
 import posix_ipc  # noqa: E402
 
+from ._ipc_diag import info  # noqa: E402
 from ._ipc_mutex import mutex_trylock as _trylock  # noqa: E402
+from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
 from ._ipc_segment import (  # noqa: E402
     CLEAN,
     DEFAULT_MODE,
-    FORMAT_VERSION,
     H_FLUSHING,
-    H_WAITERS,
     JOURNAL_SIZE,
-    MAX_WAITERS,
     WORD2,
     IPCCorrupt,
     IPCError,
@@ -57,7 +55,6 @@ from ._ipc_segment import (  # noqa: E402
     check_prefix,
     layout,
     remove_prefix,
-    segment_name,
     table_slots,
 )
 from ._ipc_store import Store, name_key  # noqa: E402
@@ -89,45 +86,6 @@ POLL_INTERVAL = 0.005
 #: keeps wake-ups cheap). One check a second costs ~0.003 % of a core.
 RING_SAFETY = 1.0
 MIN_SPIN = 0.000005
-
-_registry: dict[str, tuple[Store, int]] = {}
-_registry_lock = threading.Lock()
-
-
-def _open_store(prefix: str, memory: int, max_channels: int, max_groups: int, mode: int) -> Store:
-    """One Store per prefix per process: one mapping, one doorbell cache and
-    one journal cursor (used only by the thread holding the mutex)."""
-    with _registry_lock:
-        store, refs = _registry.get(prefix, (None, 0))
-        if store is None:
-            store = Store(prefix, memory, max_channels, max_groups, mode=mode)
-        _registry[prefix] = (store, refs + 1)
-        return store
-
-
-def _close_store(prefix: str) -> None:
-    with _registry_lock:
-        store, refs = _registry.get(prefix, (None, 0))
-        if store is None:
-            return
-        if refs > 1:
-            _registry[prefix] = (store, refs - 1)
-        else:
-            del _registry[prefix]
-            store.close()
-
-
-def _after_fork_in_child() -> None:
-    # A forked child inherits the mapping; a registry lock copied while held
-    # would deadlock it, and the journal cursor belongs to the parent.
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for store, _ in _registry.values():
-        store._jlen = 0
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
 
 def _check_size(what: str, value: Any, low: int, high: int) -> int:
     if type(value) is not int or not low <= value <= high:
@@ -207,7 +165,7 @@ class IPCChannelLayer(BaseChannelLayer):
                 f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
             )
         self._check_message_fits(maxord, memory)
-        self._store: Store | None = _open_store(prefix, memory, max_channels, max_groups, mode)
+        self._store: Store | None = open_store(prefix, memory, max_channels, max_groups, mode)
         store = self._store
         try:
             self._check_message_fits(store.maxord, store.size)  # an existing, smaller segment
@@ -483,33 +441,7 @@ class IPCChannelLayer(BaseChannelLayer):
 
     def segment_info(self) -> dict[str, Any]:
         """Figures about the segment itself (``manage.py chanlite_ipc --stats``)."""
-        import struct
-
-        from ._ipc_segment import H_QUSED
-
-        def read(store: Store) -> dict[str, Any]:
-            mm = store.mm
-            qused, gused = struct.unpack_from("<II", mm, H_QUSED)
-            waiters = sum(  # claimed slots: (pid, thread id) with a thread id
-                1 for slot in range(MAX_WAITERS)
-                if struct.unpack_from("<II", mm, H_WAITERS + 8 * slot)[1]
-            )
-            free = sum(1 << k for _, k, flag in store.walk_heap() if flag)
-            return {
-                "segment": f"/dev/shm{segment_name(store.prefix)}",
-                "format_version": FORMAT_VERSION,
-                "size": store.size,
-                "heap_bytes": store.heapsize,
-                "heap_free_bytes": free,
-                "channels": qused,
-                "max_channels": store.qmax,
-                "groups": gused,
-                "max_groups": store.gmax,
-                "blocked_receivers": waiters,
-                "recoveries": store.recoveries,
-            }
-
-        return self._call_locked(read)
+        return self._call_locked(info)
 
     def check(self) -> dict[str, int]:
         """Verify every invariant of the shared store; raises ``IPCCorrupt``."""
@@ -549,7 +481,7 @@ class IPCChannelLayer(BaseChannelLayer):
         """Detach from the segment (it stays for the other processes)."""
         if self._store is not None:
             self._store = None
-            _close_store(self.prefix)
+            close_store(self.prefix)
 
     def remove(self) -> None:
         """Detach and delete this prefix's segment and doorbells from /dev/shm."""
@@ -563,10 +495,7 @@ class IPCChannelLayer(BaseChannelLayer):
         Stop every process using the prefix first: processes still attached
         keep a private copy that nobody else sees any more.
         """
-        with _registry_lock:
-            entry = _registry.pop(prefix, None)
-        if entry is not None:
-            entry[0].close()
+        forget_store(prefix)
         return remove_prefix(prefix)
 
     def __repr__(self) -> str:
