@@ -113,12 +113,11 @@ def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
             IPCChannelLayer = None  # noqa: N806
         if IPCChannelLayer is not None and issubclass(cls, IPCChannelLayer):
             from .layers._ipc_segment import check_prefix
-            from .layers.ipc import DEFAULT_MEMORY, _check_size
+            from .layers.ipc import check_sizes
 
             check_prefix(config.get("prefix", "chanlite"))
-            _check_size("memory", config.get("memory", DEFAULT_MEMORY), 1 << 20, 1 << 40)
-            _check_size("max_channels", config.get("max_channels", 8192), 1, 1 << 20)
-            _check_size("max_groups", config.get("max_groups", 2048), 1, 1 << 20)
+            check_sizes(**{key: config[key] for key in ("memory", "max_channels", "max_groups")
+                           if key in config})
     except (TypeError, ValueError) as exc:
         return str(exc)
     return None

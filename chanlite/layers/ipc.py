@@ -87,10 +87,23 @@ POLL_INTERVAL = 0.005
 RING_SAFETY = 1.0
 MIN_SPIN = 0.000005
 
+DEFAULT_MAX_CHANNELS = 8192
+DEFAULT_MAX_GROUPS = 2048
+
+
 def _check_size(what: str, value: Any, low: int, high: int) -> int:
     if type(value) is not int or not low <= value <= high:
         raise ValueError(f"{what} must be an int between {low} and {high}, not {value!r}")
     return value
+
+
+def check_sizes(memory: Any = DEFAULT_MEMORY, max_channels: Any = DEFAULT_MAX_CHANNELS,
+                max_groups: Any = DEFAULT_MAX_GROUPS) -> None:
+    """The size settings' own rules (the layer's constructor and
+    ``manage.py check`` both use them, without opening a segment)."""
+    _check_size("memory", memory, 1 << 20, 1 << 40)
+    _check_size("max_channels", max_channels, 1, 1 << 20)
+    _check_size("max_groups", max_groups, 1, 1 << 20)
 
 
 class IPCChannelLayer(BaseChannelLayer):
@@ -130,8 +143,8 @@ class IPCChannelLayer(BaseChannelLayer):
         capacity: int = 100,
         channel_capacity: Any = None,
         memory: int = DEFAULT_MEMORY,
-        max_channels: int = 8192,
-        max_groups: int = 2048,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
+        max_groups: int = DEFAULT_MAX_GROUPS,
         spin: float = 0.0002,
         mode: int = DEFAULT_MODE,
         lock_timeout: float | None = None,
@@ -145,9 +158,7 @@ class IPCChannelLayer(BaseChannelLayer):
             **config,
         )
         self.prefix = check_prefix(prefix)
-        _check_size("memory", memory, 1 << 20, 1 << 40)
-        _check_size("max_channels", max_channels, 1, 1 << 20)
-        _check_size("max_groups", max_groups, 1, 1 << 20)
+        check_sizes(memory, max_channels, max_groups)
         if type(mode) is not int or mode & 0o600 != 0o600 or mode & ~0o777:
             raise ValueError(f"mode must be permission bits including 0o600 (owner read "
                              f"and write), e.g. 0o600 or 0o660, not {mode!r}")
