@@ -8,7 +8,8 @@ a ``body_channel``) and the session waits - holding no thread - for
 pump delivers. This is also how long-poll works: the consumer adds the
 reply channel to a group and returns, and the response is written whenever
 a group message arrives (or ``504`` after ``http_response_timeout``).
-Every other request is handed to the WSGI pool (Django views).
+Every other request is handed to the WSGI pool (Django views); the pool's
+responses come back through the methods of ``http_wsgi.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .http import (
     error_response,
     response_headers,
 )
+from .http_wsgi import _WSGIResponses
 from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +49,7 @@ log = logging.getLogger("chanlite.server")
 _PIPELINE_LIMIT = 256 * 1024  # buffered unread bytes before we stop reading
 
 
-class HTTPSession:
+class HTTPSession(_WSGIResponses):
     """The HTTP side of one connection (one request at a time, in order)."""
 
     __slots__ = (
@@ -190,12 +192,6 @@ class HTTPSession:
     def eof_received(self) -> None:
         self.core.receive(b"")
         self._process()
-
-    def drained(self) -> None:
-        event = self._wsgi_drained
-        if event is not None:
-            self._wsgi_drained = None
-            event.set()
 
     def _process(self) -> None:
         core = self.core
@@ -511,63 +507,3 @@ class HTTPSession:
         self.conn.resume_reading()
         if self.core.buffered:
             self.server.loop.call_soon(self.conn.guard, self._process)
-
-    # -------------------------------------------- WSGI (called on the loop)
-
-    def wsgi_start(self, status: int | str, headers: list, body: bytes, more: bool) -> None:
-        """Write a WSGI response head (``status`` may be the WSGI ``"200 OK"``)."""
-        if self.conn.closed or self.gone:
-            return
-        try:
-            reason = None
-            if isinstance(status, str):
-                code, _, text = status.partition(" ")
-                status, reason = int(code), text.encode("latin-1")
-            data = self.core.response_start(status, headers, body, more, reason)
-        except (h11.LocalProtocolError, ValueError) as exc:
-            log.error("invalid WSGI response for %s: %s", self.head and self.head.path, exc)
-            self.core.must_close = True
-            self.conn.write(error_response(500, "invalid response"))
-            self.status = 500
-            self.conn.close()
-            return
-        self.status = status
-        self.sent += len(body)
-        self.conn.write(data)
-        if not more:
-            self._response_done()
-
-    def wsgi_failed(self) -> None:
-        """The pool thread failed outside the application (e.g. headers it
-        cannot encode): answer 500, or drop the connection if the response
-        has started, so the client is never left waiting."""
-        if self.conn.closed or self.gone:
-            return
-        if self.core.response_started:
-            self.conn.abort()
-        else:
-            self.wsgi_start(500, [(b"content-type", b"text/plain")], b"Internal Server Error\n",
-                            False)
-
-    def wsgi_body(self, body: bytes, more: bool, drained=None) -> None:
-        if self.conn.closed or self.gone:
-            if drained is not None:
-                drained.set()
-            return
-        try:
-            data = self.core.response_body(body, more)
-        except h11.LocalProtocolError as exc:
-            log.error("invalid WSGI body for %s: %s", self.head and self.head.path, exc)
-            self.conn.abort()
-            if drained is not None:
-                drained.set()  # the pool thread must not wait for a drain that never comes
-            return
-        self.sent += len(body)
-        self.conn.write(data)
-        if drained is not None:
-            if self.conn.buffered:
-                self._wsgi_drained = drained
-            else:
-                drained.set()
-        if not more:
-            self._response_done()
