@@ -14,6 +14,7 @@ Usage::
     python bench/server.py --only http,echo1 --duration 5
     python bench/server.py --workers 2 --threads 8
     python bench/server.py --only echo1000 --duration 20   # default layer settings
+    python bench/server.py --peers --rounds 3 --record bench/results/server-peers.json
     PYTHONPATH=/tmp/wt python bench/server.py --only http,http1 --against-waitress
 
 Figures are printed as a table; record them in docs/performance.md.
@@ -484,7 +485,29 @@ def main() -> None:
     parser.add_argument("--against-waitress", action="store_true",
                         help="also run the HTTP workloads on waitress (same project and "
                         "threads; waitress must be importable, e.g. PYTHONPATH=dir)")
+    parser.add_argument("--idle", type=int, default=5000, help="idle WebSockets to open")
+    peers = parser.add_argument_group("side by side with peers (bench/server_peers.py)")
+    peers.add_argument("--peers", action="store_true",
+                       help="run the workloads on chanlite and its peers, interleaved")
+    peers.add_argument("--servers", default=None,
+                       help="comma-separated columns for --peers (default: chanlite, Daphne + "
+                       "Channels 4, uvicorn + Channels 4, waitress, gunicorn gthread; "
+                       "'chanlite runserver' too if asked)")
+    peers.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --peers")
+    peers.add_argument("--python", default=None,
+                       help="interpreter the servers run with (default: this one)")
+    peers.add_argument("--record", metavar="PATH",
+                       help="with --peers: write the table JSON (bench/report.py renders it)")
     args = parser.parse_args()
+    if args.peers:
+        import server_peers
+
+        if args.servers is None:
+            args.servers = ",".join(server_peers.DEFAULT_PEERS)
+        server_peers.run_peers(args)
+        return
+    if args.record:
+        parser.error("--record needs --peers")
     only = set(args.only.split(","))
     results: dict = {}
     plan = [
@@ -495,7 +518,7 @@ def main() -> None:
         ("echo100", lambda s: echo_many(s.port, args.duration)),
         ("echo1000", lambda s: echo_checked(s.port, args.duration)),
         ("broadcast", lambda s: broadcast(s.port)),
-        ("idle", idle),
+        ("idle", lambda s: idle(s, total=args.idle)),
     ]
     runs = [(name, run, False) for name, run in plan]
     if args.against_waitress:
