@@ -437,12 +437,43 @@ def broadcast(port: int, clients: int = 100, messages: int = 200, procs: int = 2
             "broadcast_clients_incomplete": missing, "_ops": clients * messages}
 
 
-def _idle_clients(port: int, count: int, out: mp.Queue, hold) -> None:
+def _idle_clients(port: int, count: int, out: mp.Queue, hold, batch: int = 100) -> None:
+    """Open ``count`` WebSockets, ``batch`` handshakes in flight at a time (a
+    client waiting for each handshake in turn would measure its own round
+    trips, not how fast the server accepts), then hold them open."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    socks = [ws_open(port, "/echo/") for _ in range(count)]
+    request = (b"GET /echo/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+    socks: list[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    while len(socks) < count:
+        pending = {}
+        for _ in range(min(batch, count - len(socks))):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(request)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+            pending[sock] = b""
+        deadline = time.monotonic() + 60
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} handshakes unanswered after 60 s")
+            for key, _ in sel.select(1):
+                sock = key.fileobj
+                data = sock.recv(4096)
+                if not data:
+                    raise RuntimeError("handshake: connection closed")
+                pending[sock] += data
+                if b"\r\n\r\n" in pending[sock]:
+                    if not pending[sock].startswith(b"HTTP/1.1 101"):
+                        raise RuntimeError("handshake refused: " + pending[sock][:40].decode())
+                    sel.unregister(sock)
+                    del pending[sock]
+                    socks.append(sock)
     out.put(len(socks))
     hold.wait()
     for sock in socks:
@@ -468,7 +499,7 @@ def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
     hold.set()
     for w in workers:
         w.join()
-    return {"idle_ws": opened, "idle_open_s": open_s, "idle_rss_before_mb": before / 1024,
+    return {"idle_ws": opened, "idle_open_s": open_s, "_ops": opened, "idle_rss_before_mb": before / 1024,
             "idle_rss_after_mb": after / 1024, "idle_kb_per_ws": (after - before) / opened}
 
 

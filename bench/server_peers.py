@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import server as bench  # bench/server.py (this directory is on sys.path)
 
@@ -41,7 +42,7 @@ WS = ("echo1", "echo100", "broadcast", "idle")
 PEERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[str, int], list[str]]]] = {
     "chanlite": ((), HTTP + WS, lambda py, port: [
         py, "-m", "chanlite.server", "serve", "bench.server_project:channel_layer",
-        "--port", str(port), "--workers", "2", "--threads", "8", "--log-level", "WARNING",
+        "--port", str(port), "--workers", "2", "--http-threads", "8", "--log-level", "WARNING",
         "--max-connections", "60000"]),
     "chanlite runserver": ((), HTTP + WS, lambda py, port: [
         py, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}"]),
@@ -73,6 +74,14 @@ ROWS = [
     ("broadcast", "broadcast_delivered_s", "broadcast to 100 clients", "delivered/s", True),
     ("idle", "idle_kb_per_ws", "idle WebSocket", "KB each", False),
     ("idle", "idle_open_per_s", "idle WebSockets opened", "per s", True),
+    # Server CPU per operation (all its processes): moves far less than rates
+    # when other jobs share the machine.
+    ("http", "http_cpu_us", "server CPU per request, 50 conns", "µs", False),
+    ("http1", "http1_cpu_us", "server CPU per request, 1 conn", "µs", False),
+    ("echo1", "echo1_cpu_us", "server CPU per echo, 1 client", "µs", False),
+    ("echo100", "echo100_cpu_us", "server CPU per echo, 100 clients", "µs", False),
+    ("broadcast", "broadcast_cpu_us", "server CPU per broadcast delivery", "µs", False),
+    ("idle", "idle_cpu_us", "server CPU per WebSocket opened", "µs", False),
 ]
 
 
@@ -120,6 +129,21 @@ class PeerProcess(bench.ServerProcess):
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{column} did not listen on {self.port} within 60 s")
+
+    def cpu_seconds(self) -> float:
+        """CPU of the server and its children (gunicorn's worker), so far."""
+        total = 0.0
+        pids = [self.proc.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited meanwhile
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         # stderr is a pipe nobody reads while the server runs: a chatty peer
@@ -208,7 +232,11 @@ def run_peers(args) -> None:
                     continue
                 server = PeerProcess(column, python)
                 try:
+                    cpu = server.cpu_seconds()
                     figures = run_workload(name, server, args)
+                    if figures.get("_ops"):
+                        figures[f"{name}_cpu_us"] = ((server.cpu_seconds() - cpu)
+                                                     / figures["_ops"] * 1e6)
                 finally:
                     server.stop()
                 shown = {k: round(v, 3) for k, v in figures.items()
@@ -221,7 +249,7 @@ def run_peers(args) -> None:
     rows = []
     for workload, key, title, unit, higher in ROWS:
         if workload in workloads and key in values:
-            if workload == "idle":
+            if workload == "idle" and "per WebSocket" not in title:
                 title = f"{title} ({args.idle:,} open)"
             rows.append({"figure": title, "unit": unit, "higher_is_better": higher,
                          "values": {c: [round(v, 4) for v in vs]

@@ -109,3 +109,34 @@ def test_an_inline_call_that_raises_is_logged_and_the_loop_goes_on(loop, caplog)
     ran = threading.Event()
     loop.call_soon_threadsafe(ran.set)
     assert ran.wait(WAIT)
+
+
+def test_cancelled_timers_release_their_callbacks_and_leave_the_heap():
+    """Thousands of connect timeouts cancelled by connections that did
+    connect must not stay in memory until they would have fired."""
+    import gc
+    import weakref
+
+    class Held:
+        def __call__(self) -> None:  # pragma: no cover - never fires
+            raise AssertionError("a cancelled timer fired")
+
+    loop = Loop()
+    held = [Held() for _ in range(500)]
+    refs = [weakref.ref(h) for h in held]
+    timers = [loop.call_later(1000, h) for h in held]
+    keep = [loop.call_later(1000, lambda: None) for _ in range(100)]
+    del held
+    for timer in timers:
+        timer.cancel()
+    gc.collect()
+    assert all(r() is None for r in refs), "a cancelled timer still holds its callback"
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    _wait_asleep(loop)  # at least one pass of the loop, which compacts the heap
+    loop.stop_threadsafe()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    loop.close()
+    assert len(loop._timers) == len(keep), "cancelled entries were not dropped from the heap"
+    assert all(not t.cancelled for t in keep)

@@ -37,17 +37,34 @@ log = logging.getLogger("chanlite.server")
 
 
 class Timer:
-    """A cancellable callback scheduled on the loop (cancellation is lazy)."""
+    """A cancellable callback scheduled on the loop.
 
-    __slots__ = ("when", "callback", "cancelled")
+    Cancellation is lazy (the entry stays in the heap), but counted: when
+    cancelled entries are most of the heap the loop rebuilds it, so the
+    connect timeouts of thousands of connections that did connect do not
+    stay in memory (with their callbacks) until they would have fired."""
 
-    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+    __slots__ = ("when", "callback", "cancelled", "_loop")
+
+    def __init__(self, when: float, callback: Callable[[], Any], loop: Loop | None = None) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
+        self._loop = loop
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = _cancelled  # release what the callback holds at once
+            if self._loop is not None:
+                self._loop._cancelled += 1
+
+
+def _cancelled() -> None:  # pragma: no cover - never called
+    """The callback of a cancelled timer."""
+
+#: rebuild the timer heap when this many entries, and over half of it, are cancelled
+_COMPACT_AFTER = 256
 
 
 class Loop:
@@ -57,6 +74,7 @@ class Loop:
         self.selector = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self._cancelled = 0  # cancelled timers still in the heap
         self._calls: deque[tuple[Callable, tuple]] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -97,9 +115,15 @@ class Loop:
     # ------------------------------------------------------------- timers
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
-        timer = Timer(time.monotonic() + delay, callback)
+        timer = Timer(time.monotonic() + delay, callback, self)
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
+
+    def _compact_timers(self) -> None:
+        """Drop cancelled entries from the heap (in place: ``run`` holds it)."""
+        self._timers[:] = [entry for entry in self._timers if not entry[2].cancelled]
+        heapq.heapify(self._timers)
+        self._cancelled = 0
 
     # ---------------------------------------------------------- hand-over
 
@@ -220,11 +244,16 @@ class Loop:
                     now = monotonic()
                     while timers and timers[0][0] <= now:
                         timer = heapq.heappop(timers)[2]
-                        if not timer.cancelled:
-                            try:
-                                timer.callback()
-                            except Exception:
-                                log.exception("error in timer %r", timer.callback)
+                        if timer.cancelled:
+                            self._cancelled -= 1
+                            continue
+                        timer.cancelled = True  # fired: a late cancel() is a no-op
+                        try:
+                            timer.callback()
+                        except Exception:
+                            log.exception("error in timer %r", timer.callback)
+                    if self._cancelled > _COMPACT_AFTER and self._cancelled * 2 > len(timers):
+                        self._compact_timers()
                 if calls:
                     self._run_calls()
         finally:
