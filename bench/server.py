@@ -449,6 +449,19 @@ def _idle_clients(port: int, count: int, out: mp.Queue, hold, batch: int = 100) 
                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                b"Sec-WebSocket-Version: 13\r\n\r\n")
     socks: list[socket.socket] = []
+    try:
+        _open_batches(port, count, batch, request, socks)
+    except Exception as exc:  # noqa: BLE001 - the parent reports it, not waits for ever
+        out.put(f"after {len(socks)} opened: {exc!r}")
+        return
+    out.put(len(socks))
+    hold.wait()
+    for sock in socks:
+        sock.close()
+
+
+def _open_batches(port: int, count: int, batch: int, request: bytes,
+                  socks: list[socket.socket]) -> None:
     sel = selectors.DefaultSelector()
     while len(socks) < count:
         pending = {}
@@ -474,10 +487,6 @@ def _idle_clients(port: int, count: int, out: mp.Queue, hold, batch: int = 100) 
                     sel.unregister(sock)
                     del pending[sock]
                     socks.append(sock)
-    out.put(len(socks))
-    hold.wait()
-    for sock in socks:
-        sock.close()
 
 
 def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
@@ -488,17 +497,25 @@ def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
     out: mp.Queue = mp.Queue()
     hold = mp.Event()
     t0 = time.monotonic()
-    workers = [mp.Process(target=_idle_clients, args=(server.port, total // procs, out, hold))
-               for _ in range(procs)]
-    for w in workers:
-        w.start()
-    opened = sum(out.get(timeout=300) for _ in workers)
-    open_s = time.monotonic() - t0
-    time.sleep(1.0)
-    after = server.rss_kb()
-    hold.set()
-    for w in workers:
-        w.join()
+    workers = [mp.Process(target=_idle_clients, args=(server.port, total // procs, out, hold),
+                          daemon=True) for _ in range(procs)]
+    try:
+        for w in workers:
+            w.start()
+        results = [out.get(timeout=300) for _ in workers]
+        failed = [r for r in results if isinstance(r, str)]
+        if failed:
+            raise RuntimeError("idle clients failed: " + "; ".join(failed))
+        opened = sum(results)
+        open_s = time.monotonic() - t0
+        time.sleep(1.0)
+        after = server.rss_kb()
+    finally:
+        hold.set()
+        for w in workers:
+            w.join(10)
+            if w.is_alive():
+                w.terminate()
     return {"idle_ws": opened, "idle_open_s": open_s, "_ops": opened, "idle_rss_before_mb": before / 1024,
             "idle_rss_after_mb": after / 1024, "idle_kb_per_ws": (after - before) / opened}
 
@@ -527,6 +544,9 @@ def main() -> None:
     peers.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --peers")
     peers.add_argument("--python", default=None,
                        help="interpreter the servers run with (default: this one)")
+    peers.add_argument("--before", metavar="DIR",
+                       help="with --peers: add a 'chanlite before' column served from another "
+                       "checkout (e.g. `git worktree add DIR main`), for before/after ratios")
     peers.add_argument("--record", metavar="PATH",
                        help="with --peers: write the table JSON (bench/report.py renders it)")
     args = parser.parse_args()

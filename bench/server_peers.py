@@ -59,6 +59,7 @@ PEERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[str, int], li
         py, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "8", "-b",
         f"127.0.0.1:{port}", "--log-level", "warning", "bench.server_project:wsgi_application"]),
 }
+BEFORE = "chanlite before"  # the --before column
 DEFAULT_PEERS = ("chanlite", "Daphne + Channels 4", "uvicorn + Channels 4", "waitress",
                  "gunicorn gthread")
 
@@ -108,15 +109,15 @@ class PeerProcess(bench.ServerProcess):
     """One server of one column, on a free port, with bench.ServerProcess's
     RSS / CPU / stop helpers."""
 
-    def __init__(self, column: str, python: str) -> None:  # noqa: D107 - see class
+    def __init__(self, column: str, python: str, tree: str | None = None) -> None:  # noqa: D107
         self.port = free_port()
+        root = tree or str(bench.ROOT)  # another checkout: its chanlite and project
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.server_project",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(bench.ROOT),
-                                                            os.environ.get("PYTHONPATH")])))
+                   PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         if "Channels 4" in column:
             env["BENCH_STACK"] = "channels4"
-        command = PEERS[column][2](python, self.port)
-        self.proc = subprocess.Popen(command, cwd=bench.ROOT, env=env, stderr=subprocess.PIPE,
+        command = PEERS["chanlite" if tree else column][2](python, self.port)
+        self.proc = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -220,23 +221,38 @@ def run_peers(args) -> None:
             print(f"{column} left out: {reason} (run with the venv of `nox -s bench-peers`)",
                   file=sys.stderr)
             columns.remove(column)
+    trees = {}
+    if args.before:  # a before/after column: chanlite from another checkout
+        trees[BEFORE] = os.path.abspath(args.before)
+        columns.insert(1, BEFORE)
     workloads = [w for w in ("http", "http1", "echo1", "echo100", "broadcast", "idle")
                  if w in args.only.split(",")]
     values: dict[str, dict[str, list[float]]] = {}
+    failures: list[str] = []
     load_before = list(os.getloadavg())
     started = datetime.datetime.now(datetime.UTC)
     for rnd in range(args.rounds):
         for name in workloads:
             for column in columns:
-                if name not in PEERS[column][1]:
+                if column not in trees and name not in PEERS[column][1]:
                     continue
-                server = PeerProcess(column, python)
+                try:
+                    server = PeerProcess(column, python, trees.get(column))
+                except RuntimeError as exc:
+                    failures.append(f"round {rnd + 1} {name} {column}: {exc}")
+                    print(failures[-1], file=sys.stderr, flush=True)
+                    continue
                 try:
                     cpu = server.cpu_seconds()
                     figures = run_workload(name, server, args)
                     if figures.get("_ops"):
                         figures[f"{name}_cpu_us"] = ((server.cpu_seconds() - cpu)
                                                      / figures["_ops"] * 1e6)
+                except Exception as exc:  # noqa: BLE001 - one failure must not lose the run
+                    # (e.g. a peer refusing handshakes under load): said in the table
+                    failures.append(f"round {rnd + 1} {name} {column}: {exc!r}")
+                    print(failures[-1], file=sys.stderr, flush=True)
+                    continue
                 finally:
                     server.stop()
                 shown = {k: round(v, 3) for k, v in figures.items()
@@ -264,7 +280,8 @@ def run_peers(args) -> None:
              "load_before": [round(x, 2) for x in load_before],
              "load_after": [round(x, 2) for x in load_after],
              "ours": "chanlite", "columns": columns, "rows": rows,
-             "notes": limit_note}
+             "notes": "; ".join([limit_note, *(["failed (no figure): " + ", ".join(failures)]
+                                               if failures else [])])}
     print_table(table)
     if args.record:
         with open(args.record, "w") as f:
