@@ -92,7 +92,7 @@ def bench_peers(session: nox.Session) -> None:
     ``nox -s bench-peers -- --rounds 5``.
     """
     session.install("-e", ".[redis]", *BENCH_PEERS)
-    session.run("python", "bench/server.py", "--peers", "--idle", "19900",
+    session.run("python", "bench/server.py", "--peers", "--idle", "5000", "--idle-big", "19900",
                 "--record", "bench/results/server-peers.json", *session.posargs)
     session.run("python", "bench/layers.py", "--peers",
                 "--record", "bench/results/layer-peers.json")

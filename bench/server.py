@@ -541,6 +541,9 @@ def main() -> None:
                        help="comma-separated columns for --peers (default: chanlite, Daphne + "
                        "Channels 4, uvicorn + Channels 4, waitress, gunicorn gthread; "
                        "'chanlite runserver' too if asked)")
+    peers.add_argument("--idle-big", type=int, default=0, metavar="N",
+                       help="with --peers: also hold N idle WebSockets on chanlite alone "
+                       "(e.g. 19900: the bench raises its open-file limit as far as allowed)")
     peers.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --peers")
     peers.add_argument("--python", default=None,
                        help="interpreter the servers run with (default: this one)")
