@@ -95,7 +95,7 @@ def bench_peers(session: nox.Session) -> None:
     session.run("python", "bench/server.py", "--peers", "--idle", "5000", "--idle-big", "19900",
                 "--record", "bench/results/server-peers.json", *session.posargs)
     session.run("python", "bench/layers.py", "--peers",
-                "--record", "bench/results/layer-peers.json")
+                "--record", "bench/results/layers-peers.json")
 
 
 @nox.session(python=False)

@@ -292,8 +292,8 @@ def run_peers(args) -> None:
              "load_before": [round(x, 2) for x in load_before],
              "load_after": [round(x, 2) for x in load_after],
              "ours": "chanlite", "columns": columns, "rows": rows,
-             "notes": "; ".join([limit_note, *(["failed (no figure): " + ", ".join(failures)]
-                                               if failures else [])])}
+             "notes": [limit_note, *(["failed (no figure for that round): " + "; ".join(failures)]
+                                     if failures else [])]}
     print_table(table)
     if args.record:
         with open(args.record, "w") as f:
