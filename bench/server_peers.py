@@ -216,9 +216,6 @@ def available(column: str, python: str) -> str | None:
 
 
 def run_peers(args) -> None:
-    if not shutil.which("wrk"):
-        raise SystemExit("--peers needs wrk (apt-get install wrk): the Python client would be "
-                         "the bottleneck at 50 connections")
     limit_note = raise_open_files()
     print(limit_note, flush=True)
     python = args.python or sys.executable
@@ -237,6 +234,9 @@ def run_peers(args) -> None:
                  if w in args.only.split(",")]
     if args.idle_big and "idle" in workloads:
         workloads.append("idle-big")
+    if {"http", "http1"} & set(workloads) and not shutil.which("wrk"):
+        raise SystemExit("--peers needs wrk for HTTP (apt-get install wrk): a Python client "
+                         "would be the bottleneck at 50 connections")
     values: dict[str, dict[str, list[float]]] = {}
     failures: list[str] = []
     load_before = list(os.getloadavg())
