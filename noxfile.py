@@ -1,5 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``, ``report``,
-``mutation``.
+"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``,
+``bench-peers``, ``report``, ``mutation``.
 
 Why nox: each session gets a clean virtualenv, so "works on my machine"
 dependencies cannot leak in, and the benchmark's baseline (asgiref 1.1.2,
@@ -70,6 +70,32 @@ def bench(session: nox.Session) -> None:
         "python", "bench/layers.py", LAYER, "--kw", "capacity=100000",
         "--baseline-python", str(baseline_python), *session.posargs,
     )
+
+
+#: The servers and layers bench/server.py --peers and bench/layers.py --peers
+#: compare chanlite with; uvicorn[standard] is uvicorn as deployed (uvloop,
+#: httptools, websockets).
+BENCH_PEERS = [
+    "channels>=4", "daphne>=4", "uvicorn[standard]>=0.20", "waitress>=3", "gunicorn>=22",
+    "channels_redis>=4",
+]
+
+
+@nox.session(name="bench-peers")
+def bench_peers(session: nox.Session) -> None:
+    """chanlite side by side with its peers, interleaved round by round, in
+    one venv (.nox/bench-peers) so the peers never enter the project's own.
+
+    Runs ``bench/server.py --peers`` (needs ``wrk``: ``apt-get install wrk``)
+    and ``bench/layers.py --peers``; each records its table in bench/results/
+    for ``nox -s report``. Extra arguments go to bench/server.py, e.g.
+    ``nox -s bench-peers -- --rounds 5``.
+    """
+    session.install("-e", ".[redis]", *BENCH_PEERS)
+    session.run("python", "bench/server.py", "--peers", "--idle", "5000", "--idle-big", "19900",
+                "--record", "bench/results/server-peers.json", *session.posargs)
+    session.run("python", "bench/layers.py", "--peers",
+                "--record", "bench/results/layers-peers.json")
 
 
 @nox.session(python=False)

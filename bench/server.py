@@ -14,6 +14,7 @@ Usage::
     python bench/server.py --only http,echo1 --duration 5
     python bench/server.py --workers 2 --threads 8
     python bench/server.py --only echo1000 --duration 20   # default layer settings
+    python bench/server.py --peers --rounds 3 --record bench/results/server-peers.json
     PYTHONPATH=/tmp/wt python bench/server.py --only http,http1 --against-waitress
 
 Figures are printed as a table; record them in docs/performance.md.
@@ -436,16 +437,56 @@ def broadcast(port: int, clients: int = 100, messages: int = 200, procs: int = 2
             "broadcast_clients_incomplete": missing, "_ops": clients * messages}
 
 
-def _idle_clients(port: int, count: int, out: mp.Queue, hold) -> None:
+def _idle_clients(port: int, count: int, out: mp.Queue, hold, batch: int = 100) -> None:
+    """Open ``count`` WebSockets, ``batch`` handshakes in flight at a time (a
+    client waiting for each handshake in turn would measure its own round
+    trips, not how fast the server accepts), then hold them open."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    socks = [ws_open(port, "/echo/") for _ in range(count)]
+    request = (b"GET /echo/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+    socks: list[socket.socket] = []
+    try:
+        _open_batches(port, count, batch, request, socks)
+    except Exception as exc:  # noqa: BLE001 - the parent reports it, not waits for ever
+        out.put(f"after {len(socks)} opened: {exc!r}")
+        return
     out.put(len(socks))
     hold.wait()
     for sock in socks:
         sock.close()
+
+
+def _open_batches(port: int, count: int, batch: int, request: bytes,
+                  socks: list[socket.socket]) -> None:
+    sel = selectors.DefaultSelector()
+    while len(socks) < count:
+        pending = {}
+        for _ in range(min(batch, count - len(socks))):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(request)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+            pending[sock] = b""
+        deadline = time.monotonic() + 60
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} handshakes unanswered after 60 s")
+            for key, _ in sel.select(1):
+                sock = key.fileobj
+                data = sock.recv(4096)
+                if not data:
+                    raise RuntimeError("handshake: connection closed")
+                pending[sock] += data
+                if b"\r\n\r\n" in pending[sock]:
+                    if not pending[sock].startswith(b"HTTP/1.1 101"):
+                        raise RuntimeError("handshake refused: " + pending[sock][:40].decode())
+                    sel.unregister(sock)
+                    del pending[sock]
+                    socks.append(sock)
 
 
 def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
@@ -456,18 +497,26 @@ def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
     out: mp.Queue = mp.Queue()
     hold = mp.Event()
     t0 = time.monotonic()
-    workers = [mp.Process(target=_idle_clients, args=(server.port, total // procs, out, hold))
-               for _ in range(procs)]
-    for w in workers:
-        w.start()
-    opened = sum(out.get(timeout=300) for _ in workers)
-    open_s = time.monotonic() - t0
-    time.sleep(1.0)
-    after = server.rss_kb()
-    hold.set()
-    for w in workers:
-        w.join()
-    return {"idle_ws": opened, "idle_open_s": open_s, "idle_rss_before_mb": before / 1024,
+    workers = [mp.Process(target=_idle_clients, args=(server.port, total // procs, out, hold),
+                          daemon=True) for _ in range(procs)]
+    try:
+        for w in workers:
+            w.start()
+        results = [out.get(timeout=300) for _ in workers]
+        failed = [r for r in results if isinstance(r, str)]
+        if failed:
+            raise RuntimeError("idle clients failed: " + "; ".join(failed))
+        opened = sum(results)
+        open_s = time.monotonic() - t0
+        time.sleep(1.0)
+        after = server.rss_kb()
+    finally:
+        hold.set()
+        for w in workers:
+            w.join(10)
+            if w.is_alive():
+                w.terminate()
+    return {"idle_ws": opened, "idle_open_s": open_s, "_ops": opened, "idle_rss_before_mb": before / 1024,
             "idle_rss_after_mb": after / 1024, "idle_kb_per_ws": (after - before) / opened}
 
 
@@ -484,7 +533,35 @@ def main() -> None:
     parser.add_argument("--against-waitress", action="store_true",
                         help="also run the HTTP workloads on waitress (same project and "
                         "threads; waitress must be importable, e.g. PYTHONPATH=dir)")
+    parser.add_argument("--idle", type=int, default=5000, help="idle WebSockets to open")
+    peers = parser.add_argument_group("side by side with peers (bench/server_peers.py)")
+    peers.add_argument("--peers", action="store_true",
+                       help="run the workloads on chanlite and its peers, interleaved")
+    peers.add_argument("--servers", default=None,
+                       help="comma-separated columns for --peers (default: chanlite, Daphne + "
+                       "Channels 4, uvicorn + Channels 4, waitress, gunicorn gthread; "
+                       "'chanlite runserver' too if asked)")
+    peers.add_argument("--idle-big", type=int, default=0, metavar="N",
+                       help="with --peers: also hold N idle WebSockets on chanlite alone "
+                       "(e.g. 19900: the bench raises its open-file limit as far as allowed)")
+    peers.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --peers")
+    peers.add_argument("--python", default=None,
+                       help="interpreter the servers run with (default: this one)")
+    peers.add_argument("--before", metavar="DIR",
+                       help="with --peers: add a 'chanlite before' column served from another "
+                       "checkout (e.g. `git worktree add DIR main`), for before/after ratios")
+    peers.add_argument("--record", metavar="PATH",
+                       help="with --peers: write the table JSON (bench/report.py renders it)")
     args = parser.parse_args()
+    if args.peers:
+        import server_peers
+
+        if args.servers is None:
+            args.servers = ",".join(server_peers.DEFAULT_PEERS)
+        server_peers.run_peers(args)
+        return
+    if args.record:
+        parser.error("--record needs --peers")
     only = set(args.only.split(","))
     results: dict = {}
     plan = [
@@ -495,7 +572,7 @@ def main() -> None:
         ("echo100", lambda s: echo_many(s.port, args.duration)),
         ("echo1000", lambda s: echo_checked(s.port, args.duration)),
         ("broadcast", lambda s: broadcast(s.port)),
-        ("idle", idle),
+        ("idle", lambda s: idle(s, total=args.idle)),
     ]
     runs = [(name, run, False) for name, run in plan]
     if args.against_waitress:

@@ -48,6 +48,11 @@ CHANNEL_LAYERS = {
 }
 if os.environ.get("BENCH_LAYER_DEFAULTS"):  # echo1000: a default install's layer
     del CHANNEL_LAYERS["default"]["CONFIG"]
+if os.environ.get("BENCH_STACK") == "channels4":  # the peers: Channels 4's own layer
+    # Room for a broadcast's burst, as chanlite's protocol channels above
+    # (Channels' default of 100 per channel would drop group messages).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                                  "CONFIG": {"capacity": 10_000}}}
 
 
 def hello(request):
@@ -97,6 +102,43 @@ def _routing():
     ]
 
 
+def _channels4_application():
+    """The same workloads written Channels 4's way (async consumers), for
+    Daphne and uvicorn: ``bench.server_project:asgi_application``."""
+    import django
+
+    django.setup()
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.core.asgi import get_asgi_application
+
+    class Echo(AsyncWebsocketConsumer):
+        async def receive(self, text_data=None, bytes_data=None):
+            await self.send(text_data=text_data, bytes_data=bytes_data)
+
+    class Broadcast(AsyncWebsocketConsumer):
+        async def connect(self):
+            await self.channel_layer.group_add("bench-bcast", self.channel_name)
+            await self.accept()
+
+        async def bench_message(self, event):
+            await self.send(text_data=event["text"])
+
+    class BroadcastSend(AsyncWebsocketConsumer):
+        async def receive(self, text_data=None, bytes_data=None):
+            await self.channel_layer.group_send("bench-bcast",
+                                                {"type": "bench.message", "text": text_data})
+
+    return ProtocolTypeRouter({
+        "http": get_asgi_application(),
+        "websocket": URLRouter([
+            path("echo/", Echo.as_asgi()),
+            path("bcast/", Broadcast.as_asgi()),
+            path("bcast-send/", BroadcastSend.as_asgi()),
+        ]),
+    })
+
+
 def __getattr__(name):
     # Lazy so that importing this module as settings does not import chanlite.routing
     # (which needs settings) too early.
@@ -107,4 +149,11 @@ def __getattr__(name):
         from chanlite.asgi import get_channel_layer
 
         return get_channel_layer()
+    if name == "asgi_application":  # Daphne / uvicorn + Channels 4 (BENCH_STACK=channels4)
+        return _channels4_application()
+    if name == "wsgi_application":  # waitress / gunicorn
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.server_project")
+        from django.core.wsgi import get_wsgi_application
+
+        return get_wsgi_application()
     raise AttributeError(name)

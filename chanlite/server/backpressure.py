@@ -64,8 +64,10 @@ class Outbox:
     def __init__(self, sender: LayerSender, owner: Owner) -> None:
         self.sender = sender
         self.owner = owner
-        # (channel, message, numbered, on_sent)
-        self.items: deque[tuple[str, dict, bool, Callable[[dict], None] | None]] = deque()
+        # (channel, message, numbered, on_sent). An empty tuple until the
+        # first message waits: an idle connection then holds no deque (a
+        # deque is ~600 bytes, and a server holds tens of thousands of these).
+        self.items: deque[tuple[str, dict, bool, Callable[[dict], None] | None]] | tuple = ()
         self.blocked_since = 0.0
         #: numbered messages sent so far (``order`` of the next one is this + 1)
         self.order = 0
@@ -91,7 +93,7 @@ class Outbox:
             return False
         if self._try(item):
             return True
-        self.items.append(item)
+        self.items = deque((item,))
         self.sender.wait(self, channel)
         self.owner.layer_blocked()
         return False
@@ -129,7 +131,7 @@ class Outbox:
     def discard(self) -> list[tuple[str, dict]]:
         """Forget every queued message; return them (channel, message)."""
         dropped = [(channel, message) for channel, message, _, _ in self.items]
-        self.items.clear()
+        self.items = ()
         return dropped
 
 

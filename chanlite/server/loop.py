@@ -1,11 +1,21 @@
 """The selector I/O loop: one thread owns every socket, timer and session.
 
-Everything that touches a socket or a protocol core runs on this thread, so
-none of it needs locks. Other threads (the WSGI pool, the reply pump) hand
-work over with :meth:`Loop.call_soon_threadsafe`, which appends to a deque
-and writes one byte to a socketpair the selector watches: the loop sleeps in
-``select()`` until a socket is ready, a timer is due or a hand-over arrives -
-it never polls.
+Everything that touches a socket or a protocol core runs under the loop's
+*turn* (a lock the loop thread holds except while it sleeps in ``select()``),
+so none of it needs locks of its own. Other threads (the WSGI pool, the reply
+pump) hand work over with :meth:`Loop.call_soon_threadsafe`:
+
+- when the loop is asleep in ``select()`` with nothing queued, the calling
+  thread takes the turn and runs the callback itself - a finished response
+  goes out from the pool thread that produced it, without waking the loop
+  (which would cost a wake-up byte, a ``select()`` return and a GIL hand-over
+  per response: most of the gap to waitress at one connection);
+- otherwise it appends to a deque, and writes one byte to a socketpair the
+  selector watches only if the loop is asleep; a loop that is busy finds the
+  deque before it sleeps again.
+
+The loop never polls: it sleeps until a socket is ready, a timer is due or a
+hand-over arrives.
 """
 
 from __future__ import annotations
@@ -27,17 +37,34 @@ log = logging.getLogger("chanlite.server")
 
 
 class Timer:
-    """A cancellable callback scheduled on the loop (cancellation is lazy)."""
+    """A cancellable callback scheduled on the loop.
 
-    __slots__ = ("when", "callback", "cancelled")
+    Cancellation is lazy (the entry stays in the heap), but counted: when
+    cancelled entries are most of the heap the loop rebuilds it, so the
+    connect timeouts of thousands of connections that did connect do not
+    stay in memory (with their callbacks) until they would have fired."""
 
-    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+    __slots__ = ("when", "callback", "cancelled", "_loop")
+
+    def __init__(self, when: float, callback: Callable[[], Any], loop: Loop | None = None) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
+        self._loop = loop
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = _cancelled  # release what the callback holds at once
+            if self._loop is not None:
+                self._loop._cancelled += 1
+
+
+def _cancelled() -> None:  # pragma: no cover - never called
+    """The callback of a cancelled timer."""
+
+#: rebuild the timer heap when this many entries, and over half of it, are cancelled
+_COMPACT_AFTER = 256
 
 
 class Loop:
@@ -47,12 +74,18 @@ class Loop:
         self.selector = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self._cancelled = 0  # cancelled timers still in the heap
         self._calls: deque[tuple[Callable, tuple]] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
         self._wake_lock = threading.Lock()
+        # The turn: held by the loop thread except around select(); another
+        # thread holding it may run loop work (see call_soon_threadsafe).
+        self._turn = threading.Lock()
+        self._asleep = False  # in select(): a hand-over must wake it
+        self._sleep_until = 0.0  # when that select() returns by itself (inf: never)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         self.running = False
         self.thread: threading.Thread | None = None
@@ -82,9 +115,15 @@ class Loop:
     # ------------------------------------------------------------- timers
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
-        timer = Timer(time.monotonic() + delay, callback)
+        timer = Timer(time.monotonic() + delay, callback, self)
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
+
+    def _compact_timers(self) -> None:
+        """Drop cancelled entries from the heap (in place: ``run`` holds it)."""
+        self._timers[:] = [entry for entry in self._timers if not entry[2].cancelled]
+        heapq.heapify(self._timers)
+        self._cancelled = 0
 
     # ---------------------------------------------------------- hand-over
 
@@ -94,8 +133,37 @@ class Loop:
         self._calls.append((callback, args))
 
     def call_soon_threadsafe(self, callback: Callable, *args: Any) -> None:
-        """Run ``callback(*args)`` on the loop thread soon (from any thread)."""
+        """Run ``callback(*args)`` on the loop soon (from any thread).
+
+        If the loop is asleep in ``select()`` and nothing is queued, the
+        callback runs now, on the calling thread, holding the loop's turn (so
+        it is serialised with all loop work, and runs after every call
+        handed over before it: order per thread is kept). Work it schedules
+        for later (``call_soon``, an earlier timer, :meth:`stop`) wakes the
+        loop; interest it changes (``modify``) reaches the sleeping
+        ``select()`` through the kernel (epoll and kqueue watch registrations
+        made while they wait)."""
+        turn = self._turn
+        if self._asleep and not self._calls and turn.acquire(False):
+            try:
+                if self._asleep and not self._calls:  # still asleep: run it here
+                    timers = self._timers
+                    try:
+                        callback(*args)
+                    except Exception:
+                        log.exception("error in %r on the I/O loop", callback)
+                    if (self._calls or not self.running
+                            or (timers and timers[0][0] < self._sleep_until)):
+                        self._wake()
+                    return
+            finally:
+                turn.release()
         self._calls.append((callback, args))
+        if self._asleep:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Make a sleeping ``select()`` return (at most one byte in flight)."""
         if self._wake_pending:
             return
         with self._wake_lock:
@@ -141,29 +209,56 @@ class Loop:
         self.thread = threading.current_thread()
         select = self.selector.select
         timers = self._timers
-        while self.running:
-            if self._calls:
-                timeout: float | None = 0
-            elif timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic())
-            else:
-                timeout = None
-            for key, mask in select(timeout):
+        calls = self._calls
+        turn = self._turn
+        monotonic = time.monotonic
+        turn.acquire()
+        try:
+            while self.running:
+                # Announce the sleep *before* the last look at the deque: a
+                # thread that appended before reading ``_asleep`` is seen
+                # here; one that reads it after sends a wake-up byte.
+                self._asleep = True
+                if calls:
+                    timeout: float | None = 0
+                    self._sleep_until = 0.0
+                elif timers:
+                    now = monotonic()
+                    timeout = max(0.0, timers[0][0] - now)
+                    self._sleep_until = timers[0][0]
+                else:
+                    timeout = None
+                    self._sleep_until = float("inf")
+                turn.release()
                 try:
-                    key.data(mask)
-                except Exception:
-                    log.exception("error handling socket %r", key.fileobj)
-            if timers:
-                now = time.monotonic()
-                while timers and timers[0][0] <= now:
-                    timer = heapq.heappop(timers)[2]
-                    if not timer.cancelled:
+                    events = select(timeout)
+                finally:
+                    turn.acquire()
+                    self._asleep = False
+                for key, mask in events:
+                    try:
+                        key.data(mask)
+                    except Exception:
+                        log.exception("error handling socket %r", key.fileobj)
+                if timers:
+                    now = monotonic()
+                    while timers and timers[0][0] <= now:
+                        timer = heapq.heappop(timers)[2]
+                        if timer.cancelled:
+                            self._cancelled -= 1
+                            continue
+                        timer.cancelled = True  # fired: a late cancel() is a no-op
                         try:
                             timer.callback()
                         except Exception:
                             log.exception("error in timer %r", timer.callback)
-            if self._calls:
-                self._run_calls()
+                    if self._cancelled > _COMPACT_AFTER and self._cancelled * 2 > len(timers):
+                        self._compact_timers()
+                if calls:
+                    self._run_calls()
+        finally:
+            self._asleep = False
+            turn.release()
 
     def stop(self) -> None:
         self.running = False

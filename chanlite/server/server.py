@@ -41,6 +41,7 @@ __all__ = ["Server", "reply_prefix", "client_text"]
 
 log = logging.getLogger("chanlite.server")
 _ALPHABET = string.ascii_letters + string.digits
+_SPACE = len(_ALPHABET) ** 22  # reply-channel suffixes: 22 characters
 
 
 def reply_prefix() -> str:
@@ -177,7 +178,16 @@ class Server(_HandshakePolicy):
         (to send on it, or to find its channel session).
         """
         while True:
-            name = self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+            # One draw of the whole number, then its 22 base-62 digits: the
+            # same uniform distribution as 22 secrets.choice() calls, at one
+            # urandom read instead of 22 (which were ~1/5 of a handshake's
+            # time on the loop).
+            n = secrets.randbelow(_SPACE)
+            digits = []
+            for _ in range(22):
+                n, digit = divmod(n, len(_ALPHABET))
+                digits.append(_ALPHABET[digit])
+            name = self.prefix + "".join(digits)
             if name not in self.replies:
                 return name
 
