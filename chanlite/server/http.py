@@ -242,11 +242,6 @@ class HTTPCore:
         """Bytes received but not yet parsed (pipelined requests wait here)."""
         return len(self.conn._receive_buffer)
 
-    @property
-    def idle(self) -> bool:
-        """True between requests (nothing of a next request parsed yet)."""
-        return self.head is None and self.conn.their_state is h11.IDLE
-
     def next_event(self) -> Event | None:
         """The next request event, or ``None`` if more bytes are needed (or the
         current request must be answered before the next one is read)."""

@@ -108,7 +108,7 @@ class WebSocketCore:
     """
 
     __slots__ = (
-        "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed", "_closing_code",
+        "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed",
         "_buf", "_mid", "more",
     )
 
@@ -120,7 +120,6 @@ class WebSocketCore:
         self._text = False
         self._out = bytearray()
         self.closed: Closed | None = None
-        self._closing_code = 1000
         self._buf = b""  # an incomplete frame waiting for more bytes
         self._mid = False  # wsproto is inside a fragmented message
         #: the last receive() stopped at ``max_messages``: call receive(b"") for more
@@ -324,7 +323,6 @@ class WebSocketCore:
                 self._out += self.ws.send(CloseConnection(code=code, reason=reason[:120]))
             except LocalProtocolError:  # pragma: no cover - state checked above
                 pass
-        self._closing_code = code
         events = self._finish(code, reason)
         self.closed.fatal = fatal  # type: ignore[union-attr]
         return events
