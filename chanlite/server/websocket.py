@@ -18,6 +18,7 @@ Tests drive it with frames built by a wsproto client connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -28,13 +29,27 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
+from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError
 
 __all__ = ["WebSocketCore", "Closed", "PongReceived", "check_send"]
 
 SEND_KEYS = frozenset({"accept", "text", "bytes", "close"})
 # RFC 6455 7.4.1: 1004-1006 and 1015 must never be sent in a close frame.
-_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+# (1004 is reserved and deliberately absent from wsproto's enum; 1014 "bad
+# gateway" is registered but absent too: both stay in range() below.)
+_SENDABLE_CODES = frozenset(
+    range(CloseReason.NORMAL_CLOSURE, CloseReason.TLS_HANDSHAKE_FAILED)
+) - {1004, CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE}
+
+# Frame header bits, as plain ints for the fast path (RFC 6455 5.2).
+_FIN = 0x80
+_RSV = 0x70
+_MASKED = 0x80
+_TEXT, _BINARY = int(Opcode.TEXT), int(Opcode.BINARY)
+_CLOSE, _PONG = int(Opcode.CLOSE), int(Opcode.PONG)
+_FIN_TEXT, _FIN_BINARY = _FIN | _TEXT, _FIN | _BINARY
+_MAX_CONTROL_PAYLOAD = 125
 
 
 @dataclass(slots=True)
@@ -158,7 +173,7 @@ class WebSocketCore:
                     pass
             return []
         if data is None:
-            return self._finish(1006, "connection dropped")
+            return self._finish(CloseReason.ABNORMAL_CLOSURE, "connection dropped")
         if self._buf:
             data = bytes(self._buf) + data
             self._buf = b""
@@ -180,25 +195,25 @@ class WebSocketCore:
                     break
                 length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
             opcode = b0 & 0x0F
-            if b0 & 0x70 or not b1 & 0x80 or opcode > 10 or 2 < opcode < 8 or (
-                opcode >= 8 and length > 125
+            if b0 & _RSV or not b1 & _MASKED or opcode > _PONG or _BINARY < opcode < _CLOSE or (
+                opcode >= _CLOSE and length > _MAX_CONTROL_PAYLOAD
             ):
                 # A protocol error in the header: let wsproto name it (1002).
                 self._slow(data[pos:], events)
                 return events
             if length > self.max_message_size:
-                return self.close(1009, f"message above {self.max_message_size} bytes",
-                                  fatal=True)
+                return self.close(CloseReason.MESSAGE_TOO_BIG,
+                                  f"message above {self.max_message_size} bytes", fatal=True)
             end = pos + head + 4 + length
             if end > n:
                 break
-            if (b0 == 0x81 or b0 == 0x82) and not self._mid:
+            if (b0 == _FIN_TEXT or b0 == _FIN_BINARY) and not self._mid:
                 # Fast path: a whole unfragmented message in one frame.
                 payload = data[pos + head + 4 : end]
                 key = data[pos + head : pos + head + 4]
                 if key != b"\0\0\0\0":
                     payload = _unmask(payload, key)
-                if b0 == 0x82:
+                if b0 == _FIN_BINARY:
                     events.append({"bytes": payload})
                     pos = end
                     budget -= 1
@@ -210,8 +225,8 @@ class WebSocketCore:
                     continue
                 except UnicodeDecodeError:
                     pass  # wsproto closes with 1007
-            if opcode <= 2:
-                self._mid = not b0 & 0x80
+            if opcode <= _BINARY:  # a data frame: a fragment when FIN is not set
+                self._mid = not b0 & _FIN
             before = len(events)
             if self._slow(data[pos:end], events):
                 return events
@@ -239,7 +254,8 @@ class WebSocketCore:
             elif kind is CloseConnection:
                 if self.ws.state is ConnectionState.REMOTE_CLOSING:
                     # The client closed: echo its code (1005 "no status" -> 1000).
-                    code = event.code if event.code != 1005 else 1000
+                    code = (event.code if event.code != CloseReason.NO_STATUS_RCVD
+                            else CloseReason.NORMAL_CLOSURE)
                     self._out += self.ws.send(CloseConnection(code=code))
                     events.extend(self._finish(event.code, event.reason or ""))
                 else:
@@ -259,7 +275,8 @@ class WebSocketCore:
         self._size += size
         if self._size > self.max_message_size:
             events.extend(
-                self.close(1009, f"message above {self.max_message_size} bytes", fatal=True)
+                self.close(CloseReason.MESSAGE_TOO_BIG,
+                           f"message above {self.max_message_size} bytes", fatal=True)
             )
             return True
         if event.message_finished and not self._parts:
@@ -286,10 +303,10 @@ class WebSocketCore:
     # ------------------------------------------------------------- output
 
     def send_text(self, text: str) -> None:
-        self._send_frame(0x81, text.encode("utf-8"))
+        self._send_frame(_FIN_TEXT, text.encode("utf-8"))
 
     def send_bytes(self, data: bytes) -> None:
-        self._send_frame(0x82, data)
+        self._send_frame(_FIN_BINARY, data)
 
     def _send_frame(self, first: int, payload: bytes) -> None:
         """A whole unmasked server frame, built directly (wsproto's general
@@ -309,7 +326,8 @@ class WebSocketCore:
     def ping(self, payload: bytes = b"") -> None:
         self._out += self.ws.send(Ping(payload=payload))
 
-    def close(self, code: int = 1000, reason: str = "", fatal: bool = False) -> list:
+    def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "",
+              fatal: bool = False) -> list[Any]:
         """Start a server-side close (send the close frame).
 
         Returns ``[Closed(code)]`` because the server treats the WebSocket as
@@ -349,5 +367,5 @@ class WebSocketCore:
             self.send_bytes(message["bytes"])
         close = message.get("close", False)
         if close is not False:
-            return self.close(1000 if close is True else close)
+            return self.close(CloseReason.NORMAL_CLOSURE if close is True else close)
         return []
