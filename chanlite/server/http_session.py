@@ -18,9 +18,11 @@ never writes session state. The server is reached only through
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -69,9 +71,11 @@ class HTTPSession(_WSGIResponses):
         self.core = HTTPCore(config.max_header_size, config.max_request_body)
         self.timer: Timer | None = None
         self.deadline = 0.0
-        self.on_deadline = None
+        self.on_deadline: Callable[[], None] | None = None
+        # Set on the loop when the connection is gone; WSGI pool threads
+        # only read it (to stop producing a response nobody will read).
         self.gone = False
-        self._wsgi_drained = None
+        self._wsgi_drained: threading.Event | None = None
         self.body: SpooledBody | None = None  # a WSGI request's body, until submitted
         self.body_held = 0  # bytes of body_parts taken from the server's body_memory
         # (reply_channel, path) of consumer requests answered on this connection:
@@ -102,7 +106,7 @@ class HTTPSession(_WSGIResponses):
     # deadline on every request, and cancelling + pushing a fresh heap entry
     # each time would leave ~2 dead entries per request in the loop's heap.
 
-    def _set_timer(self, delay: float, callback) -> None:
+    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         if not delay:
             self._cancel_timer()
             return
@@ -112,7 +116,8 @@ class HTTPSession(_WSGIResponses):
         if timer is None or timer.when > self.deadline:
             if timer is not None:
                 timer.cancel()
-            self.timer = self.host.loop.call_later(delay, partial(self.conn.guard, self._timer_fired))
+            self.timer = self.host.loop.call_later(delay,
+                                                   partial(self.conn.guard, self._timer_fired))
 
     def _cancel_timer(self) -> None:
         self.on_deadline = None  # the pending timer, if any, will find nothing to do
@@ -202,17 +207,16 @@ class HTTPSession(_WSGIResponses):
             event = core.next_event()
             if event is None:
                 break
-            kind = type(event)
-            if kind is Body:
+            if type(event) is Body:
                 self._on_body(event.data)
-            elif kind is RequestHead:
+            elif type(event) is RequestHead:
                 self._on_head(event)
-            elif kind is EndOfBody:
+            elif type(event) is EndOfBody:
                 self._on_end()
-            elif kind is Reject:
+            elif type(event) is Reject:
                 self._on_reject(event)
                 return
-            elif kind is Disconnected:
+            elif type(event) is Disconnected:
                 self._on_disconnect()
                 return
         if self.head is not None and core.buffered > _PIPELINE_LIMIT:
@@ -311,11 +315,11 @@ class HTTPSession(_WSGIResponses):
                 self._set_timer(self.host.config.http_response_timeout,
                                 self._response_timeout)
         else:
-            body = b"".join(self.body_parts)
+            data = b"".join(self.body_parts)
             self.body_parts = []
             self.host.body_memory.give(self.body_held)
             self.body_held = 0
-            self._send_request(body)
+            self._send_request(data)
 
     def _send_request(self, body: bytes) -> None:
         assert self.head is not None
@@ -330,7 +334,7 @@ class HTTPSession(_WSGIResponses):
             log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
             self._simple_response(431, b"request too large for the channel layer\n", close=True)
 
-    def _request_sent(self, message: dict) -> None:
+    def _request_sent(self, message: dict[str, Any]) -> None:
         # Listen only once sent (the registry's rule): an undelivered request
         # gets no http.disconnect. (Replies reach us on this thread, after this
         # returns: none can be missed.)
@@ -347,7 +351,7 @@ class HTTPSession(_WSGIResponses):
         if not self.conn.closed and not self.conn.closing:
             self.conn.resume_reading()
 
-    def layer_timeout(self, channel: str, dropped: list) -> None:
+    def layer_timeout(self, channel: str, dropped: list[tuple[str, dict[str, Any]]]) -> None:
         """``channel`` stayed full for ``backpressure_timeout`` (counted and
         logged per interval by the server): 503 with ``Retry-After``."""
         if self.conn.closed or self.head is None or self.status:
@@ -358,7 +362,7 @@ class HTTPSession(_WSGIResponses):
                               headers=[(b"retry-after", b"%d" % max(1, round(
                                   self.host.config.backpressure_timeout)))])
 
-    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+    def layer_send_failed(self, channel: str, message: dict[str, Any], exc: Exception) -> None:
         log.error("cannot send %s for %s: %s", channel, self.head and self.head.path, exc)
         if self.conn.closed or self.head is None or self.status:
             self.conn.abort()
@@ -449,7 +453,7 @@ class HTTPSession(_WSGIResponses):
 
     # ------------------------------------------------------------- output
 
-    def on_reply(self, message: dict) -> None:
+    def on_reply(self, message: dict[str, Any]) -> None:
         """An ``http.response`` (or a chunk of one) from a consumer."""
         if self.conn.closed or self.head is None:
             return
@@ -471,7 +475,8 @@ class HTTPSession(_WSGIResponses):
                 data = self.core.response_body(content, more)
         except (KeyError, ValueError, TypeError, h11.LocalProtocolError) as exc:
             log.error("invalid http.response on %s: %s (message keys: %s)",
-                      self.reply_channel, exc, sorted(message) if isinstance(message, dict) else "-")
+                      self.reply_channel, exc,
+                      sorted(message) if isinstance(message, dict) else "-")
             if not self.status:
                 self._simple_response(500, b"invalid response from the consumer\n", close=True)
             else:
@@ -484,7 +489,7 @@ class HTTPSession(_WSGIResponses):
             self._response_done()
 
     def _simple_response(self, status: int, body: bytes, close: bool = False,
-                         headers: list | None = None) -> None:
+                         headers: list[tuple[bytes, bytes]] | None = None) -> None:
         if close:
             self.core.must_close = True
         try:

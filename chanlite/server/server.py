@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
@@ -77,7 +78,7 @@ class Server(_HandshakePolicy):
         self,
         channel_layer: BaseChannelLayer,
         config: ServerConfig | None = None,
-        wsgi_app: Callable | None = None,
+        wsgi_app: Callable[..., Any] | None = None,
         router: Any = "auto",
         workers: int = 0,
         access_logger: str | None = None,
@@ -220,10 +221,10 @@ class Server(_HandshakePolicy):
 
     # ----------------------------------------------------------- replies
 
-    def _deliver_threadsafe(self, batch: list[tuple[str, dict]]) -> None:
+    def _deliver_threadsafe(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         self.loop.call_soon_threadsafe(self._deliver, batch)
 
-    def _deliver(self, batch: list[tuple[str, dict]]) -> None:
+    def _deliver(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         replies = self.replies
         try:
             for channel, message in batch:
@@ -265,8 +266,11 @@ class Server(_HandshakePolicy):
         sock.setblocking(False)
         self.listeners.append(sock)
         self.address = sock.getsockname()
-        self.loop.add_reader(sock, lambda mask, s=sock: self._accept(s))
+        self.loop.add_reader(sock, partial(self._on_listener, sock))
         return self.address
+
+    def _on_listener(self, listener: socket.socket, mask: int) -> None:
+        self._accept(listener)
 
     def _accept(self, listener: socket.socket) -> None:
         tcp = listener.family != getattr(socket, "AF_UNIX", None)  # Windows has no AF_UNIX
@@ -305,8 +309,7 @@ class Server(_HandshakePolicy):
         if not self.draining and listener in self.listeners:
             # modify() registers it, or updates it if already registered (both
             # a connection closing and the EMFILE timer may resume it).
-            self.loop.modify(listener, selectors.EVENT_READ,
-                             lambda mask, s=listener: self._accept(s))
+            self.loop.modify(listener, selectors.EVENT_READ, partial(self._on_listener, listener))
 
     def log_limited(self, text: str, *args: Any) -> None:
         """Log a limit being hit at most once a minute: under a flood the

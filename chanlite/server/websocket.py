@@ -32,7 +32,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError
 
-__all__ = ["WebSocketCore", "Closed", "PongReceived", "check_send"]
+__all__ = ["WebSocketCore", "Closed", "PongReceived", "WSEvent", "check_send"]
 
 SEND_KEYS = frozenset({"accept", "text", "bytes", "close"})
 # RFC 6455 7.4.1: 1004-1006 and 1015 must never be sent in a close frame.
@@ -70,6 +70,11 @@ class PongReceived:
     """The client answered a ping (keeps the connection alive)."""
 
 
+#: What :meth:`WebSocketCore.receive` returns: ``{"text": str}`` /
+#: ``{"bytes": bytes}`` messages, pongs, and at most one close.
+WSEvent = dict[str, Any] | PongReceived | Closed
+
+
 def _unmask(payload: bytes, key: bytes) -> bytes:
     """XOR with the 4-byte masking key, as one big-int operation (fast in C)."""
     size = len(payload)
@@ -79,7 +84,7 @@ def _unmask(payload: bytes, key: bytes) -> bytes:
     )
 
 
-def check_send(message: dict) -> str:
+def check_send(message: dict[str, Any]) -> str:
     """Return an error text for an invalid ``websocket.send``, or ``""``."""
     unknown = set(message) - SEND_KEYS
     if unknown:
@@ -98,7 +103,7 @@ def check_send(message: dict) -> str:
     return ""
 
 
-def handshake_action(message: dict) -> str:
+def handshake_action(message: dict[str, Any]) -> str:
     """What a valid reply does to a handshake that is still pending:
     ``"reject"`` (HTTP 403), ``"accept"`` (101, then apply the rest of the
     message) or ``"wait"`` (nothing yet). Validate with :func:`check_send`
@@ -130,7 +135,7 @@ class WebSocketCore:
     def __init__(self, max_message_size: int = 1024 * 1024):
         self.ws = Connection(ConnectionType.SERVER)
         self.max_message_size = max_message_size
-        self._parts: list = []
+        self._parts: list[Any] = []  # str or bytes fragments of one message
         self._size = 0
         self._text = False
         self._out = bytearray()
@@ -155,7 +160,7 @@ class WebSocketCore:
         """Both close frames exchanged: the socket can be closed now."""
         return self.ws.state is ConnectionState.CLOSED
 
-    def receive(self, data: bytes | None, max_messages: int | None = None) -> list:
+    def receive(self, data: bytes | None, max_messages: int | None = None) -> list[WSEvent]:
         """Feed bytes (``None``: the TCP connection dropped) and return events.
 
         With ``max_messages``, stop after that many messages and keep the
@@ -177,7 +182,7 @@ class WebSocketCore:
         if self._buf:
             data = bytes(self._buf) + data
             self._buf = b""
-        events: list = []
+        events: list[WSEvent] = []
         pos, n = 0, len(data)
         budget = -1 if max_messages is None else max_messages
         while n - pos >= 2:
@@ -237,21 +242,20 @@ class WebSocketCore:
             self._buf = data[pos:]  # bounded: the frame's length was checked above
         return events
 
-    def _slow(self, data: bytes, events: list) -> bool:
+    def _slow(self, data: bytes, events: list[WSEvent]) -> bool:
         """Hand complete frames (control, fragments, errors) to wsproto.
 
         Returns True once the WebSocket is closed (stop reading)."""
         self.ws.receive_data(data)
         for event in self.ws.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
+            if isinstance(event, (TextMessage, BytesMessage)):
                 if self._message(event, events):
                     return True
-            elif kind is Ping:
+            elif isinstance(event, Ping):
                 self._out += self.ws.send(event.response())
-            elif kind is Pong:
+            elif isinstance(event, Pong):
                 events.append(PongReceived())
-            elif kind is CloseConnection:
+            elif isinstance(event, CloseConnection):
                 if self.ws.state is ConnectionState.REMOTE_CLOSING:
                     # The client closed: echo its code (1005 "no status" -> 1000).
                     code = (event.code if event.code != CloseReason.NO_STATUS_RCVD
@@ -264,7 +268,7 @@ class WebSocketCore:
                 return True
         return False
 
-    def _message(self, event: Message, events: list) -> bool:
+    def _message(self, event: Message[Any], events: list[WSEvent]) -> bool:
         data = event.data
         size = len(data)
         if self._text or isinstance(event, TextMessage):
@@ -295,8 +299,8 @@ class WebSocketCore:
         self._size = 0
         return False
 
-    def _finish(self, code: int, reason: str) -> list:
-        self.closed = Closed(int(code), reason)
+    def _finish(self, code: int, reason: str, fatal: bool = False) -> list[WSEvent]:
+        self.closed = Closed(int(code), reason, fatal)
         self._parts = []
         return [self.closed]
 
@@ -327,7 +331,7 @@ class WebSocketCore:
         self._out += self.ws.send(Ping(payload=payload))
 
     def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "",
-              fatal: bool = False) -> list[Any]:
+              fatal: bool = False) -> list[WSEvent]:
         """Start a server-side close (send the close frame).
 
         Returns ``[Closed(code)]`` because the server treats the WebSocket as
@@ -341,11 +345,9 @@ class WebSocketCore:
                 self._out += self.ws.send(CloseConnection(code=code, reason=reason[:120]))
             except LocalProtocolError:  # pragma: no cover - state checked above
                 pass
-        events = self._finish(code, reason)
-        self.closed.fatal = fatal  # type: ignore[union-attr]
-        return events
+        return self._finish(code, reason, fatal)
 
-    def send(self, message: dict) -> list:
+    def send(self, message: dict[str, Any]) -> list[WSEvent]:
         """Apply the text/bytes/close parts of a ``websocket.send`` message.
 
         Returns events (a :class:`Closed` if it closed). Raises ``ValueError``
@@ -356,7 +358,7 @@ class WebSocketCore:
             raise ValueError(problem)
         return self.apply(message)
 
-    def apply(self, message: dict) -> list:
+    def apply(self, message: dict[str, Any]) -> list[WSEvent]:
         """:meth:`send` for a message already validated with :func:`check_send`
         (the session validates every reply first, to log it with its channel)."""
         if self.closed is not None or not self.open:

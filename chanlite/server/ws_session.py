@@ -288,7 +288,7 @@ class WebSocketSession:
         if not self.outbox.blocked and self.state is WSState.OPEN:
             self.conn.resume_reading()
 
-    def layer_timeout(self, channel: str, dropped: list) -> None:
+    def layer_timeout(self, channel: str, dropped: list[tuple[str, dict[str, Any]]]) -> None:
         """``channel`` stayed full for ``backpressure_timeout`` (the server logs
         a count per interval): 503 for a handshake, 1013 for an open socket."""
         if self.state is WSState.CONNECTING:
@@ -297,7 +297,7 @@ class WebSocketSession:
             self._apply_events(self.ws.close(CloseReason.TRY_AGAIN_LATER, "try again later"))
             self._flush()
 
-    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+    def layer_send_failed(self, channel: str, message: dict[str, Any], exc: Exception) -> None:
         if isinstance(exc, MessageTooLarge) and self.state is WSState.OPEN and self.ws is not None:
             self._apply_events(self.ws.close(CloseReason.MESSAGE_TOO_BIG,
                                              "message too big for the channel layer"))
@@ -444,7 +444,7 @@ class WebSocketSession:
         self._cancel_all()  # the CLOSE timer, if the client never replied
 
 
-def _closes_handshake(message: dict) -> bool:
+def _closes_handshake(message: dict[str, Any]) -> bool:
     """``close`` with an integer (any: a 1.x consumer may send 4000 or 3001)
     and nothing that would accept the handshake."""
     close = message.get("close", False)
