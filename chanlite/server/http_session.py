@@ -21,13 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import h11
 
 from ..layers.base import ChannelFull, MessageTooLarge
 from .bodies import SpooledBody
+from .deadline import Deadline
 from .http import (
     Body,
     Disconnected,
@@ -46,7 +46,6 @@ from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
-    from .loop import Timer
 
 __all__ = ["HTTPSession"]
 
@@ -59,8 +58,8 @@ class HTTPSession(_WSGIResponses):
 
     __slots__ = (
         "conn", "host", "core", "head", "route", "reply_channel", "body_parts", "body_size",
-        "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "_wsgi_drained", "deadline", "on_deadline", "body", "body_held", "body_deadline",
+        "body_channel", "status", "sent", "started_at", "gone", "saw_bytes",
+        "_wsgi_drained", "deadline", "body", "body_held", "body_deadline",
         "answered", "outbox",
     )
 
@@ -69,9 +68,8 @@ class HTTPSession(_WSGIResponses):
         self.host = conn.host
         config = self.host.config
         self.core = HTTPCore(config.max_header_size, config.max_request_body)
-        self.timer: Timer | None = None
-        self.deadline = 0.0
-        self.on_deadline: Callable[[], None] | None = None
+        # One re-armable deadline: header, body, response or keep-alive timeout.
+        self.deadline = Deadline(self.host.loop, conn, time.monotonic)
         # Set on the loop when the connection is gone; WSGI pool threads
         # only read it (to stop producing a response nobody will read).
         self.gone = False
@@ -102,38 +100,11 @@ class HTTPSession(_WSGIResponses):
 
     # ------------------------------------------------------------- timers
 
-    # One re-armable timer per connection: a keep-alive connection moves its
-    # deadline on every request, and cancelling + pushing a fresh heap entry
-    # each time would leave ~2 dead entries per request in the loop's heap.
-
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        if not delay:
-            self._cancel_timer()
-            return
-        self.deadline = time.monotonic() + delay
-        self.on_deadline = callback
-        timer = self.timer
-        if timer is None or timer.when > self.deadline:
-            if timer is not None:
-                timer.cancel()
-            self.timer = self.host.loop.call_later(delay,
-                                                   partial(self.conn.guard, self._timer_fired))
+        self.deadline.set(delay, callback)
 
     def _cancel_timer(self) -> None:
-        self.on_deadline = None  # the pending timer, if any, will find nothing to do
-
-    def _timer_fired(self) -> None:
-        self.timer = None
-        callback = self.on_deadline
-        if callback is None or self.conn.closed:
-            return
-        remaining = self.deadline - time.monotonic()
-        if remaining > 0.001:
-            self.timer = self.host.loop.call_later(
-                remaining, partial(self.conn.guard, self._timer_fired))
-            return
-        self.on_deadline = None
-        callback()
+        self.deadline.cancel()
 
     def _release_body(self) -> None:
         """Give back the body memory this request holds (and its spool file)."""
@@ -416,10 +387,7 @@ class HTTPSession(_WSGIResponses):
 
     def connection_lost(self) -> None:
         self.gone = True
-        self._cancel_timer()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline.stop()
         if self.head is not None and not self.core.response_done:
             self._client_gone()
         for reply_channel, path in self.answered:
