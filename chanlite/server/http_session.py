@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -82,7 +81,7 @@ class HTTPSession(_WSGIResponses):
         # Messages to the layer, in order; waits (not drops) when a channel is full.
         self.outbox = self.host.outbox(self)
         self._reset()
-        self._set_timer(config.header_timeout, self._header_timeout)
+        self.deadline.set(config.header_timeout, self._header_timeout)
 
     def _reset(self) -> None:
         self._release_body()
@@ -100,12 +99,6 @@ class HTTPSession(_WSGIResponses):
 
     # ------------------------------------------------------------- timers
 
-    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        self.deadline.set(delay, callback)
-
-    def _cancel_timer(self) -> None:
-        self.deadline.cancel()
-
     def _release_body(self) -> None:
         """Give back the body memory this request holds (and its spool file)."""
         self.host.body_memory.give(self.body_held)
@@ -122,7 +115,7 @@ class HTTPSession(_WSGIResponses):
         if config.body_timeout:
             delays.append(max(0.001, self.body_deadline - time.monotonic()))
         if delays:
-            self._set_timer(min(delays), self._body_timeout)
+            self.deadline.set(min(delays), self._body_timeout)
 
     def _body_timeout(self) -> None:
         if self.head is None or self.conn.closed or self.core.body_complete:
@@ -164,7 +157,7 @@ class HTTPSession(_WSGIResponses):
         if self.head is None and not self.saw_bytes:
             # First byte of a request: from now on headers must finish in time.
             self.saw_bytes = True
-            self._set_timer(self.host.config.header_timeout, self._header_timeout)
+            self.deadline.set(self.host.config.header_timeout, self._header_timeout)
         self.core.receive(data)
         self._process()
 
@@ -194,7 +187,7 @@ class HTTPSession(_WSGIResponses):
             self.conn.pause_reading()
 
     def _on_head(self, head: RequestHead) -> None:
-        self._cancel_timer()
+        self.deadline.cancel()
         config = self.host.config
         apply_proxy_headers(head, self.conn.client, "http", config.root_path,
                             config.proxy_headers, config.trusted_proxies)
@@ -270,7 +263,7 @@ class HTTPSession(_WSGIResponses):
             return
         if self.route == "wsgi":
             body, self.body = self.body, None  # the pool thread closes it after the view
-            self._cancel_timer()
+            self.deadline.cancel()
             if body is None:
                 return
             if not self.host.submit_wsgi(self, head, body):
@@ -283,7 +276,7 @@ class HTTPSession(_WSGIResponses):
         elif self.body_channel:
             self._send_body_chunk(more=False)
             if self.reply_channel in self.host.replies:  # the body timer is done
-                self._set_timer(self.host.config.http_response_timeout,
+                self.deadline.set(self.host.config.http_response_timeout,
                                 self._response_timeout)
         else:
             data = b"".join(self.body_parts)
@@ -310,7 +303,7 @@ class HTTPSession(_WSGIResponses):
         # gets no http.disconnect. (Replies reach us on this thread, after this
         # returns: none can be missed.)
         self.host.replies.listen(self.reply_channel, self)
-        self._set_timer(self.host.config.http_response_timeout, self._response_timeout)
+        self.deadline.set(self.host.config.http_response_timeout, self._response_timeout)
 
     # ---------------------------------------------------- back-pressure
 
@@ -434,7 +427,7 @@ class HTTPSession(_WSGIResponses):
                 headers = response_headers(message)
                 content = message.get("content", b"")
                 more = bool(message.get("more_content", False))
-                self._cancel_timer()
+                self.deadline.cancel()
                 data = self.core.response_start(status, headers, content, more)
                 self.status = status
             else:
@@ -483,7 +476,7 @@ class HTTPSession(_WSGIResponses):
             if len(self.answered) > 64:  # a long keep-alive: don't hoard them
                 self._disconnect_answered(*self.answered.pop(0))
         self._forget_reply()
-        self._cancel_timer()
+        self.deadline.cancel()
         head = self.head
         assert head is not None
         self.host.access(head, self.status, self.sent, self.conn.client, self.started_at)
@@ -491,7 +484,7 @@ class HTTPSession(_WSGIResponses):
             self.conn.close()
             return
         self._reset()
-        self._set_timer(self.host.config.keepalive_timeout, self._header_timeout)
+        self.deadline.set(self.host.config.keepalive_timeout, self._header_timeout)
         self.conn.resume_reading()
         if self.core.buffered:
             self.host.loop.call_soon(self.conn.guard, self._process)

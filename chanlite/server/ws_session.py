@@ -66,6 +66,12 @@ class WSTimer(enum.Enum):
     CLOSE = "close"  # websocket_close_timeout: no close reply from the client
 
 
+# The per-message path compares states against these module globals: an
+# attribute of an Enum class costs 0.1-0.2 µs to look up on Python 3.11
+# (several per echoed message), a global ~20 ns.
+CONNECTING, OPEN, CLOSED = WSState.CONNECTING, WSState.OPEN, WSState.CLOSED
+
+
 _EARLY_LIMIT = 64 * 1024  # bytes read before the 101 (clients should send none)
 _PARSE_BATCH = 32  # messages parsed per step: no more than a full channel can refuse
 
@@ -97,7 +103,7 @@ class WebSocketSession:
         self.head = head
         self.core: HTTPCore | None = core  # only until the 101 is sent
         self.ws: WebSocketCore | None = None
-        self.state = WSState.CONNECTING
+        self.state = CONNECTING
         self.reply_channel = ""
         #: The armed timers, by name (a fired or cancelled one is removed).
         self.timers: dict[WSTimer, Timer] = {}
@@ -160,7 +166,7 @@ class WebSocketSession:
                   self._connect_timeout)
 
     def _connect_timeout(self) -> None:
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             log.warning("WebSocket %s not accepted within %ss: rejecting with 403. Either %s",
                         self.head.path, self.host.config.websocket_connect_timeout,
                         self.host.connect_timeout_reason())
@@ -213,7 +219,7 @@ class WebSocketSession:
         assert self.core is not None
         data, trailing = self.core.accept_websocket()
         self.core = None
-        self.state = WSState.OPEN
+        self.state = OPEN
         self.ws = WebSocketCore(self.message_limit())
         self._cancel(WSTimer.CONNECT)
         self.conn.write(data)
@@ -226,7 +232,7 @@ class WebSocketSession:
     # --------------------------------------------------------------- input
 
     def data_received(self, data: bytes) -> None:
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             core = self.core
             if core is not None:
                 core.receive(data)  # handed over as the first frames on accept
@@ -240,13 +246,13 @@ class WebSocketSession:
         if ws is None or self.conn.closed:
             return
         outbox = self.outbox
-        if outbox.blocked and self.state is WSState.OPEN and data is not None:
+        if outbox.blocked and self.state is OPEN and data is not None:
             ws.receive(data, max_messages=0)  # keep the bytes; parse when there is room
             return
         while True:
             events = ws.receive(data, max_messages=_PARSE_BATCH)
             data = b""
-            if self.state is WSState.CLOSED:
+            if self.state is CLOSED:
                 if ws.close_complete:
                     self.conn.close()
                 return
@@ -268,7 +274,7 @@ class WebSocketSession:
                 else:
                     self._apply_events([event])
             self._flush()
-            if not ws.more or outbox.blocked or self.state is not WSState.OPEN or self.conn.closed:
+            if not ws.more or outbox.blocked or self.state is not OPEN or self.conn.closed:
                 return
 
     # ---------------------------------------------------- back-pressure
@@ -277,38 +283,38 @@ class WebSocketSession:
         """A channel is full: stop reading this socket (TCP pushes back on the
         client). While connecting, keep reading: a client that leaves must
         still be noticed, and early bytes are bounded anyway."""
-        if self.state is WSState.OPEN:
+        if self.state is OPEN:
             self.conn.pause_reading()
 
     def layer_unblocked(self) -> None:
         """Everything waiting went out: parse what is buffered, read again."""
-        if self.state is not WSState.OPEN or self.conn.closed:
+        if self.state is not OPEN or self.conn.closed:
             return
         self._feed(b"")
-        if not self.outbox.blocked and self.state is WSState.OPEN:
+        if not self.outbox.blocked and self.state is OPEN:
             self.conn.resume_reading()
 
     def layer_timeout(self, channel: str, dropped: list[tuple[str, dict[str, Any]]]) -> None:
         """``channel`` stayed full for ``backpressure_timeout`` (the server logs
         a count per interval): 503 for a handshake, 1013 for an open socket."""
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             self._reject(503)
-        elif self.state is WSState.OPEN and self.ws is not None:
+        elif self.state is OPEN and self.ws is not None:
             self._apply_events(self.ws.close(CloseReason.TRY_AGAIN_LATER, "try again later"))
             self._flush()
 
     def layer_send_failed(self, channel: str, message: dict[str, Any], exc: Exception) -> None:
-        if isinstance(exc, MessageTooLarge) and self.state is WSState.OPEN and self.ws is not None:
+        if isinstance(exc, MessageTooLarge) and self.state is OPEN and self.ws is not None:
             self._apply_events(self.ws.close(CloseReason.MESSAGE_TOO_BIG,
                                              "message too big for the channel layer"))
             self._flush()
             return
         log.error("cannot send %s for %s: %s", channel, self.reply_channel or self.head.path, exc)
-        if self.state is not WSState.CLOSED:
+        if self.state is not CLOSED:
             self.conn.abort()
 
     def eof_received(self) -> None:
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             self._closed(CloseReason.ABNORMAL_CLOSURE)
             self.conn.close()
         else:
@@ -325,14 +331,14 @@ class WebSocketSession:
     # -------------------------------------------------------------- output
 
     def on_reply(self, message: dict[str, Any]) -> None:
-        if self.state is WSState.CONNECTING and _closes_handshake(message):
+        if self.state is CONNECTING and _closes_handshake(message):
             # Daphne 1.x: before the 101, ``close`` with any integer rejects
             # (the code cannot reach the client: an HTTP refusal has none).
             self._reject(403)
             return
         problem = check_send(message)
         if problem:
-            if self.state is WSState.CONNECTING:
+            if self.state is CONNECTING:
                 # Waiting for the connect timeout would only leave the client
                 # hanging: this consumer's answer is broken, so refuse now.
                 log.error("invalid reply to the WebSocket handshake for %s on %s: %s; "
@@ -341,7 +347,7 @@ class WebSocketSession:
                 return
             log.error("invalid websocket.send on %s: %s", self.reply_channel, problem)
             return
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             action = handshake_action(message)
             if action == "reject":
                 self._reject(403)
@@ -350,7 +356,7 @@ class WebSocketSession:
                 self._accept()
             else:
                 return  # e.g. {"accept": None}: nothing to do yet
-        if self.state is not WSState.OPEN or self.ws is None:
+        if self.state is not OPEN or self.ws is None:
             return
         self._apply_events(self.ws.apply(message))  # validated above
         self._flush()
@@ -379,9 +385,9 @@ class WebSocketSession:
 
     def close(self, code: int = CloseReason.NORMAL_CLOSURE) -> None:
         """Server-initiated close (shutdown uses 1001, :meth:`drain`)."""
-        if self.state is WSState.CONNECTING:
+        if self.state is CONNECTING:
             self._reject(503)
-        elif self.state is WSState.OPEN and self.ws is not None:
+        elif self.state is OPEN and self.ws is not None:
             self._apply_events(self.ws.close(code))
 
     # ----------------------------------------------------------- keepalive
@@ -392,7 +398,7 @@ class WebSocketSession:
             self._arm(WSTimer.PING, interval, self._ping)
 
     def _ping(self) -> None:
-        if self.state is not WSState.OPEN or self.ws is None:
+        if self.state is not OPEN or self.ws is None:
             return
         self.ws.ping(b"chanlite")
         self._flush()
@@ -401,12 +407,12 @@ class WebSocketSession:
         self._schedule_ping()
 
     def _pong_timeout(self) -> None:
-        if self.state is WSState.OPEN and self.outbox.blocked:
+        if self.state is OPEN and self.outbox.blocked:
             # Back-pressure stopped reading: the pong may be waiting unread.
             # The backpressure timeout bounds this wait, not the ping timeout.
             self._arm(WSTimer.PONG, self.host.config.websocket_ping_timeout, self._pong_timeout)
             return
-        if self.state is WSState.OPEN and self.ws is not None:
+        if self.state is OPEN and self.ws is not None:
             log.info("WebSocket %s: no pong in time, closing 1011", self.reply_channel)
             self._apply_events(self.ws.close(CloseReason.INTERNAL_ERROR, "ping timeout"))
             self._flush()
@@ -416,9 +422,9 @@ class WebSocketSession:
     def _closed(self, code: int) -> None:
         """Enter CLOSED: report ``websocket.disconnect`` once, stop every timer
         and stop listening for replies."""
-        if self.state is WSState.OPEN:
+        if self.state is OPEN:
             self.host.access_websocket("WSDISCONNECT", self.head, self.conn.client, int(code))
-        self.state = WSState.CLOSED
+        self.state = CLOSED
         self._cancel_all()
         self.host.replies.forget(self.reply_channel)
         if not self.connect_sent:
@@ -439,7 +445,7 @@ class WebSocketSession:
             log.exception("cannot send websocket.disconnect for %s", self.reply_channel)
 
     def connection_lost(self) -> None:
-        if self.state is not WSState.CLOSED:
+        if self.state is not CLOSED:
             self._closed(CloseReason.ABNORMAL_CLOSURE)
         self._cancel_all()  # the CLOSE timer, if the client never replied
 
