@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,11 +65,14 @@ class ReplyRegistry:
     decide whether that consumer must hear ``http.disconnect``.
     """
 
-    __slots__ = ("prefix", "_sessions")
+    __slots__ = ("prefix", "_sessions", "get")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._sessions: dict[str, Session] = {}
+        #: ``get(channel)``: the listening session or None. The dict's own
+        #: method, bound once: the server calls it for every reply delivered.
+        self.get: Callable[[str], Session | None] = self._sessions.get
 
     def new_channel(self) -> str:
         """A reply channel for one connection or request: this process's prefix
@@ -91,9 +95,6 @@ class ReplyRegistry:
         """Stop delivering ``channel`` (``""`` or unknown: nothing to do)."""
         if channel:
             self._sessions.pop(channel, None)
-
-    def get(self, channel: str) -> Session | None:
-        return self._sessions.get(channel)
 
     def __contains__(self, channel: object) -> bool:
         return channel in self._sessions
