@@ -21,8 +21,8 @@ h11 and wsproto::
     PONG     armed by a ping; a pong cancels it; fires: close 1011
     CLOSE    armed when we sent a close frame; fires: drop the socket
 
-Entering CLOSED cancels every timer but CLOSE, which it may arm. The server
-is reached only through :class:`~chanlite.server.host.SessionHost`.
+Entering CLOSED cancels every timer; a close we started then arms CLOSE.
+The server is reached only through :class:`~chanlite.server.host.SessionHost`.
 """
 
 from __future__ import annotations
