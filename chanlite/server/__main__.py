@@ -189,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if router is None or not router.channels:
         workers = 0  # a plain Django project: views only (said once, in the banner)
     try:
-        server = Server(layer, config, router=router, workers=workers,
-                        access_logger="chanlite.server.access" if config.access_log else None)
+        server = Server(layer, config, router=router, workers=workers)  # reads access_log
     except ValueError as exc:  # limits that do not fit the layer
         raise SystemExit(f"chanlite serve: {exc}") from exc
     try:

@@ -141,15 +141,12 @@ class ServerConfig:
     max_connections: int | None = None
     max_queued_requests: int = 1000
     backpressure_timeout: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and what to change."""
-        if self.extra:
-            raise ValueError(f"unknown server settings {sorted(self.extra)}")
         for name in _SECONDS:
             value = getattr(self, name)
             if type(value) not in (int, float) or value < 0:
@@ -227,7 +224,7 @@ class ServerConfig:
         except ImportError:  # pragma: no cover - Django is a dependency
             pass
         values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = {k: v for k, v in values.items() if k not in known}
         if unknown:
             raise ValueError(

@@ -16,11 +16,14 @@ import logging
 import selectors
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from .host import Session
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .server import Server
+    from .host import SessionHost
 
+# Session lives in host.py (the seam); re-exported here where it was first defined.
 __all__ = ["Connection", "Session"]
 
 log = logging.getLogger("chanlite.server")
@@ -29,38 +32,31 @@ WRITE = selectors.EVENT_WRITE
 _ids = itertools.count(1)
 
 
-class Session(Protocol):
-    """What a connection feeds bytes to (HTTP or WebSocket)."""
-
-    def data_received(self, data: bytes) -> None: ...
-    def eof_received(self) -> None: ...
-    def connection_lost(self) -> None: ...
-    def drained(self) -> None: ...
-
-
 class Connection:
     """A client socket plus its outbound buffer and current session."""
 
     __slots__ = (
-        "server", "sock", "id", "client", "server_addr", "session", "_out", "_interest",
-        "closing", "closed", "reading", "_after_flush",
+        "host", "sock", "id", "client", "server_addr", "session", "_out", "_interest",
+        "closing", "closed", "reading",
     )
 
-    def __init__(self, server: Server, sock: socket.socket, client: list | None,
-                 server_addr: list | None) -> None:
-        self.server = server
+    def __init__(self, host: SessionHost, sock: socket.socket, client: list[Any] | None,
+                 server_addr: list[Any] | None,
+                 session: Callable[[Connection], Session]) -> None:
+        """``session`` makes the first session (``HTTPSession``) for this
+        connection; an upgrade replaces it later (``conn.session = ...``)."""
+        self.host = host
         self.sock = sock
         self.id = next(_ids)
         self.client = client
         self.server_addr = server_addr
-        self.session: Any = None
         self._out = bytearray()
         self._interest = READ
         self.closing = False  # close once the buffer is flushed
         self.closed = False
         self.reading = True
-        self._after_flush: Callable[[], None] | None = None
-        server.loop.add_reader(sock, self.on_ready)
+        self.session: Session = session(self)
+        host.loop.add_reader(sock, self.on_ready)
 
     # ------------------------------------------------------------- events
 
@@ -90,7 +86,7 @@ class Connection:
             log.exception("error on connection %s from %s; closing it", self.id, self.client)
             self.abort()
 
-    def guard(self, callback: Callable, *args: Any) -> None:
+    def guard(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run a step of this connection's work that the loop calls outside
         :meth:`on_ready` (``call_soon``, timers) with the same isolation: an
         exception is logged and closes this connection only."""
@@ -123,11 +119,11 @@ class Connection:
                 return
             data = data[sent:]
         self._out += data
-        if len(self._out) > self.server.config.max_outbound_buffer:
+        if len(self._out) > self.host.config.max_outbound_buffer:
             log.warning(
                 "closing connection %s from %s: client is not reading (%d bytes unsent, "
                 "max_outbound_buffer=%d)", self.id, self.client, len(self._out),
-                self.server.config.max_outbound_buffer,
+                self.host.config.max_outbound_buffer,
             )
             self.abort()
             return
@@ -147,16 +143,13 @@ class Connection:
             if self.closing:
                 self._close_now()
                 return
-            callback, self._after_flush = self._after_flush, None
-            if callback is not None:
-                callback()
-            if not self.closed and self.session is not None:
+            if not self.closed:
                 self.session.drained()
 
     def _set_interest(self, events: int) -> None:
         if events != self._interest and not self.closed:
             self._interest = events
-            self.server.loop.modify(self.sock, events, self.on_ready)
+            self.host.loop.modify(self.sock, events, self.on_ready)
 
     def pause_reading(self) -> None:
         """Stop reading (back-pressure, or after EOF) without closing."""
@@ -190,15 +183,13 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self.server.loop.remove(self.sock)
+        self.host.loop.remove(self.sock)
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
             pass
-        self.server.connection_closed(self)
-        session = self.session
-        if session is not None:
-            try:
-                session.connection_lost()
-            except Exception:
-                log.exception("error cleaning up connection %s", self.id)
+        self.host.connection_closed(self)
+        try:
+            self.session.connection_lost()
+        except Exception:
+            log.exception("error cleaning up connection %s", self.id)

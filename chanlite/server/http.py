@@ -51,7 +51,7 @@ def _header_bytes(value: object) -> bytes | None:
     return None
 
 
-def check_response(message: dict, started: bool) -> str:
+def check_response(message: dict[str, Any], started: bool) -> str:
     """An error text for an invalid ``http.response`` message, or ``""``.
 
     ``started``: whether the response head was already sent (then the
@@ -82,7 +82,7 @@ def check_response(message: dict, started: bool) -> str:
     return ""
 
 
-def response_headers(message: dict) -> list[tuple[bytes, bytes]]:
+def response_headers(message: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     """The headers of a response checked by :func:`check_response`, as bytes
     pairs (str names and values encoded as latin-1)."""
     return [(_header_bytes(k), _header_bytes(v))  # type: ignore[misc]
@@ -104,7 +104,7 @@ class RequestHead:
     content_length: int | None = None
     # Who sent it, as the app should see it (``proxy.apply_proxy_headers``
     # fills these from the socket, or from trusted proxy headers).
-    client: list | None = None
+    client: list[Any] | None = None
     scheme: str = "http"
     root_path: str = ""
 
@@ -144,7 +144,7 @@ class Reject:
 
 Event = RequestHead | Body | EndOfBody | Disconnected | Reject
 
-_date_cache: list = [0, b""]
+_date_cache: list[Any] = [0, b""]  # [second, formatted]
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
@@ -154,10 +154,12 @@ def http_date() -> bytes:
     if _date_cache[0] != now:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True).encode("ascii")
-    return _date_cache[1]
+    formatted: bytes = _date_cache[1]
+    return formatted
 
 
-def error_response(status: int, detail: str = "", headers: list | None = None) -> bytes:
+def error_response(status: int, detail: str = "",
+                   headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """A complete, self-contained ``Connection: close`` error response.
 
     Built by hand rather than through h11 because it must work in any h11
@@ -242,11 +244,6 @@ class HTTPCore:
         """Bytes received but not yet parsed (pipelined requests wait here)."""
         return len(self.conn._receive_buffer)
 
-    @property
-    def idle(self) -> bool:
-        """True between requests (nothing of a next request parsed yet)."""
-        return self.head is None and self.conn.their_state is h11.IDLE
-
     def next_event(self) -> Event | None:
         """The next request event, or ``None`` if more bytes are needed (or the
         current request must be answered before the next one is read)."""
@@ -260,17 +257,16 @@ class HTTPCore:
             # tells a prober which parser and version it is talking to.
             return Reject(status, str(exc), error_response(status, _PUBLIC_DETAIL.get(
                 status, "malformed request")))
-        kind = type(event)
-        if kind is h11.Data:
+        if type(event) is h11.Data:
             self.body_received += len(event.data)
             if self.body_received > self.max_request_body:
                 return self._too_large()
             return Body(bytes(event.data))
-        if kind is h11.Request:
+        if type(event) is h11.Request:
             return self._request_head(event)
-        if kind is h11.EndOfMessage:
+        if type(event) is h11.EndOfMessage:
             return EndOfBody()
-        if kind is h11.ConnectionClosed:
+        if type(event) is h11.ConnectionClosed:
             return Disconnected()
         return None  # NEED_DATA, or PAUSED until this request is answered
 
@@ -407,7 +403,8 @@ class HTTPCore:
             self.response_done = True
         return out
 
-    def accept_websocket(self, headers: list[tuple[bytes, bytes]] = ()) -> tuple[bytes, bytes]:
+    def accept_websocket(self, headers: tuple[tuple[bytes, bytes], ...] = ()
+                         ) -> tuple[bytes, bytes]:
         """``101 Switching Protocols`` bytes and the bytes the client already
         sent after its handshake (the first WebSocket frames)."""
         assert self.head is not None and self.head.websocket
@@ -449,12 +446,12 @@ def asgi_request(
     head: RequestHead,
     reply_channel: str,
     body: bytes,
-    client: list | None,
-    server: list | None,
+    client: list[Any] | None,
+    server: list[Any] | None,
     root_path: str = "",
     scheme: str = "http",
     body_channel: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The ``http.request`` message (spec: docs of ASGI 1.0 formats)."""
     message = {
         "reply_channel": reply_channel,

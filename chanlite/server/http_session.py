@@ -9,20 +9,24 @@ pump delivers. This is also how long-poll works: the consumer adds the
 reply channel to a group and returns, and the response is written whenever
 a group message arrives (or ``504`` after ``http_response_timeout``).
 Every other request is handed to the WSGI pool (Django views); the pool's
-responses come back through the methods of ``http_wsgi.py``.
+responses come back through the methods of ``http_wsgi.py``, always called
+on the loop: a pool thread only reads ``gone`` (a hint to stop early) and
+never writes session state. The server is reached only through
+:class:`~chanlite.server.host.SessionHost`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 
 from ..layers.base import ChannelFull, MessageTooLarge
 from .bodies import SpooledBody
+from .deadline import Deadline
 from .http import (
     Body,
     Disconnected,
@@ -41,7 +45,6 @@ from .proxy import apply_proxy_headers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
-    from .loop import Timer
 
 __all__ = ["HTTPSession"]
 
@@ -53,31 +56,32 @@ class HTTPSession(_WSGIResponses):
     """The HTTP side of one connection (one request at a time, in order)."""
 
     __slots__ = (
-        "conn", "server", "core", "head", "route", "reply_channel", "body_parts", "body_size",
-        "body_channel", "timer", "status", "sent", "started_at", "gone", "saw_bytes",
-        "_wsgi_drained", "deadline", "on_deadline", "body", "body_held", "body_deadline",
+        "conn", "host", "core", "head", "route", "reply_channel", "body_parts", "body_size",
+        "body_channel", "status", "sent", "started_at", "gone", "saw_bytes",
+        "_wsgi_drained", "deadline", "body", "body_held", "body_deadline",
         "answered", "outbox",
     )
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.server = conn.server
-        config = self.server.config
+        self.host = conn.host
+        config = self.host.config
         self.core = HTTPCore(config.max_header_size, config.max_request_body)
-        self.timer: Timer | None = None
-        self.deadline = 0.0
-        self.on_deadline = None
+        # One re-armable deadline: header, body, response or keep-alive timeout.
+        self.deadline = Deadline(self.host.loop, conn, time.monotonic)
+        # Set on the loop when the connection is gone; WSGI pool threads
+        # only read it (to stop producing a response nobody will read).
         self.gone = False
-        self._wsgi_drained = None
+        self._wsgi_drained: threading.Event | None = None
         self.body: SpooledBody | None = None  # a WSGI request's body, until submitted
         self.body_held = 0  # bytes of body_parts taken from the server's body_memory
         # (reply_channel, path) of consumer requests answered on this connection:
         # they get http.disconnect when it closes (Daphne 1.x did).
         self.answered: list[tuple[str, str]] = []
         # Messages to the layer, in order; waits (not drops) when a channel is full.
-        self.outbox = self.server.sender.outbox(self)
+        self.outbox = self.host.outbox(self)
         self._reset()
-        self._set_timer(config.header_timeout, self._header_timeout)
+        self.deadline.set(config.header_timeout, self._header_timeout)
 
     def _reset(self) -> None:
         self._release_body()
@@ -95,41 +99,9 @@ class HTTPSession(_WSGIResponses):
 
     # ------------------------------------------------------------- timers
 
-    # One re-armable timer per connection: a keep-alive connection moves its
-    # deadline on every request, and cancelling + pushing a fresh heap entry
-    # each time would leave ~2 dead entries per request in the loop's heap.
-
-    def _set_timer(self, delay: float, callback) -> None:
-        if not delay:
-            self._cancel_timer()
-            return
-        self.deadline = time.monotonic() + delay
-        self.on_deadline = callback
-        timer = self.timer
-        if timer is None or timer.when > self.deadline:
-            if timer is not None:
-                timer.cancel()
-            self.timer = self.server.loop.call_later(delay, partial(self.conn.guard, self._timer_fired))
-
-    def _cancel_timer(self) -> None:
-        self.on_deadline = None  # the pending timer, if any, will find nothing to do
-
-    def _timer_fired(self) -> None:
-        self.timer = None
-        callback = self.on_deadline
-        if callback is None or self.conn.closed:
-            return
-        remaining = self.deadline - time.monotonic()
-        if remaining > 0.001:
-            self.timer = self.server.loop.call_later(
-                remaining, partial(self.conn.guard, self._timer_fired))
-            return
-        self.on_deadline = None
-        callback()
-
     def _release_body(self) -> None:
         """Give back the body memory this request holds (and its spool file)."""
-        self.server.body_memory.give(self.body_held)
+        self.host.body_memory.give(self.body_held)
         self.body_held = 0
         if self.body is not None:
             self.body.close()
@@ -138,17 +110,17 @@ class HTTPSession(_WSGIResponses):
     def _arm_body_timer(self) -> None:
         """The body must keep coming (``body_idle_timeout`` between bytes) and
         end in time (``body_timeout`` after the head); 0 turns either off."""
-        config = self.server.config
+        config = self.host.config
         delays = [config.body_idle_timeout] if config.body_idle_timeout else []
         if config.body_timeout:
             delays.append(max(0.001, self.body_deadline - time.monotonic()))
         if delays:
-            self._set_timer(min(delays), self._body_timeout)
+            self.deadline.set(min(delays), self._body_timeout)
 
     def _body_timeout(self) -> None:
         if self.head is None or self.conn.closed or self.core.body_complete:
             return
-        config = self.server.config
+        config = self.host.config
         detail = (f"request body not complete within {config.body_timeout}s"
                   if config.body_timeout and time.monotonic() >= self.body_deadline - 0.001
                   else f"no request body bytes for {config.body_idle_timeout}s")
@@ -163,7 +135,7 @@ class HTTPSession(_WSGIResponses):
         if self.saw_bytes:
             log.info("connection %s from %s: headers not complete after %ss; closing",
                      self.conn.id, client_text(self.conn.client),
-                     self.server.config.header_timeout)
+                     self.host.config.header_timeout)
             self.conn.write(error_response(408, "request headers took too long"))
         self.conn.close()
 
@@ -172,7 +144,7 @@ class HTTPSession(_WSGIResponses):
             return
         log.warning("no http.response on %s for %s %s within %ss: answering 504",
                     self.reply_channel, self.head.method, self.head.path,
-                    self.server.config.http_response_timeout)
+                    self.host.config.http_response_timeout)
         if self.status:  # a streamed response stalled: nothing sensible to add
             self._forget_reply()
             self.conn.abort()
@@ -185,7 +157,7 @@ class HTTPSession(_WSGIResponses):
         if self.head is None and not self.saw_bytes:
             # First byte of a request: from now on headers must finish in time.
             self.saw_bytes = True
-            self._set_timer(self.server.config.header_timeout, self._header_timeout)
+            self.deadline.set(self.host.config.header_timeout, self._header_timeout)
         self.core.receive(data)
         self._process()
 
@@ -199,25 +171,24 @@ class HTTPSession(_WSGIResponses):
             event = core.next_event()
             if event is None:
                 break
-            kind = type(event)
-            if kind is Body:
+            if type(event) is Body:
                 self._on_body(event.data)
-            elif kind is RequestHead:
+            elif type(event) is RequestHead:
                 self._on_head(event)
-            elif kind is EndOfBody:
+            elif type(event) is EndOfBody:
                 self._on_end()
-            elif kind is Reject:
+            elif type(event) is Reject:
                 self._on_reject(event)
                 return
-            elif kind is Disconnected:
+            elif type(event) is Disconnected:
                 self._on_disconnect()
                 return
         if self.head is not None and core.buffered > _PIPELINE_LIMIT:
             self.conn.pause_reading()
 
     def _on_head(self, head: RequestHead) -> None:
-        self._cancel_timer()
-        config = self.server.config
+        self.deadline.cancel()
+        config = self.host.config
         apply_proxy_headers(head, self.conn.client, "http", config.root_path,
                             config.proxy_headers, config.trusted_proxies)
         self.head = head
@@ -231,11 +202,11 @@ class HTTPSession(_WSGIResponses):
             self.conn.session = WebSocketSession(self.conn, head, self.core)
             self.conn.session.start()
             return
-        self.route = "channel" if self.server.has_http_route(head) else "wsgi"
+        self.route = "channel" if self.host.has_http_route(head) else "wsgi"
         if self.route == "channel":
-            self.reply_channel = self.server.new_reply_channel()
+            self.reply_channel = self.host.replies.new_channel()
         else:
-            self.body = SpooledBody(self.server.body_memory, config.body_spool_threshold)
+            self.body = SpooledBody(self.host.body_memory, config.body_spool_threshold)
         if head.content_length or head.header(b"transfer-encoding") is not None:
             self.body_deadline = self.started_at + config.body_timeout
             self._arm_body_timer()
@@ -258,24 +229,24 @@ class HTTPSession(_WSGIResponses):
                 self._release_body()
                 self._simple_response(503, b"server busy, try again\n", close=True)
             return
-        held = self.server.body_memory.take(len(data))
+        held = self.host.body_memory.take(len(data))
         if held:
             self.body_held += len(data)
         self.body_parts.append(data)
         self.body_size += len(data)
         # Over the memory budget: pass what we have to the layer now.
-        if self.body_size >= self.server.config.body_chunk_size or not held:
+        if self.body_size >= self.host.config.body_chunk_size or not held:
             self._send_body_chunk(more=True)
 
     def _send_body_chunk(self, more: bool) -> None:
         """Stream the body: the first chunk rides on ``http.request`` itself."""
-        self.server.body_memory.give(self.body_held)
+        self.host.body_memory.give(self.body_held)
         self.body_held = 0
         chunk = b"".join(self.body_parts)
         self.body_parts = []
         self.body_size = 0
         if not self.body_channel:
-            self.body_channel = self.server.layer.new_channel("http.request.body?")
+            self.body_channel = self.host.layer.new_channel("http.request.body?")
             self._send_request(chunk)
             return
         try:
@@ -292,27 +263,27 @@ class HTTPSession(_WSGIResponses):
             return
         if self.route == "wsgi":
             body, self.body = self.body, None  # the pool thread closes it after the view
-            self._cancel_timer()
+            self.deadline.cancel()
             if body is None:
                 return
-            if not self.server.wsgi.submit(self, head, body):
+            if not self.host.submit_wsgi(self, head, body):
                 body.close()
-                self.server.log_limited("%d WSGI requests wait for a thread "
+                self.host.log_limited("%d WSGI requests wait for a thread "
                                        "(max_queued_requests): answering 503",
-                                       self.server.config.max_queued_requests)
+                                       self.host.config.max_queued_requests)
                 self._simple_response(503, b"server busy, try again\n",
                                       headers=[(b"retry-after", b"1")])
         elif self.body_channel:
             self._send_body_chunk(more=False)
-            if self.reply_channel in self.server.replies:  # the body timer is done
-                self._set_timer(self.server.config.http_response_timeout,
+            if self.reply_channel in self.host.replies:  # the body timer is done
+                self.deadline.set(self.host.config.http_response_timeout,
                                 self._response_timeout)
         else:
-            body = b"".join(self.body_parts)
+            data = b"".join(self.body_parts)
             self.body_parts = []
-            self.server.body_memory.give(self.body_held)
+            self.host.body_memory.give(self.body_held)
             self.body_held = 0
-            self._send_request(body)
+            self._send_request(data)
 
     def _send_request(self, body: bytes) -> None:
         assert self.head is not None
@@ -327,11 +298,12 @@ class HTTPSession(_WSGIResponses):
             log.error("http.request for %s too large for the layer: %s", self.head.path, exc)
             self._simple_response(431, b"request too large for the channel layer\n", close=True)
 
-    def _request_sent(self, message: dict) -> None:
-        # Registered only once sent: an undelivered request gets no http.disconnect.
-        # (Replies reach us on this thread, after this returns: none can be missed.)
-        self.server.replies[self.reply_channel] = self
-        self._set_timer(self.server.config.http_response_timeout, self._response_timeout)
+    def _request_sent(self, message: dict[str, Any]) -> None:
+        # Listen only once sent (the registry's rule): an undelivered request
+        # gets no http.disconnect. (Replies reach us on this thread, after this
+        # returns: none can be missed.)
+        self.host.replies.listen(self.reply_channel, self)
+        self.deadline.set(self.host.config.http_response_timeout, self._response_timeout)
 
     # ---------------------------------------------------- back-pressure
 
@@ -343,7 +315,7 @@ class HTTPSession(_WSGIResponses):
         if not self.conn.closed and not self.conn.closing:
             self.conn.resume_reading()
 
-    def layer_timeout(self, channel: str, dropped: list) -> None:
+    def layer_timeout(self, channel: str, dropped: list[tuple[str, dict[str, Any]]]) -> None:
         """``channel`` stayed full for ``backpressure_timeout`` (counted and
         logged per interval by the server): 503 with ``Retry-After``."""
         if self.conn.closed or self.head is None or self.status:
@@ -352,9 +324,9 @@ class HTTPSession(_WSGIResponses):
         self._client_gone()  # a consumer already has the request: it is abandoned
         self._simple_response(503, b"server busy, try again\n", close=True,
                               headers=[(b"retry-after", b"%d" % max(1, round(
-                                  self.server.config.backpressure_timeout)))])
+                                  self.host.config.backpressure_timeout)))])
 
-    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None:
+    def layer_send_failed(self, channel: str, message: dict[str, Any], exc: Exception) -> None:
         log.error("cannot send %s for %s: %s", channel, self.head and self.head.path, exc)
         if self.conn.closed or self.head is None or self.status:
             self.conn.abort()
@@ -366,7 +338,7 @@ class HTTPSession(_WSGIResponses):
         log.info("bad request from %s: %s %s", client_text(self.conn.client), event.status,
                  event.reason)
         self.status = event.status
-        if self.route == "channel" and self.reply_channel in self.server.replies:
+        if self.route == "channel" and self.reply_channel in self.host.replies:
             self._client_gone()
         self._forget_reply()
         self.conn.write(event.data)
@@ -386,11 +358,11 @@ class HTTPSession(_WSGIResponses):
     def _client_gone(self) -> None:
         """The client left before its response finished: tell the consumer."""
         self.outbox.discard()  # an abandoned request's messages still waiting for room
-        if self.route == "channel" and self.reply_channel in self.server.replies:
+        if self.route == "channel" and self.reply_channel in self.host.replies:
             assert self.head is not None
             try:
-                if self.server.routes_http_disconnect(self.head.path):
-                    self.server.layer.send("http.disconnect", {
+                if self.host.routes_http_disconnect(self.head.path):
+                    self.host.layer.send("http.disconnect", {
                         "reply_channel": self.reply_channel, "path": self.head.path})
             except ChannelFull:
                 log.warning("http.disconnect channel full; dropped for %s", self.reply_channel)
@@ -399,7 +371,7 @@ class HTTPSession(_WSGIResponses):
                 log.exception("cannot send http.disconnect for %s", self.reply_channel)
             if self.body_channel and not self.core.body_complete:
                 try:
-                    self.server.layer.send(
+                    self.host.layer.send(
                         self.body_channel, {"content": b"", "closed": True, "more_content": False}
                     )
                 except Exception:  # ChannelFull, or a failing layer: best effort
@@ -408,10 +380,7 @@ class HTTPSession(_WSGIResponses):
 
     def connection_lost(self) -> None:
         self.gone = True
-        self._cancel_timer()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline.stop()
         if self.head is not None and not self.core.response_done:
             self._client_gone()
         for reply_channel, path in self.answered:
@@ -423,18 +392,29 @@ class HTTPSession(_WSGIResponses):
     def _disconnect_answered(self, reply_channel: str, path: str) -> None:
         """``http.disconnect`` for a consumer request already answered."""
         try:
-            self.server.layer.send("http.disconnect", {"reply_channel": reply_channel,
+            self.host.layer.send("http.disconnect", {"reply_channel": reply_channel,
                                                        "path": path})
         except Exception as exc:  # ChannelFull, or a failing layer: best effort
             log.warning("cannot send http.disconnect for %s: %s", reply_channel, exc)
 
     def _forget_reply(self) -> None:
-        if self.reply_channel:
-            self.server.replies.pop(self.reply_channel, None)
+        self.host.replies.forget(self.reply_channel)
+
+    def drain(self) -> None:
+        """Server shutdown: an idle keep-alive connection closes now; a request
+        in flight finishes (its response then closes the connection)."""
+        if self.head is None:
+            self.conn.close()
+
+    def wsgi_stalled(self) -> None:
+        """The pool thread gave up waiting for this client to read a streamed
+        body (it asks the loop: it never writes session state itself)."""
+        log.warning("client %s not reading a streamed response; dropping it", self.conn.client)
+        self.conn.abort()  # connection_lost() sets ``gone``: the thread stops producing
 
     # ------------------------------------------------------------- output
 
-    def on_reply(self, message: dict) -> None:
+    def on_reply(self, message: dict[str, Any]) -> None:
         """An ``http.response`` (or a chunk of one) from a consumer."""
         if self.conn.closed or self.head is None:
             return
@@ -447,7 +427,7 @@ class HTTPSession(_WSGIResponses):
                 headers = response_headers(message)
                 content = message.get("content", b"")
                 more = bool(message.get("more_content", False))
-                self._cancel_timer()
+                self.deadline.cancel()
                 data = self.core.response_start(status, headers, content, more)
                 self.status = status
             else:
@@ -456,7 +436,8 @@ class HTTPSession(_WSGIResponses):
                 data = self.core.response_body(content, more)
         except (KeyError, ValueError, TypeError, h11.LocalProtocolError) as exc:
             log.error("invalid http.response on %s: %s (message keys: %s)",
-                      self.reply_channel, exc, sorted(message) if isinstance(message, dict) else "-")
+                      self.reply_channel, exc,
+                      sorted(message) if isinstance(message, dict) else "-")
             if not self.status:
                 self._simple_response(500, b"invalid response from the consumer\n", close=True)
             else:
@@ -469,7 +450,7 @@ class HTTPSession(_WSGIResponses):
             self._response_done()
 
     def _simple_response(self, status: int, body: bytes, close: bool = False,
-                         headers: list | None = None) -> None:
+                         headers: list[tuple[bytes, bytes]] | None = None) -> None:
         if close:
             self.core.must_close = True
         try:
@@ -486,24 +467,24 @@ class HTTPSession(_WSGIResponses):
         self._response_done()
 
     def _response_done(self) -> None:
-        if self.route == "channel" and self.reply_channel in self.server.replies:
+        if self.route == "channel" and self.reply_channel in self.host.replies:
             # Delivered to a consumer: it hears http.disconnect when the
             # connection closes, even though this response is complete.
             assert self.head is not None
-            if self.server.routes_http_disconnect(self.head.path):
+            if self.host.routes_http_disconnect(self.head.path):
                 self.answered.append((self.reply_channel, self.head.path))
             if len(self.answered) > 64:  # a long keep-alive: don't hoard them
                 self._disconnect_answered(*self.answered.pop(0))
         self._forget_reply()
-        self._cancel_timer()
+        self.deadline.cancel()
         head = self.head
         assert head is not None
-        self.server.access(head, self.status, self.sent, self.conn.client, self.started_at)
-        if self.server.draining or not self.core.finish():
+        self.host.access(head, self.status, self.sent, self.conn.client, self.started_at)
+        if self.host.draining or not self.core.finish():
             self.conn.close()
             return
         self._reset()
-        self._set_timer(self.server.config.keepalive_timeout, self._header_timeout)
+        self.deadline.set(self.host.config.keepalive_timeout, self._header_timeout)
         self.conn.resume_reading()
         if self.core.buffered:
-            self.server.loop.call_soon(self.conn.guard, self._process)
+            self.host.loop.call_soon(self.conn.guard, self._process)

@@ -88,7 +88,6 @@ class Loop:
         self._sleep_until = 0.0  # when that select() returns by itself (inf: never)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         self.running = False
-        self.thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ sockets
 
@@ -204,9 +203,9 @@ class Loop:
     # --------------------------------------------------------------- run
 
     def run(self) -> None:
-        """Serve until :meth:`stop` (from the loop) or ``stop_threadsafe``."""
+        """Serve until :meth:`stop` (on the loop; other threads hand it over
+        with ``call_soon_threadsafe(loop.stop)``)."""
         self.running = True
-        self.thread = threading.current_thread()
         select = self.selector.select
         timers = self._timers
         calls = self._calls
@@ -262,9 +261,6 @@ class Loop:
 
     def stop(self) -> None:
         self.running = False
-
-    def stop_threadsafe(self) -> None:
-        self.call_soon_threadsafe(self.stop)
 
     def close(self) -> None:
         """Release the selector and the wake-up pair (after :meth:`run`)."""

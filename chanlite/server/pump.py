@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..layers.base import BaseChannelLayer
 
@@ -33,7 +34,7 @@ class ReplyPump:
     """A thread: ``receive([prefix])`` in a loop, delivering batches to ``deliver``."""
 
     def __init__(self, layer: BaseChannelLayer, prefix: str,
-                 deliver: Callable[[list[tuple[str, dict]]], None],
+                 deliver: Callable[[list[tuple[str, dict[str, Any]]]], None],
                  wait: float = 1.0, max_batches: int = 16) -> None:
         self.layer = layer
         self.prefix = prefix
@@ -71,13 +72,13 @@ class ReplyPump:
                 continue  # the loop is behind: leave replies in the layer
             try:
                 channel, message = receive(channels, block=True, timeout=self.wait)
-                if channel is None:
+                if channel is None or message is None:  # (both None together)
                     self._slots.release()
                     continue
                 batch = [(channel, message)]
                 while len(batch) < _BATCH:
                     channel, message = receive(channels, block=False)
-                    if channel is None:
+                    if channel is None or message is None:
                         break
                     batch.append((channel, message))
             except Exception:

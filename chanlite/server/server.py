@@ -2,8 +2,10 @@
 
 :class:`Server` wires the pieces and owns what they share: the channel layer,
 this process's reply-channel prefix, the map from reply channel to session
-and the access log (the routing questions and the origin check come from
-:class:`~chanlite.server.policy._HandshakePolicy`). It
+(:class:`~chanlite.server.host.ReplyRegistry`) and the access log (the
+routing questions and the origin check come from
+:class:`~chanlite.server.policy._HandshakePolicy`). Sessions see it only as
+a :class:`~chanlite.server.host.SessionHost` (``host.py``). It
 can run in the current thread (:meth:`serve_forever`, for the commands) or
 in a background thread (:meth:`start`, for tests and embedding), and shuts
 down gracefully: stop accepting, close WebSockets with 1001, let in-flight
@@ -23,25 +25,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..layers.base import BaseChannelLayer
-from .backpressure import LayerSender
-from .bodies import MemoryBudget
+from .backpressure import LayerSender, Outbox, Owner
+from .bodies import MemoryBudget, SpooledBody
 from .config import ServerConfig
 from .connection import Connection
+from .host import ReplyRegistry
 from .http import RequestHead, client_text
 from .http_session import HTTPSession
 from .loop import Loop
 from .policy import _HandshakePolicy
 from .pump import ReplyPump
-from .ws_session import WebSocketSession, envelope_size
+from .ws_session import envelope_size
 
 __all__ = ["Server", "reply_prefix", "client_text"]
 
 log = logging.getLogger("chanlite.server")
 _ALPHABET = string.ascii_letters + string.digits
-_SPACE = len(_ALPHABET) ** 22  # reply-channel suffixes: 22 characters
 
 
 def reply_prefix() -> str:
@@ -62,7 +65,8 @@ class Server(_HandshakePolicy):
             it has one, ``None`` sends every HTTP request to WSGI.
         workers: embedded worker threads (0: consumers run elsewhere, e.g.
             ``runworker`` processes on the IPC or Redis layer).
-        access_logger: logger name for one line per request (None: off).
+        access_logger: logger name for one line per request (None: the
+            ``chanlite.server.access`` logger if ``config.access_log``, else off).
     """
 
     #: Seconds between checks that the layer is still shared (see _check_detached).
@@ -74,7 +78,7 @@ class Server(_HandshakePolicy):
         self,
         channel_layer: BaseChannelLayer,
         config: ServerConfig | None = None,
-        wsgi_app: Callable | None = None,
+        wsgi_app: Callable[..., Any] | None = None,
         router: Any = "auto",
         workers: int = 0,
         access_logger: str | None = None,
@@ -86,12 +90,14 @@ class Server(_HandshakePolicy):
         self._check_message_size()
         # Sends to full channels wait here (the socket is not read meanwhile).
         self.sender = LayerSender(channel_layer, self.loop, self.config.backpressure_timeout)
-        self.replies: dict[str, Any] = {}
+        self.replies = ReplyRegistry(self.prefix)
         self.connections: set[Connection] = set()
         self.draining = False
         self.router = self._load_router(router)
         self.workers = workers
         self.worker_pool: Any = None
+        if access_logger is None and self.config.access_log:
+            access_logger = "chanlite.server.access"
         self._access = logging.getLogger(access_logger) if access_logger else None
         if wsgi_app is None:
             from django.core.wsgi import get_wsgi_application
@@ -170,26 +176,19 @@ class Server(_HandshakePolicy):
         return f"chanlite serve {name} at {self.url()}: " + ", ".join(self.banner_parts())
 
     def new_reply_channel(self) -> str:
-        """A reply channel for one connection or request: this process's prefix
-        plus 22 random characters (~131 bits from ``secrets``).
+        """A fresh, unguessable reply channel of this process
+        (:meth:`ReplyRegistry.new_channel <chanlite.server.host.ReplyRegistry.new_channel>`)."""
+        return self.replies.new_channel()
 
-        Unguessable, not a counter: a client learns its own reply channel
-        (consumers may echo it), and must not be able to name anyone else's
-        (to send on it, or to find its channel session).
-        """
-        while True:
-            # One draw of the whole number, then its 22 base-62 digits: the
-            # same uniform distribution as 22 secrets.choice() calls, at one
-            # urandom read instead of 22 (which were ~1/5 of a handshake's
-            # time on the loop).
-            n = secrets.randbelow(_SPACE)
-            digits = []
-            for _ in range(22):
-                n, digit = divmod(n, len(_ALPHABET))
-                digits.append(_ALPHABET[digit])
-            name = self.prefix + "".join(digits)
-            if name not in self.replies:
-                return name
+    # ------------------------------------------- the seam (SessionHost)
+
+    def outbox(self, owner: Owner) -> Outbox:
+        """A session's ordered, back-pressured sends to the layer."""
+        return self.sender.outbox(owner)
+
+    def submit_wsgi(self, session: HTTPSession, head: RequestHead, body: SpooledBody) -> bool:
+        """Queue a WSGI request; False when ``max_queued_requests`` already wait."""
+        return self.wsgi.submit(session, head, body)
 
     def access(self, head: RequestHead, status: int, size: int, client: Any,
                started_at: float | None) -> None:
@@ -222,10 +221,10 @@ class Server(_HandshakePolicy):
 
     # ----------------------------------------------------------- replies
 
-    def _deliver_threadsafe(self, batch: list[tuple[str, dict]]) -> None:
+    def _deliver_threadsafe(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         self.loop.call_soon_threadsafe(self._deliver, batch)
 
-    def _deliver(self, batch: list[tuple[str, dict]]) -> None:
+    def _deliver(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         replies = self.replies
         try:
             for channel, message in batch:
@@ -267,8 +266,11 @@ class Server(_HandshakePolicy):
         sock.setblocking(False)
         self.listeners.append(sock)
         self.address = sock.getsockname()
-        self.loop.add_reader(sock, lambda mask, s=sock: self._accept(s))
+        self.loop.add_reader(sock, partial(self._on_listener, sock))
         return self.address
+
+    def _on_listener(self, listener: socket.socket, mask: int) -> None:
+        self._accept(listener)
 
     def _accept(self, listener: socket.socket) -> None:
         tcp = listener.family != getattr(socket, "AF_UNIX", None)  # Windows has no AF_UNIX
@@ -297,18 +299,17 @@ class Server(_HandshakePolicy):
             if tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 local = sock.getsockname()
-                conn = Connection(self, sock, [addr[0], addr[1]], [local[0], local[1]])
+                conn = Connection(self, sock, [addr[0], addr[1]], [local[0], local[1]],
+                                  HTTPSession)
             else:
-                conn = Connection(self, sock, None, None)
-            conn.session = HTTPSession(conn)
+                conn = Connection(self, sock, None, None, HTTPSession)
             self.connections.add(conn)
 
     def _resume_accept(self, listener: socket.socket) -> None:
         if not self.draining and listener in self.listeners:
             # modify() registers it, or updates it if already registered (both
             # a connection closing and the EMFILE timer may resume it).
-            self.loop.modify(listener, selectors.EVENT_READ,
-                             lambda mask, s=listener: self._accept(s))
+            self.loop.modify(listener, selectors.EVENT_READ, partial(self._on_listener, listener))
 
     def log_limited(self, text: str, *args: Any) -> None:
         """Log a limit being hit at most once a minute: under a flood the
@@ -445,11 +446,7 @@ class Server(_HandshakePolicy):
             except OSError:
                 pass
         for conn in list(self.connections):
-            session = conn.session
-            if isinstance(session, WebSocketSession):
-                session.close(1001)
-            elif isinstance(session, HTTPSession) and session.head is None:
-                conn.close()  # idle keep-alive: nothing in flight
+            conn.session.drain()
         if not self.connections:
             self.loop.stop()
         self._drain_deadline = self.loop.call_later(timeout, self._drain_timeout)

@@ -18,6 +18,7 @@ Tests drive it with frames built by a wsproto client connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -28,13 +29,27 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
+from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError
 
-__all__ = ["WebSocketCore", "Closed", "PongReceived", "check_send"]
+__all__ = ["WebSocketCore", "Closed", "PongReceived", "WSEvent", "check_send"]
 
 SEND_KEYS = frozenset({"accept", "text", "bytes", "close"})
 # RFC 6455 7.4.1: 1004-1006 and 1015 must never be sent in a close frame.
-_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+# (1004 is reserved and deliberately absent from wsproto's enum; 1014 "bad
+# gateway" is registered but absent too: both stay in range() below.)
+_SENDABLE_CODES = frozenset(
+    range(CloseReason.NORMAL_CLOSURE, CloseReason.TLS_HANDSHAKE_FAILED)
+) - {1004, CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE}
+
+# Frame header bits, as plain ints for the fast path (RFC 6455 5.2).
+_FIN = 0x80
+_RSV = 0x70
+_MASKED = 0x80
+_TEXT, _BINARY = int(Opcode.TEXT), int(Opcode.BINARY)
+_CLOSE, _PONG = int(Opcode.CLOSE), int(Opcode.PONG)
+_FIN_TEXT, _FIN_BINARY = _FIN | _TEXT, _FIN | _BINARY
+_MAX_CONTROL_PAYLOAD = 125
 
 
 @dataclass(slots=True)
@@ -55,6 +70,11 @@ class PongReceived:
     """The client answered a ping (keeps the connection alive)."""
 
 
+#: What :meth:`WebSocketCore.receive` returns: ``{"text": str}`` /
+#: ``{"bytes": bytes}`` messages, pongs, and at most one close.
+WSEvent = dict[str, Any] | PongReceived | Closed
+
+
 def _unmask(payload: bytes, key: bytes) -> bytes:
     """XOR with the 4-byte masking key, as one big-int operation (fast in C)."""
     size = len(payload)
@@ -64,7 +84,7 @@ def _unmask(payload: bytes, key: bytes) -> bytes:
     )
 
 
-def check_send(message: dict) -> str:
+def check_send(message: dict[str, Any]) -> str:
     """Return an error text for an invalid ``websocket.send``, or ``""``."""
     unknown = set(message) - SEND_KEYS
     if unknown:
@@ -83,7 +103,7 @@ def check_send(message: dict) -> str:
     return ""
 
 
-def handshake_action(message: dict) -> str:
+def handshake_action(message: dict[str, Any]) -> str:
     """What a valid reply does to a handshake that is still pending:
     ``"reject"`` (HTTP 403), ``"accept"`` (101, then apply the rest of the
     message) or ``"wait"`` (nothing yet). Validate with :func:`check_send`
@@ -108,19 +128,18 @@ class WebSocketCore:
     """
 
     __slots__ = (
-        "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed", "_closing_code",
+        "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed",
         "_buf", "_mid", "more",
     )
 
     def __init__(self, max_message_size: int = 1024 * 1024):
         self.ws = Connection(ConnectionType.SERVER)
         self.max_message_size = max_message_size
-        self._parts: list = []
+        self._parts: list[Any] = []  # str or bytes fragments of one message
         self._size = 0
         self._text = False
         self._out = bytearray()
         self.closed: Closed | None = None
-        self._closing_code = 1000
         self._buf = b""  # an incomplete frame waiting for more bytes
         self._mid = False  # wsproto is inside a fragmented message
         #: the last receive() stopped at ``max_messages``: call receive(b"") for more
@@ -141,7 +160,7 @@ class WebSocketCore:
         """Both close frames exchanged: the socket can be closed now."""
         return self.ws.state is ConnectionState.CLOSED
 
-    def receive(self, data: bytes | None, max_messages: int | None = None) -> list:
+    def receive(self, data: bytes | None, max_messages: int | None = None) -> list[WSEvent]:
         """Feed bytes (``None``: the TCP connection dropped) and return events.
 
         With ``max_messages``, stop after that many messages and keep the
@@ -159,11 +178,11 @@ class WebSocketCore:
                     pass
             return []
         if data is None:
-            return self._finish(1006, "connection dropped")
+            return self._finish(CloseReason.ABNORMAL_CLOSURE, "connection dropped")
         if self._buf:
             data = bytes(self._buf) + data
             self._buf = b""
-        events: list = []
+        events: list[WSEvent] = []
         pos, n = 0, len(data)
         budget = -1 if max_messages is None else max_messages
         while n - pos >= 2:
@@ -181,25 +200,25 @@ class WebSocketCore:
                     break
                 length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
             opcode = b0 & 0x0F
-            if b0 & 0x70 or not b1 & 0x80 or opcode > 10 or 2 < opcode < 8 or (
-                opcode >= 8 and length > 125
+            if b0 & _RSV or not b1 & _MASKED or opcode > _PONG or _BINARY < opcode < _CLOSE or (
+                opcode >= _CLOSE and length > _MAX_CONTROL_PAYLOAD
             ):
                 # A protocol error in the header: let wsproto name it (1002).
                 self._slow(data[pos:], events)
                 return events
             if length > self.max_message_size:
-                return self.close(1009, f"message above {self.max_message_size} bytes",
-                                  fatal=True)
+                return self.close(CloseReason.MESSAGE_TOO_BIG,
+                                  f"message above {self.max_message_size} bytes", fatal=True)
             end = pos + head + 4 + length
             if end > n:
                 break
-            if (b0 == 0x81 or b0 == 0x82) and not self._mid:
+            if (b0 == _FIN_TEXT or b0 == _FIN_BINARY) and not self._mid:
                 # Fast path: a whole unfragmented message in one frame.
                 payload = data[pos + head + 4 : end]
                 key = data[pos + head : pos + head + 4]
                 if key != b"\0\0\0\0":
                     payload = _unmask(payload, key)
-                if b0 == 0x82:
+                if b0 == _FIN_BINARY:
                     events.append({"bytes": payload})
                     pos = end
                     budget -= 1
@@ -211,8 +230,8 @@ class WebSocketCore:
                     continue
                 except UnicodeDecodeError:
                     pass  # wsproto closes with 1007
-            if opcode <= 2:
-                self._mid = not b0 & 0x80
+            if opcode <= _BINARY:  # a data frame: a fragment when FIN is not set
+                self._mid = not b0 & _FIN
             before = len(events)
             if self._slow(data[pos:end], events):
                 return events
@@ -223,24 +242,24 @@ class WebSocketCore:
             self._buf = data[pos:]  # bounded: the frame's length was checked above
         return events
 
-    def _slow(self, data: bytes, events: list) -> bool:
+    def _slow(self, data: bytes, events: list[WSEvent]) -> bool:
         """Hand complete frames (control, fragments, errors) to wsproto.
 
         Returns True once the WebSocket is closed (stop reading)."""
         self.ws.receive_data(data)
         for event in self.ws.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
+            if isinstance(event, (TextMessage, BytesMessage)):
                 if self._message(event, events):
                     return True
-            elif kind is Ping:
+            elif isinstance(event, Ping):
                 self._out += self.ws.send(event.response())
-            elif kind is Pong:
+            elif isinstance(event, Pong):
                 events.append(PongReceived())
-            elif kind is CloseConnection:
+            elif isinstance(event, CloseConnection):
                 if self.ws.state is ConnectionState.REMOTE_CLOSING:
                     # The client closed: echo its code (1005 "no status" -> 1000).
-                    code = event.code if event.code != 1005 else 1000
+                    code = (event.code if event.code != CloseReason.NO_STATUS_RCVD
+                            else CloseReason.NORMAL_CLOSURE)
                     self._out += self.ws.send(CloseConnection(code=code))
                     events.extend(self._finish(event.code, event.reason or ""))
                 else:
@@ -249,7 +268,7 @@ class WebSocketCore:
                 return True
         return False
 
-    def _message(self, event: Message, events: list) -> bool:
+    def _message(self, event: Message[Any], events: list[WSEvent]) -> bool:
         data = event.data
         size = len(data)
         if self._text or isinstance(event, TextMessage):
@@ -260,7 +279,8 @@ class WebSocketCore:
         self._size += size
         if self._size > self.max_message_size:
             events.extend(
-                self.close(1009, f"message above {self.max_message_size} bytes", fatal=True)
+                self.close(CloseReason.MESSAGE_TOO_BIG,
+                           f"message above {self.max_message_size} bytes", fatal=True)
             )
             return True
         if event.message_finished and not self._parts:
@@ -279,18 +299,18 @@ class WebSocketCore:
         self._size = 0
         return False
 
-    def _finish(self, code: int, reason: str) -> list:
-        self.closed = Closed(int(code), reason)
+    def _finish(self, code: int, reason: str, fatal: bool = False) -> list[WSEvent]:
+        self.closed = Closed(int(code), reason, fatal)
         self._parts = []
         return [self.closed]
 
     # ------------------------------------------------------------- output
 
     def send_text(self, text: str) -> None:
-        self._send_frame(0x81, text.encode("utf-8"))
+        self._send_frame(_FIN_TEXT, text.encode("utf-8"))
 
     def send_bytes(self, data: bytes) -> None:
-        self._send_frame(0x82, data)
+        self._send_frame(_FIN_BINARY, data)
 
     def _send_frame(self, first: int, payload: bytes) -> None:
         """A whole unmasked server frame, built directly (wsproto's general
@@ -310,7 +330,8 @@ class WebSocketCore:
     def ping(self, payload: bytes = b"") -> None:
         self._out += self.ws.send(Ping(payload=payload))
 
-    def close(self, code: int = 1000, reason: str = "", fatal: bool = False) -> list:
+    def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "",
+              fatal: bool = False) -> list[WSEvent]:
         """Start a server-side close (send the close frame).
 
         Returns ``[Closed(code)]`` because the server treats the WebSocket as
@@ -324,12 +345,9 @@ class WebSocketCore:
                 self._out += self.ws.send(CloseConnection(code=code, reason=reason[:120]))
             except LocalProtocolError:  # pragma: no cover - state checked above
                 pass
-        self._closing_code = code
-        events = self._finish(code, reason)
-        self.closed.fatal = fatal  # type: ignore[union-attr]
-        return events
+        return self._finish(code, reason, fatal)
 
-    def send(self, message: dict) -> list:
+    def send(self, message: dict[str, Any]) -> list[WSEvent]:
         """Apply the text/bytes/close parts of a ``websocket.send`` message.
 
         Returns events (a :class:`Closed` if it closed). Raises ``ValueError``
@@ -340,7 +358,7 @@ class WebSocketCore:
             raise ValueError(problem)
         return self.apply(message)
 
-    def apply(self, message: dict) -> list:
+    def apply(self, message: dict[str, Any]) -> list[WSEvent]:
         """:meth:`send` for a message already validated with :func:`check_send`
         (the session validates every reply first, to log it with its channel)."""
         if self.closed is not None or not self.open:
@@ -351,5 +369,5 @@ class WebSocketCore:
             self.send_bytes(message["bytes"])
         close = message.get("close", False)
         if close is not False:
-            return self.close(1000 if close is True else close)
+            return self.close(CloseReason.NORMAL_CLOSURE if close is True else close)
         return []

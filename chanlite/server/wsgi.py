@@ -193,8 +193,8 @@ class WSGIPool:
                         status, headers = self._head(started)
                         self.call(session.wsgi_start, status, headers, b"".join(chunks), True)
                         streaming = True
-                    else:
-                        self._send_and_wait(session, b"".join(chunks))
+                    elif not self._send_and_wait(session, b"".join(chunks)):
+                        return  # the client stopped reading: the loop drops it
                     chunks.clear()
                     size = 0
         except Exception:
@@ -216,14 +216,15 @@ class WSGIPool:
             status, headers = self._head(started)
             self.call(session.wsgi_start, status, headers, b"".join(chunks), False)
 
-    def _send_and_wait(self, session: HTTPSession, data: bytes) -> None:
+    def _send_and_wait(self, session: HTTPSession, data: bytes) -> bool:
+        """Hand ``data`` to the loop and wait for the socket to drain; False
+        (the loop drops the client) if it does not drain in time."""
         drained = threading.Event()
         self.call(session.wsgi_body, data, True, drained)
         if not drained.wait(_DRAIN_WAIT):
-            log.warning("client %s not reading a streamed response; dropping it",
-                        session.conn.client)
-            self.call(session.conn.abort)
-            session.gone = True
+            self.call(session.wsgi_stalled)  # session state is the loop's to change
+            return False
+        return True
 
     @staticmethod
     def _head(started: list) -> tuple[str, list[tuple[bytes, bytes]]]:

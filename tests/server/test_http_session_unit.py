@@ -1,0 +1,177 @@
+"""HTTPSession, driven without sockets: request bytes and replies in; response
+bytes, layer messages, WSGI hand-overs and timers out (see tests/server/fakes.py)."""
+
+from __future__ import annotations
+
+import types
+
+import h11
+import pytest
+
+from chanlite.server import http_session
+
+from .fakes import FakeHost
+
+CONFIG = dict(header_timeout=10.0, keepalive_timeout=30.0, http_response_timeout=60.0,
+              body_idle_timeout=5.0, body_timeout=100.0)
+
+
+def responses(data: bytes) -> list:
+    """Parse what the server wrote with an h11 client (one GET per response)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(data)
+    events = []
+    while True:
+        event = client.next_event()
+        if event in (h11.NEED_DATA, h11.PAUSED):
+            return events
+        events.append(event)
+        if type(event) is h11.EndOfMessage:
+            return events
+
+
+def status_and_body(data: bytes) -> tuple[int, bytes]:
+    events = responses(data)
+    return events[0].status_code, b"".join(e.data for e in events if type(e) is h11.Data)
+
+
+@pytest.fixture
+def host(monkeypatch) -> FakeHost:
+    host = FakeHost(**CONFIG)
+    # The session reads the clock for its deadlines: the fake loop's clock.
+    monkeypatch.setattr(http_session, "time", types.SimpleNamespace(monotonic=host.loop.time))
+    host.http_paths.add("/chan/")
+    return host
+
+
+def test_a_routed_request_goes_to_the_layer_and_its_reply_is_written(host):
+    client = host.connect()
+    client.send(b"GET /chan/?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    request = host.received("http.request")
+    assert (request["path"], request["query_string"]) == ("/chan/", b"q=1")
+    channel = request["reply_channel"]
+    assert channel.startswith(host.replies.prefix) and channel in host.replies
+    assert client.written() == b""
+    assert host.reply(channel, {"status": 200, "headers": [[b"content-type", b"text/plain"]],
+                                "content": b"hello"})
+    assert status_and_body(client.written()) == (200, b"hello")
+    assert channel not in host.replies  # answered: forgotten (one rule)
+    assert ("GET", "/chan/", 200, 5) in host.access_lines
+    assert not client.conn.closed  # keep-alive
+
+
+def test_a_streamed_reply_is_written_as_it_comes(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.reply(channel, {"status": 200, "content": b"a", "more_content": True})
+    assert channel in host.replies
+    host.reply(channel, {"content": b"b", "more_content": False})
+    assert status_and_body(client.written()) == (200, b"ab")
+    assert channel not in host.replies
+
+
+def test_no_reply_in_time_is_answered_504(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.loop.advance(59.0)
+    assert client.written() == b""
+    host.loop.advance(1.5)
+    assert status_and_body(client.written())[0] == 504
+    assert channel not in host.replies
+
+
+def test_a_client_leaving_tells_the_consumer_http_disconnect(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    client.send_eof()
+    assert host.received("http.disconnect") == {"reply_channel": channel, "path": "/chan/"}
+    assert client.conn.closed and channel not in host.replies
+
+
+def test_an_answered_request_still_hears_disconnect_when_the_connection_closes(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.reply(channel, {"status": 204})
+    assert host.received("http.disconnect") is None
+    client.send_eof()
+    assert host.received("http.disconnect") == {"reply_channel": channel, "path": "/chan/"}
+
+
+def test_other_paths_go_to_wsgi_and_its_response_is_written_on_the_loop(host):
+    client = host.connect()
+    client.send(b"POST /view/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    [(session, head, body)] = host.wsgi_jobs
+    assert (head.method, head.path, body.size) == ("POST", "/view/", 3)
+    assert host.received("http.request") is None
+    session.wsgi_start("201 Created", [(b"content-type", b"text/plain")], b"made", False)
+    assert status_and_body(client.written()) == (201, b"made")
+    assert ("POST", "/view/", 201, 4) in host.access_lines
+
+
+def test_a_stalled_wsgi_stream_is_dropped_by_the_loop_not_the_pool_thread(host):
+    client = host.connect()
+    client.send(b"GET /view/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    [(session, _, _)] = host.wsgi_jobs
+    session.wsgi_start(200, [], b"part", True)
+    assert not session.gone
+    session.wsgi_stalled()  # what the pool thread hands over after _DRAIN_WAIT
+    assert client.conn.closed and session.gone
+
+
+def test_headers_not_finished_in_time_get_408(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHo")
+    host.loop.advance(9.0)
+    assert client.written() == b""
+    host.loop.advance(1.5)
+    assert status_and_body(client.written())[0] == 408
+    assert client.conn.closed
+
+
+def test_a_silent_connection_closes_without_a_response(host):
+    client = host.connect()
+    host.loop.advance(10.5)
+    assert client.conn.closed and client.written() == b""
+
+
+def test_a_body_that_stops_coming_gets_408(host):
+    client = host.connect()
+    client.send(b"POST /view/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    host.loop.advance(5.5)
+    assert status_and_body(client.written())[0] == 408
+    assert host.wsgi_jobs == []
+
+
+def test_drain_closes_idle_keepalive_but_lets_a_request_finish(host):
+    idle, busy = host.connect(), host.connect()
+    busy.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.draining = True
+    idle.session.drain()
+    busy.session.drain()
+    assert idle.conn.closed and not busy.conn.closed
+    host.reply(channel, {"status": 200, "content": b"done"})
+    assert status_and_body(busy.written()) == (200, b"done")
+    assert busy.conn.closed  # no keep-alive while draining
+
+
+def test_an_upgrade_hands_the_connection_to_a_websocket_session(host):
+    from chanlite.server.ws_session import WebSocketSession
+
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.reply(channel, {"status": 204})
+    client.written()
+    client.send(b"GET /ws/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert isinstance(client.session, WebSocketSession)
+    # The HTTP part ended: its answered consumer request hears http.disconnect.
+    assert host.received("http.disconnect") == {"reply_channel": channel, "path": "/chan/"}
+    assert host.received("websocket.connect")["path"] == "/ws/"

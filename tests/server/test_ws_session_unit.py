@@ -1,0 +1,215 @@
+"""WebSocketSession, driven without sockets: bytes and replies in; bytes, layer
+messages, states and named timers out (see tests/server/fakes.py)."""
+
+from __future__ import annotations
+
+import pytest
+from wsproto.connection import Connection as WSClient
+from wsproto.connection import ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
+
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.server.ws_session import WebSocketSession, WSState, WSTimer
+
+from .fakes import FakeHost
+
+UPGRADE = (b"GET /ws/chat/?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\nOrigin: http://example.com\r\n\r\n")
+CONFIG = dict(websocket_connect_timeout=20.0, websocket_ping_interval=10.0,
+              websocket_ping_timeout=5.0, websocket_close_timeout=3.0)
+
+
+def handshake(host: FakeHost):
+    """A client that sent the upgrade; returns (client, session, websocket.connect)."""
+    client = host.connect()
+    client.send(UPGRADE)
+    session = client.session
+    assert isinstance(session, WebSocketSession)
+    return client, session, host.received("websocket.connect")
+
+
+def opened(host: FakeHost):
+    """An accepted WebSocket; returns (client, session, wsproto client)."""
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {"accept": True})
+    assert client.written().startswith(b"HTTP/1.1 101 ")
+    return client, session, WSClient(ConnectionType.CLIENT)
+
+
+def frames(ws: WSClient, data: bytes) -> list:
+    ws.receive_data(data)
+    return list(ws.events())
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost(**CONFIG)
+
+
+def test_handshake_waits_for_the_consumer_with_a_connect_timer(host):
+    client, session, connect = handshake(host)
+    assert connect["path"] == "/ws/chat/" and connect["order"] == 0
+    assert connect["query_string"] == b"room=1"
+    assert session.state is WSState.CONNECTING
+    assert set(session.timers) == {WSTimer.CONNECT}
+    assert client.written() == b""  # no 101 until the consumer decides
+    # The registry's rule: listening once websocket.connect is on the layer.
+    assert session.reply_channel in host.replies
+
+
+def test_accept_sends_101_and_arms_the_ping_timer(host):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {"accept": True})
+    data = client.written()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert b"\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in data
+    assert session.state is WSState.OPEN
+    assert set(session.timers) == {WSTimer.PING}
+    assert ("WSCONNECT", "/ws/chat/", None) in host.access_lines
+
+
+def test_connect_timeout_rejects_403_and_reports_disconnect(host):
+    client, session, connect = handshake(host)
+    host.loop.advance(19.9)
+    assert session.state is WSState.CONNECTING
+    host.loop.advance(0.2)
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert session.state is WSState.CLOSED and session.timers == {}
+    assert client.conn.closed and client.conn in host.closed
+    assert host.received("websocket.disconnect")["code"] == CloseReason.ABNORMAL_CLOSURE
+    assert session.reply_channel not in host.replies
+    assert host.loop.pending() == 0
+
+
+def test_reject_reply_answers_403_before_any_101(host):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {"close": True})
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert session.state is WSState.CLOSED and len(host.replies) == 0
+
+
+def test_refused_handshake_sends_nothing_to_the_layer(host):
+    host.refusal = "no route"
+    client, session, connect = handshake(host)
+    assert connect is None
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert len(host.replies) == 0 and session.timers == {}
+
+
+def test_bad_origin_is_refused_403(host):
+    host.origin_ok = False
+    client, session, connect = handshake(host)
+    assert connect is None and client.written().startswith(b"HTTP/1.1 403 ")
+
+
+def test_frames_become_numbered_receives_and_replies_become_frames(host):
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="hello")) + ws.send(BytesMessage(data=b"\x00\x01")))
+    first, second = host.received("websocket.receive"), host.received("websocket.receive")
+    assert (first["text"], first["order"]) == ("hello", 1)
+    assert (second["bytes"], second["order"]) == (b"\x00\x01", 2)
+    assert first["reply_channel"] == session.reply_channel and first["path"] == "/ws/chat/"
+    assert host.reply(session.reply_channel, {"text": "hi"})
+    assert frames(ws, client.written()) == [TextMessage(data="hi")]
+
+
+def test_a_ping_from_the_client_is_answered(host):
+    client, session, ws = opened(host)
+    client.send(ws.send(Ping(payload=b"p")))
+    assert frames(ws, client.written()) == [Pong(payload=b"p")]
+
+
+def test_ping_timer_pings_and_a_pong_cancels_the_pong_timer(host):
+    client, session, ws = opened(host)
+    host.loop.advance(10.0)
+    assert frames(ws, client.written()) == [Ping(payload=b"chanlite")]
+    assert set(session.timers) == {WSTimer.PING, WSTimer.PONG}
+    client.send(ws.send(Pong(payload=b"chanlite")))
+    assert set(session.timers) == {WSTimer.PING}
+    assert session.state is WSState.OPEN
+
+
+def test_no_pong_closes_1011_then_the_close_timer_drops_the_socket(host):
+    client, session, ws = opened(host)
+    host.loop.advance(10.0)
+    client.written()
+    host.loop.advance(5.0)  # the pong timeout
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.INTERNAL_ERROR
+    assert session.state is WSState.CLOSED
+    assert set(session.timers) == {WSTimer.CLOSE}
+    assert host.received("websocket.disconnect")["code"] == 1011
+    assert not client.conn.closed  # waiting for the client's close reply
+    host.loop.advance(3.0)
+    assert client.conn.closed and session.timers == {}
+
+
+def test_client_close_is_echoed_and_reported_once(host):
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="last")))
+    client.send(ws.send(CloseConnection(code=1000, reason="bye")))
+    [echo] = frames(ws, client.written())
+    assert isinstance(echo, CloseConnection) and echo.code == 1000
+    assert host.received("websocket.receive")["order"] == 1
+    disconnect = host.received("websocket.disconnect")
+    assert (disconnect["code"], disconnect["order"]) == (1000, 2)
+    assert client.conn.closed and session.state is WSState.CLOSED
+    assert host.received("websocket.disconnect") is None  # exactly one
+    assert ("WSDISCONNECT", "/ws/chat/", 1000) in host.access_lines
+    assert not host.reply(session.reply_channel, {"text": "late"})  # forgotten
+
+
+def test_eof_reports_1006(host):
+    client, session, ws = opened(host)
+    client.send_eof()
+    assert host.received("websocket.disconnect")["code"] == CloseReason.ABNORMAL_CLOSURE
+    assert client.conn.closed and session.timers == {}
+
+
+def test_drain_closes_open_sockets_1001_and_refuses_pending_handshakes(host):
+    client, session, ws = opened(host)
+    session.drain()
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.GOING_AWAY
+    assert set(session.timers) == {WSTimer.CLOSE}
+    pending, pending_session, _ = handshake(host)
+    pending_session.drain()
+    assert pending.written().startswith(b"HTTP/1.1 503 ")
+
+
+def test_a_message_above_the_limit_closes_1009(host):
+    host = FakeHost(websocket_max_message_size=10, **CONFIG)
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="x" * 11)))
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.MESSAGE_TOO_BIG
+    assert host.received("websocket.receive") is None
+
+
+def test_connect_waiting_for_room_is_not_listened_on_until_sent():
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.connect": 1})
+    layer.send("websocket.connect", {"filler": True})
+    host = FakeHost(layer=layer, **CONFIG)
+    client, session, filler = handshake(host)
+    assert filler == {"filler": True}  # ours waits in the outbox, not on the layer
+    assert session.outbox.blocked
+    assert session.reply_channel not in host.replies and session.timers == {}
+    host.loop.run_ready()  # the retry the layer's space signal scheduled
+    connect = host.received("websocket.connect")
+    assert connect is not None and connect["reply_channel"] == session.reply_channel
+    assert session.reply_channel in host.replies
+    assert set(session.timers) == {WSTimer.CONNECT}
+
+
+def test_a_client_leaving_before_the_connect_was_sent_gets_no_disconnect():
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.connect": 1})
+    layer.send("websocket.connect", {"filler": True})
+    host = FakeHost(layer=layer, **CONFIG)
+    client, session, _ = handshake(host)
+    client.send_eof()
+    host.loop.run_ready()
+    assert session.state is WSState.CLOSED and not session.outbox.blocked
+    assert host.received("websocket.connect") is None
+    assert host.received("websocket.disconnect") is None
