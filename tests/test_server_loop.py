@@ -20,7 +20,7 @@ def loop():
     thread.start()
     _wait_asleep(loop)
     yield loop
-    loop.stop_threadsafe()
+    loop.call_soon_threadsafe(loop.stop)
     thread.join(WAIT)
     assert not thread.is_alive(), "the loop did not stop"
     loop.close()
@@ -55,7 +55,7 @@ def test_work_scheduled_by_an_inline_call_still_runs_on_the_loop(loop):
 
     loop.call_soon_threadsafe(lambda: loop.call_soon(later))
     assert done.wait(WAIT), "a call_soon made by an inline call was never run (loop not woken)"
-    assert ran_on == [loop.thread]
+    assert [t.name for t in ran_on] == ["test-loop"], "ran off the loop thread"
 
 
 def test_an_earlier_timer_set_by_an_inline_call_wakes_the_loop(loop):
@@ -69,9 +69,9 @@ def test_stop_from_another_thread_ends_a_sleeping_loop():
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     _wait_asleep(loop)
-    loop.stop_threadsafe()
+    loop.call_soon_threadsafe(loop.stop)
     thread.join(WAIT)
-    assert not thread.is_alive(), "stop_threadsafe on a sleeping loop did not end run()"
+    assert not thread.is_alive(), "call_soon_threadsafe(loop.stop) on a sleeping loop did not end run()"
     loop.close()
 
 
@@ -134,7 +134,7 @@ def test_cancelled_timers_release_their_callbacks_and_leave_the_heap():
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     _wait_asleep(loop)  # at least one pass of the loop, which compacts the heap
-    loop.stop_threadsafe()
+    loop.call_soon_threadsafe(loop.stop)
     thread.join(WAIT)
     assert not thread.is_alive()
     loop.close()
