@@ -95,6 +95,16 @@ def _config_keys(cls: type) -> set[str] | None:
     return None
 
 
+def _ipc_layer_class() -> type | None:
+    """The IPC layer's class, or None where this platform has none (importing
+    it raises ``IPCUnavailable``, an ``ImportError``)."""
+    try:
+        from .layers.ipc import IPCChannelLayer
+    except ImportError:
+        return None
+    return IPCChannelLayer
+
+
 def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
     """The first invalid CONFIG value, checked without opening anything (no
     shared-memory segment, no Redis connection): the shared keys through a
@@ -107,11 +117,8 @@ def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
     base_keys = set(list(inspect.signature(BaseChannelLayer.__init__).parameters)[1:])
     try:
         InMemoryChannelLayer(**{k: v for k, v in config.items() if k in base_keys})
-        try:
-            from .layers.ipc import IPCChannelLayer
-        except ImportError:  # IPCUnavailable: this platform has no IPC layer at all
-            IPCChannelLayer = None  # noqa: N806
-        if IPCChannelLayer is not None and issubclass(cls, IPCChannelLayer):
+        ipc_layer = _ipc_layer_class()
+        if ipc_layer is not None and issubclass(cls, ipc_layer):
             from .layers._ipc_segment import check_prefix
             from .layers.ipc import check_sizes
 

@@ -340,7 +340,7 @@ class Worker:
     def _install_signal_handlers(self) -> dict[int, Any] | None:
         if not self.signal_handlers or threading.current_thread() is not threading.main_thread():
             return None
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, self.sigterm_handler)
         return previous
@@ -377,7 +377,7 @@ class Worker:
                     )
                     self._stopping.wait(self.error_backoff)
                     continue
-                if channel is None or channel == self._wake:
+                if channel is None or content is None or channel == self._wake:
                     continue
                 self.in_job = True
                 if self._stopping.is_set() and self._put_back(channel, content):

@@ -40,7 +40,8 @@ __all__ = [
 DEFAULT_CHANNEL_LAYER = "default"
 
 
-class InvalidChannelLayerError(ImproperlyConfigured, ValueError):
+# ignore: Django ships no annotations, so its exception is Any to mypy.
+class InvalidChannelLayerError(ImproperlyConfigured, ValueError):  # type: ignore[misc]
     """An unknown alias or a broken ``CHANNEL_LAYERS`` entry (1.x's
     ``channels.asgi.InvalidChannelLayerError``, a ``ValueError``; also an
     ``ImproperlyConfigured``, which is what Django code expects)."""

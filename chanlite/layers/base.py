@@ -200,7 +200,7 @@ class BaseChannelLayer:
         self._capacity_cache[queue] = capacity
         return capacity
 
-    def encode(self, message: dict) -> bytes:
+    def encode(self, message: dict[str, Any]) -> bytes:
         """Validate and encode ``message``; raise ``MessageTooLarge`` if too big."""
         data = _encode(message)
         if len(data) > self.max_message_size:
@@ -235,7 +235,7 @@ class BaseChannelLayer:
 
     # ------------------------------------------------------------ public API
 
-    def send(self, channel: str, message: dict) -> None:
+    def send(self, channel: str, message: dict[str, Any]) -> None:
         """Queue ``message`` on ``channel``.
 
         Raises ``ChannelFull`` when the channel holds ``capacity`` unexpired
@@ -254,7 +254,7 @@ class BaseChannelLayer:
 
     def receive(
         self, channels: Sequence[str], block: bool = False, timeout: float | None = None
-    ) -> tuple[str, dict] | tuple[None, None]:
+    ) -> tuple[str, dict[str, Any]] | tuple[None, None]:
         """Return ``(channel, message)`` from one of ``channels``, or ``(None, None)``.
 
         With ``block=True`` wait (without polling) until a message arrives
@@ -409,7 +409,7 @@ class BaseChannelLayer:
         check_group_name(group)
         return self._group_members(group, self.clock() - self.group_expiry)
 
-    def send_group(self, group: str, message: dict) -> None:
+    def send_group(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every member; full members are skipped.
 
         Skipped members are counted (``channel_full_count``) and logged as a

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from .base import BaseChannelLayer
 from .names import queue_for_send
@@ -25,7 +26,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # Every receive goes through this object: "space available" needs no polling.
     space_signal_complete = True
 
-    def __init__(self, **config) -> None:
+    def __init__(self, **config: Any) -> None:
         # A monotonic clock keeps each deque sorted by expiry even if the
         # wall clock is stepped back; nothing outside this process sees it.
         config.setdefault("clock", None)
@@ -79,7 +80,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         return skipped
 
     @staticmethod
-    def _drop_expired(items: deque, now: float) -> None:
+    def _drop_expired(items: deque[tuple[float, str, bytes]], now: float) -> None:
         while items and items[0][0] <= now:
             items.popleft()
 

@@ -104,13 +104,13 @@ def queue_for_receive(name: object) -> str:
 
 def check_group_name(name: object) -> str:
     """Validate a group name (no ``?`` or ``!`` part)."""
-    _check_str(name, "group")
-    if _GROUP.fullmatch(name) is None:  # type: ignore[arg-type]
+    name = _check_str(name, "group")
+    if _GROUP.fullmatch(name) is None:
         raise TypeError(
             f"invalid group name {name!r}: group names are shorter than 100 characters "
             "and made of ASCII letters, digits, '.', '_' and '-'"
         )
-    return name  # type: ignore[return-value]
+    return name
 
 
 def check_new_channel_pattern(pattern: object) -> str:

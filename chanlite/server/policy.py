@@ -33,7 +33,7 @@ class _HandshakePolicy:
         router: Any
         _allowed_origins: list[str] | None
 
-    def websocket_refusal(self, content: dict) -> str | None:
+    def websocket_refusal(self, content: dict[str, Any]) -> str | None:
         """Why a ``websocket.connect`` with ``content`` cannot succeed, or None.
 
         Known without asking a consumer: the routing (the same ROUTING every
@@ -65,7 +65,7 @@ class _HandshakePolicy:
             return None
         if not stats["messages_pending"]:
             return None
-        return stats["messages_pending"], stats["messages_max_age"]
+        return int(stats["messages_pending"]), float(stats["messages_max_age"])
 
     def connect_timeout_reason(self) -> str:
         """What a handshake that timed out could have met, for its log line."""
