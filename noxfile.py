@@ -49,7 +49,7 @@ def property_deep(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the package, the tests and the benchmarks."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "chanlite", "tests", "property_tests", "tests_channels4", "bench", *session.posargs)
+    session.run("ruff", "check", ".", *session.posargs)
 
 
 @nox.session

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .channel import deferred_sends
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from .message import Message
-from .routing import Router, _name
+from .routing import Router, _name, get_router
 from .signals import consumer_finished, consumer_started, worker_ready
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,7 +119,9 @@ def run_consumer(
     if callback is not None:
         callback(channel, message)
     result = None
-    consumer_started.send(sender=Worker, message=message, environ={})  # environ: 1.x receivers take it
+    consumer_started.send(
+        sender=Worker, message=message, environ={}
+    )  # environ: 1.x receivers take it
     try:
         try:
             with deferred_sends():
@@ -190,7 +192,6 @@ def _router_of(channel_layer: Any) -> Router:
     router = getattr(channel_layer, "router", None)
     if isinstance(router, Router):
         return router
-    from .routing import get_router
 
     return get_router(getattr(channel_layer, "alias", None) or "default")
 
@@ -442,7 +443,7 @@ def __getattr__(name: str) -> Any:
     # and process signals: a concept of their own); imported lazily because
     # that module builds on Worker, so an eager import here would be a circle.
     if name in ("WorkerPool", "GracefulShutdown"):
-        from . import worker_pool
+        from . import worker_pool  # noqa: PLC0415 — PEP 562: loaded on first use
 
         return getattr(worker_pool, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -55,8 +56,6 @@ _lock = threading.Lock()
 
 
 def _all_settings() -> dict[str, dict[str, Any]]:
-    from django.conf import settings
-
     if not settings.configured:
         return {DEFAULT_CHANNEL_LAYER: {"BACKEND": DEFAULT_BACKEND}}
     layers = getattr(settings, "CHANNEL_LAYERS", None)

@@ -99,7 +99,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             del self._queues[queue]  # empty, or held only expired messages
         return None
 
-    def _receive(self, queues: list[str], block: bool, timeout: float | None) -> tuple[str, bytes] | None:
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
         with self._lock:
             got = self._pop_locked(queues)
             if got is not None or not block:

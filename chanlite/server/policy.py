@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from .http import RequestHead  # at run time: scripts/api_docs.py resolves the hints
 from .proxy import origin_matches, parse_origin
 
@@ -118,7 +120,6 @@ class _HandshakePolicy:
     def _origin_patterns(self) -> list[str]:
         if self.config.allowed_origins is not None:
             return list(self.config.allowed_origins)
-        from django.conf import settings
 
         hosts = list(getattr(settings, "ALLOWED_HOSTS", []) or [])
         if not hosts and getattr(settings, "DEBUG", False):
