@@ -18,6 +18,8 @@ toward the capacity of ``"a!"``.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import itertools
 import logging
 import re
@@ -103,6 +105,19 @@ def _check_positive_int(what: str, value: Any) -> None:
 def _check_positive_number(what: str, value: Any) -> None:
     if type(value) not in (int, float) or not value > 0:
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+
+
+
+def _without_now(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """TEMPORARY (see ``BaseChannelLayer.__init_subclass__``): a storage hook
+    written before hooks were handed ``now``, called without it."""
+    with_now = hook.__code__.co_argcount  # self + the old arguments + now
+
+    @functools.wraps(hook)
+    def adapted(self: Any, *args: Any) -> Any:
+        return hook(self, *args[:-1]) if len(args) == with_now else hook(self, *args)
+
+    return adapted
 
 
 class BaseChannelLayer:
@@ -245,7 +260,8 @@ class BaseChannelLayer:
         data = self.encode(message)
         # (the cache lookup inlined: send is the hottest path of every layer)
         capacity = self._capacity_cache.get(queue) or self.capacity_for(queue)
-        if not self._push(queue, channel, data, self.clock() + self.expiry, capacity):
+        now = self.clock()
+        if not self._push(queue, channel, data, now + self.expiry, capacity, now):
             raise self.ChannelFull(
                 f"channel {channel!r} is full ({capacity} messages queued); consumers "
                 "are not keeping up. Raise 'capacity' or 'channel_capacity' in the "
@@ -420,7 +436,7 @@ class BaseChannelLayer:
         now = self.clock()
         members = self._group_members(group, now - self.group_expiry)
         if members:
-            skipped = self._push_many(members, data, now + self.expiry)
+            skipped = self._push_many(members, data, now + self.expiry, now)
             if skipped:
                 self._skips.note(skipped, f"group {group!r}, {skipped} of {len(members)}")
 
@@ -466,20 +482,36 @@ class BaseChannelLayer:
 
     # --------------------------------------------------- storage (subclasses)
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    # ``now`` is the clock reading ``expires`` was computed from (``now +
+    # expiry``): both are handed over, so that no layer recomputes one from
+    # the other (in floating point ``now + e - e`` need not equal ``now``).
+
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         """Append ``(channel, data)`` to ``queue`` unless it holds ``capacity``
-        unexpired messages; on refusal count it for statistics and return False."""
+        messages unexpired at ``now``; on refusal count it for statistics and
+        return False."""
         raise NotImplementedError
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         """Group delivery: push ``data`` to each channel, skipping full ones;
         return how many were skipped."""
         skipped = 0
         for channel in channels:
             queue = queue_for_send(channel)
-            if not self._push(queue, channel, data, expires, self.capacity_for(queue)):
+            if not self._push(queue, channel, data, expires, self.capacity_for(queue), now):
                 skipped += 1
         return skipped
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # TEMPORARY: owned by parallel branch; lead removes after merge. The
+        # IPC and Redis layers' hooks predate ``now`` (they are restructured
+        # on other branches); adapt them here until they take it.
+        for name in ("_push", "_push_many"):
+            hook = cls.__dict__.get(name)
+            if hook is not None and "now" not in inspect.signature(hook).parameters:
+                setattr(cls, name, _without_now(hook))
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

@@ -41,13 +41,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # queues ---------------------------------------------------------------
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         with self._lock:
             items = self._queues.get(queue)
             if items is None:
                 items = self._queues[queue] = deque()
             elif len(items) >= capacity:
-                self._drop_expired(items, expires - self.expiry)
+                self._drop_expired(items, now)
                 if len(items) >= capacity:
                     self._full[queue] = self._full.get(queue, 0) + 1
                     return False
@@ -56,9 +57,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 self._ready.notify_all()
             return True
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         # One lock acquisition for the whole fan-out.
-        now = expires - self.expiry
         skipped = 0
         with self._lock:
             for channel in channels:
