@@ -37,6 +37,7 @@ from .names import (
     check_new_channel_pattern,
     queue_for_receive,
     queue_for_send,
+    remember,
 )
 
 __all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock", "PROTOCOL_CHANNELS"]
@@ -54,6 +55,8 @@ PROTOCOL_CHANNELS = frozenset({
     "http.request", "http.disconnect",
     "websocket.connect", "websocket.receive", "websocket.disconnect",
 })
+#: Queues whose capacity is remembered (names.remember) before the cache restarts.
+_CAPACITY_CACHE_LIMIT = 10000
 _encode = codec.encode
 _decode = codec.decode
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -210,10 +213,7 @@ class BaseChannelLayer:
             if regex.fullmatch(queue):
                 capacity = value
                 break
-        if len(self._capacity_cache) > 10000:
-            self._capacity_cache.clear()
-        self._capacity_cache[queue] = capacity
-        return capacity
+        return remember(self._capacity_cache, queue, capacity, _CAPACITY_CACHE_LIMIT)
 
     def encode(self, message: dict[str, Any]) -> bytes:
         """Validate and encode ``message``; raise ``MessageTooLarge`` if too big."""
