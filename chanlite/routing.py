@@ -41,7 +41,7 @@ from .layers import InvalidChannelLayerError, layer_settings
 from .layers.names import queue_for_receive
 
 __all__ = ["route", "route_class", "include", "Route", "RouteClass", "Include", "Router",
-           "get_router", "set_router", "reset_routers", "Consumer", "Match",
+           "get_router", "set_router", "reset_routers", "as_router", "Consumer", "Match",
            "NoRouting", "RoutingImportError", "import_routing"]
 
 Consumer = Callable[..., Any]
@@ -394,6 +394,16 @@ class Router:
 
 _routers: dict[str, Router] = {}
 _routers_lock = threading.Lock()
+
+
+def as_router(routing: Router | Any, alias: str | None = None) -> Router:
+    """``routing`` itself if it is a Router, else ``Router(routing)`` (a list of
+    routes or a dotted path). With ``alias``, None stands for that alias's
+    current Router (``apply_routes``, then settings), as the test clients and
+    the live server take it; without, None is refused like any bad routing."""
+    if routing is None and alias is not None:
+        return get_router(alias)
+    return routing if isinstance(routing, Router) else Router(routing)
 
 
 def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:

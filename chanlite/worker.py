@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .channel import deferred_sends
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from .message import Message
-from .routing import Router, _name, get_router
+from .routing import Router, _name, as_router, get_router
 from .signals import consumer_finished, consumer_started, worker_ready
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,12 +63,6 @@ def filter_channels(
         excluded = list(exclude_channels)
         names = [n for n in names if not any(fnmatch.fnmatchcase(n, g) for g in excluded)]
     return names
-
-
-def as_router(routing: Router | Any) -> Router:
-    """``routing`` itself if it is a Router, else ``Router(routing)`` (a list
-    of routes or a dotted path), as the issue's ``Worker(layer, routing)``."""
-    return routing if isinstance(routing, Router) else Router(routing)
 
 
 def dispatch(

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .routing import Router
-from .worker import Worker, as_router
+from .routing import Router, as_router
+from .worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers.base import BaseChannelLayer

@@ -25,7 +25,8 @@ from .. import DEFAULT_CHANNEL_LAYER
 from ..layers import get_channel_layer
 from ..layers.names import queue_for_receive
 from ..message import Message
-from .idle import resolve_router, run_message, run_until_idle, send_committed_bindings
+from ..routing import as_router
+from .idle import run_message, run_until_idle, send_committed_bindings
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..layers.base import BaseChannelLayer
@@ -97,7 +98,7 @@ class Client:
     @property
     def router(self) -> Router:
         """The routing consumers are found in (per call, so ``apply_routes`` applies)."""
-        return resolve_router(self._routing, self.alias)
+        return as_router(self._routing, self.alias)
 
     # ----------------------------------------------------------------- the API
 

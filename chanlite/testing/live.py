@@ -27,10 +27,10 @@ from .. import DEFAULT_CHANNEL_LAYER
 from ..delay.embedded import start_embedded_delay
 from ..layers import set_channel_layer
 from ..layers.memory import InMemoryChannelLayer
+from ..routing import as_router
 from ..server.config import ServerConfig
 from ..server.server import Server
 from ..signals import worker_ready
-from .idle import resolve_router
 
 __all__ = ["LiveServer", "ChannelLiveServerTestCase"]
 
@@ -93,7 +93,7 @@ class LiveServer:
         if self.server is not None:
             raise RuntimeError("this live server is already running")
         try:
-            router = resolve_router(self.routing, self.alias)
+            router = as_router(self.routing, self.alias)
         except ImproperlyConfigured:
             router = None  # no ROUTING: the server still serves Django views
         if self.layer is None:
