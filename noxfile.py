@@ -1,20 +1,24 @@
-"""Developer sessions: ``nox -s tests``, ``property``, ``lint``, ``bench``,
+"""Developer sessions: what CI runs (``lint``, ``types``, ``tests``,
+``tests-django42``, ``tests-py313``), plus ``property``, ``bench``,
 ``bench-peers``, ``report``, ``mutation``.
 
 Why nox: each session gets a clean virtualenv, so "works on my machine"
 dependencies cannot leak in, and the benchmark's baseline (asgiref 1.1.2,
 which conflicts with Django's asgiref) lives in its own environment.
-``scripts/test`` stays the one-line CI entry; ``nox -s tests`` runs the same
-pytest line inside a fresh environment.
+``scripts/test`` stays the one-line CI entry (README's test command); the
+sessions below run the same steps with the same installs and pytest
+arguments, one session per row of its summary table. STEPS and MATRIX are
+plain literals so that tests/test_test_matrix.py can read them and check
+them against scripts/test: change both together.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -22,17 +26,65 @@ BASELINE_VENV = ROOT / ".nox" / "asgiref112"
 BASELINE_REQUIREMENT = "asgiref==1.1.2"
 LAYER = "chanlite.layers.memory.InMemoryChannelLayer"
 
+#: scripts/test's first steps (seconds each): name, summary label, command,
+#: and what the step needs installed (mypy reads chanlite's dependencies).
+STEPS: list[dict[str, Any]] = [
+    {"name": "lint", "label": "lint (ruff check .)", "command": ["ruff", "check", "."],
+     "install": ["ruff>=0.5"]},
+    {"name": "types", "label": "types (mypy)", "command": ["mypy"],
+     "install": ["-e", ".[test]"]},
+]
 
-@nox.session
-@nox.parametrize("django", ["4.2", "5.2"])
-def tests(session: nox.Session, django: str) -> None:
-    """tests/ and property_tests/ with the bounded CI Hypothesis profile,
-    on the oldest and newest supported Django."""
-    session.install("-e", ".[test,redis,channels4]", "uvicorn>=0.20", f"Django~={django}.0")
-    session.run(
-        "python", "-m", "pytest", "-q", "tests", "property_tests", "tests_channels4",
-        "--hypothesis-profile=ci", *session.posargs,
-    )
+#: Tests that do not depend on Django's or Python's version run once, in the
+#: first run (scripts/test's ``once_only``).
+ONCE_ONLY: list[str] = [
+    "--ignore=tests/test_e2e_browser.py", "--ignore=tests/docs", "--ignore=tests/test_packaging.py",
+    "--ignore=tests/test_platforms.py", "--ignore=tests/test_layers_ipc_procs.py",
+    "--ignore=tests/security/test_ipc_lock_exits.py",
+    "--ignore=tests/test_layers_redis_sentinel.py",
+]
+
+#: scripts/test's three pytest runs. ``python`` None: the interpreter nox
+#: runs on (scripts/test's ``python3``); ``once_only``: add ONCE_ONLY.
+MATRIX: list[dict[str, Any]] = [
+    {"name": "tests", "label": "tests + property_tests + tests_channels4", "python": None,
+     "install": ["-e", ".[test,redis,channels4]", "uvicorn>=0.20"],
+     "pytest": ["-q", "tests", "property_tests", "tests_channels4", "--hypothesis-profile=ci"],
+     "once_only": False},
+    {"name": "tests-django42", "label": "tests on Django 4.2 LTS", "python": None,
+     "install": ["-e", ".[test,redis]", "Django>=4.2,<4.3"],
+     "pytest": ["-q", "tests"], "once_only": True},
+    {"name": "tests-py313", "label": "tests on Python 3.13", "python": "3.13",
+     "install": ["-e", ".[test,redis]"],
+     "pytest": ["-q", "tests"], "once_only": True},
+]
+
+nox.options.sessions = [step["name"] for step in STEPS] + [run["name"] for run in MATRIX]
+
+
+def _step_session(step: dict[str, Any]) -> None:
+    @nox.session(name=step["name"])
+    def session_(session: nox.Session) -> None:
+        session.install(*step["install"])
+        session.run(*step["command"], *session.posargs)
+
+    session_.__doc__ = f"{step['label']}, as scripts/test runs it."
+
+
+def _suite_session(run: dict[str, Any]) -> None:
+    @nox.session(name=run["name"], python=run["python"])
+    def session_(session: nox.Session) -> None:
+        session.install(*run["install"])
+        once_only = ONCE_ONLY if run["once_only"] else []
+        session.run("python", "-m", "pytest", *run["pytest"], *once_only, *session.posargs)
+
+    session_.__doc__ = f"{run['label']}, as scripts/test runs it."
+
+
+for _step in STEPS:
+    _step_session(_step)
+for _run in MATRIX:
+    _suite_session(_run)
 
 
 @nox.session(name="property")
@@ -43,13 +95,6 @@ def property_deep(session: nox.Session) -> None:
         "python", "-m", "pytest", "-q", "property_tests",
         "--hypothesis-profile=deep", *session.posargs,
     )
-
-
-@nox.session
-def lint(session: nox.Session) -> None:
-    """ruff over the package, the tests and the benchmarks."""
-    session.install("ruff>=0.5")
-    session.run("ruff", "check", "chanlite", "tests", "property_tests", "tests_channels4", "bench", *session.posargs)
 
 
 @nox.session

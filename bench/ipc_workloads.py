@@ -101,7 +101,9 @@ def _w3_layer(layer_factory: LayerFactory, count: int) -> float | None:
     for i in range(count):
         channel, message = receive(channels, block=True, timeout=30)
         if channel is None or message["i"] != i:
-            raise SystemExit(f"W3: expected message {i}, got {message!r}: lost, duplicated or reordered")
+            raise SystemExit(
+                f"W3: expected message {i}, got {message!r}: lost, duplicated or reordered"
+            )
     end = time.perf_counter()
     os.waitpid(pid, 0)
     os.close(go_read)

@@ -319,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-layer", default="asgiref.inmemory.ChannelLayer")
     parser.add_argument("--baseline-kw", action="append", default=None, metavar="KEY=VALUE",
                         help="baseline layer kwargs (default: capacity=100000)")
-    parser.add_argument("--baseline", choices=["redis", "redis-raw"],
-                        help="compare with bare redis-py LPUSH/BLPOP loops (bench/redis_baseline.py) "
-                        "on --baseline-url, in alternating rounds; 'redis-raw' uses redis-py's "
-                        "bare Connection instead of redis.Redis")
+    parser.add_argument(
+        "--baseline",
+        choices=["redis", "redis-raw"],
+        help="compare with bare redis-py LPUSH/BLPOP loops (bench/redis_baseline.py) "
+        "on --baseline-url, in alternating rounds; 'redis-raw' uses redis-py's "
+        "bare Connection instead of redis.Redis",
+    )
     parser.add_argument("--baseline-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--timer", choices=sorted(TIMERS), default="wall",
                         help="wall: elapsed time (default); cpu: this process's CPU time, "

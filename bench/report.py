@@ -32,8 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
-REGION = re.compile(r"(<!-- bench-report: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench-report -->)",
-                    re.S)
+REGION = re.compile(
+    r"(<!-- bench-report: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench-report -->)", re.S
+)
 BASELINE_NAMES = {"asgiref.inmemory.ChannelLayer": "asgiref 1.1.2",
                   "redis": "bare redis-py client", "redis-raw": "bare redis-py Connection"}
 

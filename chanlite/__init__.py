@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'chanlite' has no attribute {name!r}")
-    import importlib
+    import importlib  # noqa: PLC0415 — PEP 562: loaded on first use
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

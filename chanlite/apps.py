@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from .binding.base import BindingMetaclass
+from .checks import register_checks
+
 
 class ChanliteConfig(AppConfig):
     """Lets ``chanlite`` sit in INSTALLED_APPS (management commands, runserver),
@@ -10,8 +13,5 @@ class ChanliteConfig(AppConfig):
     verbose_name = "chanlite"
 
     def ready(self) -> None:
-        from .binding.base import BindingMetaclass
-        from .checks import register_checks
-
         register_checks()
         BindingMetaclass.register_all()

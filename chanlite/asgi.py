@@ -26,8 +26,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import django
+from django.apps import apps
+
 from . import DEFAULT_CHANNEL_LAYER
-from .layers import InvalidChannelLayerError
+from .layers import InvalidChannelLayerError, _all_settings, layer_settings, set_channel_layer
+from .layers import get_channel_layer as _get
+from .routing import Router, _routers, get_router, set_router
+from .testing.layers import make_test_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers.base import BaseChannelLayer
@@ -44,12 +50,8 @@ __all__ = [
 
 def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer:
     """Set up Django (if the caller has not) and return the layer for ``alias``."""
-    import django
-    from django.apps import apps
-
     if not apps.ready:
         django.setup(set_prefix=False)
-    from .layers import get_channel_layer as _get
 
     return _get(alias)
 
@@ -85,14 +87,11 @@ class ChannelLayerWrapper:
         """The Router: this wrapper's own, else the alias's current one."""
         if self._router is not None:
             return self._router
-        from .routing import get_router
 
         return get_router(self.alias)
 
     @router.setter
     def router(self, router: Any) -> None:
-        from .routing import Router
-
         self._router = router if isinstance(router, Router) else Router(router)
         self._pin_router = True
 
@@ -135,32 +134,21 @@ class ChannelLayerManager(Mapping):
     ``CHANNEL_LAYERS`` entry raises :class:`InvalidChannelLayerError`."""
 
     def __getitem__(self, alias: str) -> ChannelLayerWrapper:
-        from .layers import get_channel_layer as _get
-        from .layers import layer_settings
-
         layer_settings(alias)  # raises InvalidChannelLayerError for an unknown alias
         return ChannelLayerWrapper(_get(alias), alias)
 
     def __contains__(self, alias: object) -> bool:
-        from .layers import _all_settings
-
         return alias in _all_settings()
 
     def __iter__(self) -> Iterator[str]:
-        from .layers import _all_settings
-
         return iter(_all_settings())
 
     def __len__(self) -> int:
-        from .layers import _all_settings
-
         return len(_all_settings())
 
     @property
     def configs(self) -> dict[str, dict[str, Any]]:
         """``settings.CHANNEL_LAYERS`` (or the default in-memory entry)."""
-        from .layers import _all_settings
-
         return _all_settings()
 
     def set(self, alias: str, layer: ChannelLayerWrapper | BaseChannelLayer | None) -> Any:
@@ -168,9 +156,6 @@ class ChannelLayerManager(Mapping):
         router) for ``alias``; return what was there before as a wrapper that
         ``set`` accepts back. ``None`` forgets the alias's layer and router
         (both are rebuilt from settings on next use)."""
-        from .layers import set_channel_layer
-        from .routing import set_router
-
         if layer is None:
             old_layer = set_channel_layer(alias, None)
             old_router = set_router(alias, None)
@@ -190,9 +175,6 @@ class ChannelLayerManager(Mapping):
     def make_test_backend(self, alias: str = DEFAULT_CHANNEL_LAYER) -> ChannelLayerWrapper:
         """A fresh in-memory wrapper for ``alias`` built from its
         ``TEST_CONFIG`` (1.x); raises InvalidChannelLayerError without one."""
-        from .layers import layer_settings
-        from .testing.layers import make_test_layer
-
         entry = layer_settings(alias)
         if "TEST_CONFIG" not in entry:
             raise InvalidChannelLayerError(
@@ -202,8 +184,6 @@ class ChannelLayerManager(Mapping):
 
 
 def _current_router(alias: str) -> Router | None:
-    from .routing import _routers
-
     return _routers.get(alias)
 
 

@@ -84,7 +84,7 @@ class _LoginOnly:
 
 def _user_from(session: Any, keep_session: bool = False) -> Any:
     if session is None:
-        from django.contrib.auth.models import AnonymousUser
+        from django.contrib.auth.models import AnonymousUser  # noqa: PLC0415 — models need Django's app registry
 
         return AnonymousUser()
     return auth.get_user(_SessionRequest(_LoginOnly(session) if keep_session else session))

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import DEFAULT_CHANNEL_LAYER
 from .interval_log import IntervalLog
+from .layers import get_channel_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers.base import BaseChannelLayer
@@ -72,7 +73,9 @@ class _Sendable:
         if not isinstance(name, str):
             raise TypeError(f"{type(self).__name__} name must be a str, not {name!r:.60}")
         self.name = name
-        self.alias = alias if channel_layer is None else (getattr(channel_layer, "alias", None) or alias)
+        self.alias = (
+            alias if channel_layer is None else (getattr(channel_layer, "alias", None) or alias)
+        )
         self._layer = channel_layer
 
     @classmethod
@@ -90,8 +93,6 @@ class _Sendable:
         """The layer this sends through (resolved on first use, so a Channel
         can be created at import time before settings are read)."""
         if self._layer is None:
-            from .layers import get_channel_layer
-
             self._layer = get_channel_layer(self.alias)
         return self._layer
 

@@ -11,10 +11,23 @@ writing one self-contained decorated function; ids are ``chanlite.E0NN``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
+from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import get_commands
+from django.core.management.base import SystemCheckError
+from django.utils.module_loading import import_string
+
+from .layers import layer_settings
+from .layers._ipc_platform import ALTERNATIVES, IPCUnavailable, describe, missing_ipc_support
+from .layers.base import BaseChannelLayer
+from .layers.memory import InMemoryChannelLayer
+from .routing import get_router
 
 __all__ = ["CHECKS", "chanlite_check", "register_checks"]
 
@@ -49,8 +62,6 @@ _CHANNELS_1X_BACKENDS = {
 
 
 def _layer_aliases() -> list[str]:
-    from django.conf import settings
-
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     return list(layers) if isinstance(layers, dict) else []
 
@@ -59,10 +70,6 @@ def _backend_class(backend: str) -> type | None:
     """The BACKEND class, None if it cannot be imported. ``IPCUnavailable``
     (the IPC layer on a platform without POSIX IPC) propagates: that is
     :func:`check_ipc_layer_platform`'s to report, not a wrong name."""
-    from django.utils.module_loading import import_string
-
-    from .layers._ipc_platform import IPCUnavailable
-
     try:
         cls = import_string(backend)
     except IPCUnavailable:
@@ -75,8 +82,6 @@ def _backend_class(backend: str) -> type | None:
 def _config_keys(cls: type) -> set[str] | None:
     """Keyword arguments ``cls(**CONFIG)`` accepts, following ``**kwargs`` up the
     MRO; ``None`` when some ``__init__`` takes anything (cannot tell)."""
-    import inspect
-
     keys: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -95,25 +100,27 @@ def _config_keys(cls: type) -> set[str] | None:
     return None
 
 
+def _ipc_layer_class() -> type | None:
+    """The IPC layer's class, or None where this platform has none (importing
+    it raises ``IPCUnavailable``, an ``ImportError``)."""
+    try:
+        from .layers.ipc import IPCChannelLayer  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
+    except ImportError:
+        return None
+    return IPCChannelLayer
+
+
 def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
     """The first invalid CONFIG value, checked without opening anything (no
     shared-memory segment, no Redis connection): the shared keys through a
     throwaway in-memory layer, the IPC layer's own keys through its checks."""
-    import inspect
-
-    from .layers.base import BaseChannelLayer
-    from .layers.memory import InMemoryChannelLayer
-
     base_keys = set(list(inspect.signature(BaseChannelLayer.__init__).parameters)[1:])
     try:
         InMemoryChannelLayer(**{k: v for k, v in config.items() if k in base_keys})
-        try:
-            from .layers.ipc import IPCChannelLayer
-        except ImportError:  # IPCUnavailable: this platform has no IPC layer at all
-            IPCChannelLayer = None  # noqa: N806
-        if IPCChannelLayer is not None and issubclass(cls, IPCChannelLayer):
-            from .layers._ipc_segment import check_prefix
-            from .layers.ipc import check_sizes
+        ipc_layer = _ipc_layer_class()
+        if ipc_layer is not None and issubclass(cls, ipc_layer):
+            from .layers._ipc_segment import check_prefix  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
+            from .layers.ipc import check_sizes  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
             check_prefix(config.get("prefix", "chanlite"))
             check_sizes(**{key: config[key] for key in ("memory", "max_channels", "max_groups")
@@ -129,10 +136,6 @@ def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
 def check_runserver_is_chanlite(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     """``chanlite`` must provide ``runserver``: apps listed earlier win, and
     staticfiles' runserver is Django's plain server (no WebSockets, no workers)."""
-    from django.apps import apps
-    from django.conf import settings
-    from django.core.management import get_commands
-
     installed = apps.is_installed("chanlite")
     if not installed and getattr(settings, "CHANNEL_LAYERS", None) is None:
         return []
@@ -161,13 +164,7 @@ def check_runserver_is_chanlite(app_configs: Any, **kwargs: Any) -> list[checks.
 @chanlite_check
 def check_layer_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     """CHANNEL_LAYERS has the Channels shape, BACKENDs import, CONFIGs are valid."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .layers import layer_settings
-    from .layers.base import BaseChannelLayer
-
     errors: list[checks.CheckMessage] = []
-    from django.conf import settings
 
     if not isinstance(getattr(settings, "CHANNEL_LAYERS", {}), dict):
         return [checks.Error(
@@ -222,11 +219,6 @@ def check_layer_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMe
 def check_routing(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every ROUTING imports and is a valid routing list (the real error, not
     ``import_string``'s "does not define an attribute")."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .layers import layer_settings
-    from .routing import get_router
-
     errors: list[checks.CheckMessage] = []
     for alias in _layer_aliases():
         try:
@@ -246,9 +238,6 @@ def check_embedded_workers(alias: str, workers: int, command: str) -> list[check
     """An in-memory layer with no embedded workers can never run a consumer:
     no other process can reach it. Commands call this with their options
     (it depends on them, so it is not a registered check)."""
-    from .layers import layer_settings
-    from .layers.memory import InMemoryChannelLayer
-
     if workers > 0:
         return []
     entry = layer_settings(alias)
@@ -271,8 +260,6 @@ def check_embedded_workers(alias: str, workers: int, command: str) -> list[check
 def raise_if_errors(messages: list[checks.CheckMessage]) -> None:
     """Raise Django's ``SystemCheckError`` for ``messages`` formatted as
     ``manage.py check`` would (for the command-level checks above)."""
-    from django.core.management.base import SystemCheckError
-
     serious = [m for m in messages if m.is_serious()]
     if serious:
         body = "\n".join(str(m) for m in serious)
@@ -294,11 +281,6 @@ def check_ipc_layer_platform(app_configs: Any = None, **kwargs: Any) -> list[che
     subclasses of the IPC layer; ones that fail to import for another reason
     are left to the error the layer registry raises.
     """
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    from .layers._ipc_platform import ALTERNATIVES, IPCUnavailable, describe, missing_ipc_support
-
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if not isinstance(layers, dict):
         return []

@@ -28,7 +28,8 @@ class ConsumeLater(Exception):
     """Raise to put the message back on its channel and handle it later.
 
     The worker requeues it (immediately) with a ``__retries__`` count and
-    drops it, with a warning, after ``Worker.message_retries`` attempts.
+    drops it, with a warning, after ``message_retries`` attempts (a
+    ``Worker`` argument, 10 by default).
     """
 
 

@@ -290,7 +290,9 @@ class AsgiHandler(base.BaseHandler):
                 message = {}
 
     @classmethod
-    def chunk_bytes(cls, data: bytes, chunk_size: int | None = None) -> Iterator[tuple[bytes, bool]]:
+    def chunk_bytes(
+        cls, data: bytes, chunk_size: int | None = None
+    ) -> Iterator[tuple[bytes, bool]]:
         """Yield ``(chunk, is_last)`` pieces of ``data`` (one empty piece for no data)."""
         size = chunk_size or cls.chunk_size
         if not data:
@@ -302,7 +304,9 @@ class AsgiHandler(base.BaseHandler):
 
 def _fallback_500(exc_info: Any) -> HttpResponse:
     return HttpResponseServerError(
-        "".join(traceback.format_exception(*exc_info)) if settings.DEBUG else "Internal Server Error",
+        "".join(traceback.format_exception(*exc_info))
+        if settings.DEBUG
+        else "Internal Server Error",
         content_type="text/plain",
     )
 
@@ -371,7 +375,9 @@ class ViewConsumer:
             if started:  # end the half-sent response instead of leaving the client waiting
                 self._send(message, {"content": b"", "more_content": False})
             else:
-                self._send(message, next(AsgiHandler.encode_response(_fallback_500(sys.exc_info()))))
+                self._send(
+                    message, next(AsgiHandler.encode_response(_fallback_500(sys.exc_info())))
+                )
             raise
         finally:
             replies.close()

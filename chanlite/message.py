@@ -39,6 +39,10 @@ class Message:
         channel_layer: the layer it came from (replies go back through it).
     """
 
+    #: True on the last attempt the worker allows (``__retries__`` reached
+    #: ``message_retries``): decorators use it for clearer warnings.
+    __doomed__: bool = False
+
     def __init__(
         self,
         content: dict,

@@ -145,7 +145,9 @@ def _park(message: Message, slight: bool) -> None:
         _release(message, slight, immediately=True, next_order=next_order)
 
 
-def _release(message: Message, slight: bool, immediately: bool, next_order: int | None = None) -> None:
+def _release(
+    message: Message, slight: bool, immediately: bool, next_order: int | None = None
+) -> None:
     """Requeue the parked message(s) that may now run; park the rest again."""
     layer = message.channel_layer
     wait = wait_channel_for(message.reply_channel.name)
@@ -171,4 +173,6 @@ def _release(message: Message, slight: bool, immediately: bool, next_order: int 
             try:
                 layer.send(wait, content)
             except layer.ChannelFull:
-                logger.error("dropped a parked message of %s: wait channel full", message.reply_channel)
+                logger.error(
+                    "dropped a parked message of %s: wait channel full", message.reply_channel
+                )

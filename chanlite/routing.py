@@ -25,8 +25,11 @@ without building a :class:`~chanlite.message.Message`.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,11 +37,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from . import DEFAULT_CHANNEL_LAYER
-from .layers import InvalidChannelLayerError
+from .layers import InvalidChannelLayerError, layer_settings
 from .layers.names import queue_for_receive
 
 __all__ = ["route", "route_class", "include", "Route", "RouteClass", "Include", "Router",
-           "get_router", "set_router", "reset_routers", "Consumer", "Match",
+           "get_router", "set_router", "reset_routers", "as_router", "Consumer", "Match",
            "NoRouting", "RoutingImportError", "import_routing"]
 
 Consumer = Callable[..., Any]
@@ -61,7 +64,9 @@ def _compile_filters(kind: str, target: object, filters: dict[str, Any]) -> dict
         try:
             regex = re.compile(pattern)
         except re.error as exc:
-            raise ValueError(f"{kind} filter {field}={pattern!r} is not a valid regex: {exc}") from exc
+            raise ValueError(
+                f"{kind} filter {field}={pattern!r} is not a valid regex: {exc}"
+            ) from exc
         compiled[field] = _named_groups_only(kind, target, field, regex)
     return compiled
 
@@ -172,7 +177,9 @@ class Route:
 
     def __repr__(self) -> str:
         filters = " ".join(f"{k}={v.pattern!r}" for k, v in self.filters.items())
-        return f"<{type(self).__name__} {sorted(self.channels)} -> {_name(self.consumer)} {filters}>"
+        return (
+            f"<{type(self).__name__} {sorted(self.channels)} -> {_name(self.consumer)} {filters}>"
+        )
 
 
 class RouteClass(Route):
@@ -263,8 +270,6 @@ class RoutingImportError(ImproperlyConfigured):
 
 def _failing_file(exc: BaseException) -> str | None:
     """The last real source file in ``exc``'s traceback (not importlib's frames)."""
-    import traceback
-
     files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)
              if not frame.filename.startswith("<")]
     return files[-1] if files else None
@@ -272,9 +277,6 @@ def _failing_file(exc: BaseException) -> str | None:
 
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` as Python prints it, including 3.10+'s "Did you mean"."""
-    import difflib
-    import traceback
-
     text = "".join(traceback.format_exception_only(exc)).strip()
     # Python 3.11 adds the suggestion only when printing a whole traceback.
     name, obj = getattr(exc, "name", None), getattr(exc, "obj", None)
@@ -293,8 +295,6 @@ def import_routing(path: str) -> Any:
     the module first and looks the attribute up second, so the message says
     what actually went wrong.
     """
-    import importlib
-
     module_path, _, attribute = path.rpartition(".")
     if not module_path or not attribute:
         raise ImproperlyConfigured(
@@ -322,8 +322,6 @@ def import_routing(path: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         names = [n for n in vars(module) if not n.startswith("_")]
-        import difflib
-
         close = difflib.get_close_matches(attribute, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise RoutingImportError(
@@ -398,13 +396,22 @@ _routers: dict[str, Router] = {}
 _routers_lock = threading.Lock()
 
 
+def as_router(routing: Router | Any, alias: str | None = None) -> Router:
+    """``routing`` itself if it is a Router, else ``Router(routing)`` (a list of
+    routes or a dotted path). With ``alias``, None stands for that alias's
+    current Router (``apply_routes``, then settings), as the test clients and
+    the live server take it; without, None is refused like any bad routing."""
+    if routing is None and alias is not None:
+        return get_router(alias)
+    return routing if isinstance(routing, Router) else Router(routing)
+
+
 def get_router(alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
     """The Router for ``CHANNEL_LAYERS[alias]["ROUTING"]`` (built once, cached)."""
     try:
         return _routers[alias]
     except KeyError:
         pass
-    from .layers import layer_settings
 
     with _routers_lock:
         if alias not in _routers:

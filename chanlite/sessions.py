@@ -240,7 +240,7 @@ def __getattr__(name: str) -> Any:
     # 1.x imported enforce_ordering from channels.sessions; it lives in
     # chanlite.ordering (imported lazily: ordering itself imports this module).
     if name == "enforce_ordering":
-        from .ordering import enforce_ordering
+        from .ordering import enforce_ordering  # noqa: PLC0415 — PEP 562: loaded on first use
 
         return enforce_ordering
     raise AttributeError(f"module 'chanlite.sessions' has no attribute {name!r}")

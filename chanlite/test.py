@@ -33,7 +33,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    from . import testing
+    from . import testing  # noqa: PLC0415 — PEP 562: loaded on first use
 
     try:
         return getattr(testing, name)

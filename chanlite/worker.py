@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .channel import deferred_sends
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from .message import Message
-from .routing import Router, _name
+from .routing import Router, _name, as_router, get_router
 from .signals import consumer_finished, consumer_started, worker_ready
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,12 +63,6 @@ def filter_channels(
         excluded = list(exclude_channels)
         names = [n for n in names if not any(fnmatch.fnmatchcase(n, g) for g in excluded)]
     return names
-
-
-def as_router(routing: Router | Any) -> Router:
-    """``routing`` itself if it is a Router, else ``Router(routing)`` (a list
-    of routes or a dotted path), as the issue's ``Worker(layer, routing)``."""
-    return routing if isinstance(routing, Router) else Router(routing)
 
 
 def dispatch(
@@ -119,7 +113,9 @@ def run_consumer(
     if callback is not None:
         callback(channel, message)
     result = None
-    consumer_started.send(sender=Worker, message=message, environ={})  # environ: 1.x receivers take it
+    consumer_started.send(
+        sender=Worker, message=message, environ={}
+    )  # environ: 1.x receivers take it
     try:
         try:
             with deferred_sends():
@@ -190,7 +186,6 @@ def _router_of(channel_layer: Any) -> Router:
     router = getattr(channel_layer, "router", None)
     if isinstance(router, Router):
         return router
-    from .routing import get_router
 
     return get_router(getattr(channel_layer, "alias", None) or "default")
 
@@ -340,7 +335,7 @@ class Worker:
     def _install_signal_handlers(self) -> dict[int, Any] | None:
         if not self.signal_handlers or threading.current_thread() is not threading.main_thread():
             return None
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, self.sigterm_handler)
         return previous
@@ -377,7 +372,7 @@ class Worker:
                     )
                     self._stopping.wait(self.error_backoff)
                     continue
-                if channel is None or channel == self._wake:
+                if channel is None or content is None or channel == self._wake:
                     continue
                 self.in_job = True
                 if self._stopping.is_set() and self._put_back(channel, content):
@@ -442,7 +437,7 @@ def __getattr__(name: str) -> Any:
     # and process signals: a concept of their own); imported lazily because
     # that module builds on Worker, so an eager import here would be a circle.
     if name in ("WorkerPool", "GracefulShutdown"):
-        from . import worker_pool
+        from . import worker_pool  # noqa: PLC0415 — PEP 562: loaded on first use
 
         return getattr(worker_pool, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

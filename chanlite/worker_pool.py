@@ -12,13 +12,14 @@ Both are also importable from :mod:`chanlite.worker`, where they used to live.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .routing import Router
-from .worker import Worker, as_router
+from .routing import Router, as_router
+from .worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers.base import BaseChannelLayer
@@ -124,13 +125,13 @@ class GracefulShutdown:
         if self.requested.is_set():
             logger.warning("second signal %s: exiting without waiting for consumers", signum)
             raise SystemExit(1)
-        logger.info("signal %s: finishing running consumers (up to %ss)", signum, self.drain_timeout)
+        logger.info(
+            "signal %s: finishing running consumers (up to %ss)", signum, self.drain_timeout
+        )
         self.requested.set()
 
     def install(self) -> None:
         """Install this object as the SIGTERM and SIGINT handler (main thread only)."""
-        import signal
-
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
 

@@ -136,7 +136,8 @@ def test_class_consumer_http_user_and_session(layer, logged_in_cookie):
 
         def receive(self, text=None, bytes=None, **kwargs):
             session = self.message.http_session
-            self.send(text=f"{self.message.user.username}:{session is not None and '_auth_user_id' in session}")
+            logged_in = session is not None and "_auth_user_id" in session
+            self.send(text=f"{self.message.user.username}:{logged_in}")
 
     router = Router([route_class(C)])
     dispatch(layer, router, "websocket.connect", connect_msg(logged_in_cookie))

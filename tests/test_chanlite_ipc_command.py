@@ -41,7 +41,9 @@ def test_missing_segment_is_not_created(ipc_prefix):
 
 
 def test_layer_alias_must_be_an_ipc_layer(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chanlite.layers.memory.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "chanlite.layers.memory.InMemoryChannelLayer"}
+    }
     with pytest.raises(CommandError, match="not the IPC layer"):
         run("--stats")
 

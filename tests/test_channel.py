@@ -20,7 +20,8 @@ def test_import_chanlite_needs_no_settings(tmp_path):
     import subprocess
     import sys
 
-    code = "import chanlite, os; assert 'DJANGO_SETTINGS_MODULE' not in os.environ; print(chanlite.__version__)"
+    code = ("import chanlite, os; assert 'DJANGO_SETTINGS_MODULE' not in os.environ; "
+            "print(chanlite.__version__)")
     env = {"PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=str(tmp_path.parent), timeout=60)

@@ -164,9 +164,17 @@ def test_demultiplexer_routes_streams_and_replies_through_multiplexer(layer):
     # 1.x monkeypatched Streamed.send; here the class is untouched
     assert "send" not in Streamed.__dict__
     with pytest.raises(SendNotAvailableOnDemultiplexer, match="multiplexer"):
-        dispatch(layer, router, *ws("websocket.receive", 2, text=json.dumps({"stream": "raw", "payload": {}})))
+        dispatch(
+            layer,
+            router,
+            *ws("websocket.receive", 2, text=json.dumps({"stream": "raw", "payload": {}})),
+        )
     with pytest.raises(ValueError, match="not one of"):
-        dispatch(layer, router, *ws("websocket.receive", 3, text=json.dumps({"stream": "zz", "payload": {}})))
+        dispatch(
+            layer,
+            router,
+            *ws("websocket.receive", 3, text=json.dumps({"stream": "zz", "payload": {}})),
+        )
     with pytest.raises(ValueError, match="invalid multiplexed frame"):
         dispatch(layer, router, *ws("websocket.receive", 4, text="[1]"))
     with pytest.raises(SendNotAvailableOnDemultiplexer):
@@ -241,7 +249,10 @@ def test_http_consumer_streaming_and_error_mid_stream(layer):
     dispatch(layer, router, *http("/ok"))
     got = replies(layer, "h!")
     assert [m["more_content"] for m in got] == [True, True, False]
-    assert got[0]["status"] == 200 and got[2] == {"content": b"data: end\n\n", "more_content": False}
+    assert got[0]["status"] == 200 and got[2] == {
+        "content": b"data: end\n\n",
+        "more_content": False,
+    }
     with pytest.raises(RuntimeError):
         dispatch(layer, router, *http("/fail"))
     got = replies(layer, "h!")

@@ -49,8 +49,9 @@ def layer(request, clock):
             pytest.skip(_NO_REDIS)
         from chanlite.layers.redis import RedisChannelLayer
 
-        layer = RedisChannelLayer(hosts=[SHARED_URL], prefix=f"chanlite-delay-{uuid.uuid4().hex[:10]}",
-                                  clock=clock)
+        layer = RedisChannelLayer(
+            hosts=[SHARED_URL], prefix=f"chanlite-delay-{uuid.uuid4().hex[:10]}", clock=clock
+        )
         yield layer
         layer.flush()
         layer.close()

@@ -131,7 +131,9 @@ def test_message_too_large_counts_encoded_size() -> None:
     layer = InMemoryChannelLayer(max_message_size=100)
     fits = next(n for n in range(200) if len(codec.encode({"b": b"x" * n})) == 100)
     layer.send("c", {"b": b"x" * fits})  # exactly the limit is allowed
-    with pytest.raises(layer.MessageTooLarge, match="101 bytes encoded, above max_message_size=100"):
+    with pytest.raises(
+        layer.MessageTooLarge, match="101 bytes encoded, above max_message_size=100"
+    ):
         layer.send("c", {"b": b"x" * (fits + 1)})
     with pytest.raises(InMemoryChannelLayer.MessageTooLarge):
         layer.send_group("g", {"b": b"x" * (fits + 1)})

@@ -352,7 +352,8 @@ def _scenarios(layer, clock):
         "group_add again": (base, lambda: layer.group_add("g", "q")),
         "group_discard": (base, lambda: layer.group_discard("g", "p!a")),
         "send_group": (base, lambda: layer.send_group("g", {"all": 1})),
-        "group_channels expiring": (base, lambda: (clock.advance(10**6), layer.group_channels("g"))),
+        "group_channels expiring": (
+            base, lambda: (clock.advance(10**6), layer.group_channels("g"))),
         "group_add again (head of 4)": (four, lambda: layer.group_add("g4", "a")),
         "group_add again (middle of 4)": (four, lambda: layer.group_add("g4", "p!c")),
         "group_add again (tail of 4)": (four, lambda: layer.group_add("g4", "d")),
@@ -370,7 +371,8 @@ def _scenarios(layer, clock):
         "send_group expiring (all of 4)": (
             four, lambda: (clock.advance(10**6), layer.send_group("g4", {"all": 1}))),
         "flush": (base, layer.flush),
-        "blocking receive registers": (base, lambda: layer.receive(["none"], block=True, timeout=0)),
+        "blocking receive registers": (
+            base, lambda: layer.receive(["none"], block=True, timeout=0)),
     }
 
 
@@ -416,7 +418,8 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
                         assert state[kind].get(key) in (before[kind].get(key),
                                                         after[kind].get(key)), (name, kill_at, key)
             else:
-                assert state in (before, after), f"{name}: killed at line {kill_at} left {state!r:.2000}"
+                assert state in (before, after), (
+                    f"{name}: killed at line {kill_at} left {state!r:.2000}")
             layer.check()
             kills += 1
     assert kills > 250

@@ -143,8 +143,10 @@ def test_many_processes_at_most_once_and_fifo(make_ipc, tmp_path):
     layer = make_ipc(capacity=10**6)
     channels = ["mp.a", "mp.b", "mp!"]
     send_to = ["mp.a", "mp.b", "mp!x", "mp!y"]
-    senders = {sid: fork(sender_main, layer.prefix, sid, 0, 3000, str(tmp_path / f"s{sid}"), send_to)
-               for sid in range(3)}
+    senders = {
+        sid: fork(sender_main, layer.prefix, sid, 0, 3000, str(tmp_path / f"s{sid}"), send_to)
+        for sid in range(3)
+    }
     receivers = [fork(receiver_main, layer.prefix, str(tmp_path / f"r{i}"), channels)
                  for i in range(3)]
     for pid in senders.values():

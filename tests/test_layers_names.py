@@ -16,6 +16,7 @@ from chanlite.layers.names import (
     check_new_channel_pattern,
     queue_for_receive,
     queue_for_send,
+    remember,
 )
 
 
@@ -171,3 +172,11 @@ def test_receive_from_a_name_with_two_bangs_is_invalid_not_a_prefix_hint():
 def test_new_channel_pattern_body_is_checked_whole(pattern):
     with pytest.raises(TypeError, match=r"^new_channel\(\) takes a pattern"):
         check_new_channel_pattern(pattern)
+
+
+def test_remember_bounds_a_cache_by_starting_it_over():
+    cache: dict[str, int] = {}
+    for n in range(10):
+        assert remember(cache, f"c{n}", n, limit=4) == n
+        assert len(cache) <= 4, cache
+    assert cache == {"c8": 8, "c9": 9}  # emptied at c8, the 5th entry after c4

@@ -79,7 +79,9 @@ def test_one_shard_down_of_three(layer, servers, caplog):
         assert layer.receive([channel]) == (channel, {"hello": "room"})
     b_label = servers[1].url
     assert layer.delivery_statistics()["group_members_unreachable"] == {b_label: 3}
-    logged = [r.getMessage() for r in caplog.records if "group send could not reach" in r.getMessage()]
+    logged = [
+        r.getMessage() for r in caplog.records if "group send could not reach" in r.getMessage()
+    ]
     assert len(logged) == 1 and b_label in logged[0]
     assert all(channel in logged[0] for channel in members[1])
 

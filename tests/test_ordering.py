@@ -230,7 +230,9 @@ def test_strict_ordering_class_consumer_with_a_worker_pool(layer):
     try:
         for reply, order in scrambled:
             layer.send("websocket.receive", msg(order, reply=reply, text=str(order)))
-        assert Ordered.done.wait(WAIT), f"only {len(Ordered.log)} of {Ordered.expected} frames ran: {Ordered.log}"
+        assert Ordered.done.wait(WAIT), (
+            f"only {len(Ordered.log)} of {Ordered.expected} frames ran: {Ordered.log}"
+        )
     finally:
         assert pool.stop(WAIT)
     for reply in ("r!a", "r!b"):

@@ -80,7 +80,9 @@ def runworker(ipc_prefix):
 
 @pytest.fixture
 def layer(ipc_prefix):
-    layer = ipc.IPCChannelLayer(prefix=ipc_prefix, memory=4 * 1024 * 1024, max_message_size=64 * 1024)
+    layer = ipc.IPCChannelLayer(
+        prefix=ipc_prefix, memory=4 * 1024 * 1024, max_message_size=64 * 1024
+    )
     yield layer
     layer.close()
 
@@ -149,8 +151,10 @@ def test_command_errors_are_clear(args, error, settings, ipc_prefix):
 
     settings.CHANNEL_LAYERS = {
         **worker_settings.CHANNEL_LAYERS,
-        "default": {**worker_settings.CHANNEL_LAYERS["default"],
-                    "CONFIG": {**worker_settings.CHANNEL_LAYERS["default"]["CONFIG"], "prefix": ipc_prefix}},
+        "default": {
+            **worker_settings.CHANNEL_LAYERS["default"],
+            "CONFIG": {**worker_settings.CHANNEL_LAYERS["default"]["CONFIG"], "prefix": ipc_prefix},
+        },
     }
     reset_channel_layers()
     reset_routers()

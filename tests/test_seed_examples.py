@@ -196,7 +196,12 @@ def test_demultiplexer(layer, capsys):
     dispatch(layer, router, "websocket.connect", ws())
     frame = json.dumps({"stream": "echo", "payload": {"hi": 1}})
     dispatch(layer, router, "websocket.receive", ws(1, text=frame))
-    dispatch(layer, router, "websocket.receive", ws(2, text=json.dumps({"stream": "other", "payload": {}})))
+    dispatch(
+        layer,
+        router,
+        "websocket.receive",
+        ws(2, text=json.dumps({"stream": "other", "payload": {}})),
+    )
     dispatch(layer, router, "websocket.disconnect", ws(3, code=1000))
     assert [json.loads(m["text"]) if "text" in m else m for m in replies(layer)] == [
         {"accept": True},
@@ -226,7 +231,9 @@ def test_function_consumers_with_channel_session_user_from_http(layer, cookie):
     finally:
         consumer_finished.disconnect(record)
     assert users[("websocket.connect", "r!1")].username == "mei"
-    assert users[("websocket.disconnect", "r!1")].username == "mei", "user not kept for later messages"
+    assert users[("websocket.disconnect", "r!1")].username == "mei", (
+        "user not kept for later messages"
+    )
     assert not users[("websocket.disconnect", "r!2")].is_authenticated
 
 

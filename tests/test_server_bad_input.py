@@ -136,7 +136,9 @@ def _read_hello(sock, what: str) -> bytes:
     data = b""
     deadline = time.monotonic() + WAIT
     while not data.endswith(b"Hello, world"):
-        assert time.monotonic() < deadline, f"no complete response within {WAIT}s ({what}): {data!r}"
+        assert time.monotonic() < deadline, (
+            f"no complete response within {WAIT}s ({what}): {data!r}"
+        )
         try:
             chunk = sock.recv(4096)
         except TimeoutError:

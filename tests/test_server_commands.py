@@ -42,7 +42,9 @@ class Process:
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match:
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout  # overall, not per line: chatty output cannot extend it
+        deadline = (
+            time.monotonic() + timeout
+        )  # overall, not per line: chatty output cannot extend it
         try:
             while True:
                 line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))

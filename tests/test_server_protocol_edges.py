@@ -473,8 +473,10 @@ def test_connection_close_header_is_sent_once():
     from chanlite.server.http import HTTPCore
 
     core = HTTPCore()
-    core.receive(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    core.receive(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
     assert core.next_event().websocket
     assert core.reject_websocket(403).lower().count(b"connection: close") == 1
     core = HTTPCore()

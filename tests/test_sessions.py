@@ -29,8 +29,10 @@ def layer():
 
 
 def cookie_header(session_key):
-    return [[b"host", b"testserver"],
-            [b"cookie", f"csrftoken=x; {django_settings.SESSION_COOKIE_NAME}={session_key}".encode()]]
+    return [
+        [b"host", b"testserver"],
+        [b"cookie", f"csrftoken=x; {django_settings.SESSION_COOKIE_NAME}={session_key}".encode()],
+    ]
 
 
 @channel_session
@@ -100,14 +102,18 @@ def test_http_session_from_cookie_and_saved_on_change(layer):
 
     @http_session
     def connect(message):
-        message.reply_channel.send({"text": repr(message.http_session and message.http_session["cart"])})
+        message.reply_channel.send(
+            {"text": repr(message.http_session and message.http_session["cart"])}
+        )
         if message.http_session is not None:
             message.http_session["cart"] = [1, 2]
 
     router = Router([route("websocket.connect", connect)])
     dispatch(layer, router, "websocket.connect",
              {"reply_channel": "r!1", "path": "/", "headers": cookie_header(session.session_key)})
-    dispatch(layer, router, "websocket.connect", {"reply_channel": "r!2", "path": "/", "headers": []})
+    dispatch(
+        layer, router, "websocket.connect", {"reply_channel": "r!2", "path": "/", "headers": []}
+    )
     assert layer.receive(["r!"])[1] == {"text": "[1]"}
     assert layer.receive(["r!"])[1] == {"text": "None"}
     assert SessionStore(session_key=session.session_key).load() == {"cart": [1, 2]}
@@ -186,5 +192,7 @@ def test_enforce_ordering_is_still_importable_from_sessions_and_nothing_else_is(
     from chanlite.sessions import enforce_ordering as old_home
 
     assert old_home is enforce_ordering
-    with pytest.raises(AttributeError, match=r"^module 'chanlite.sessions' has no attribute 'nope'$"):
+    with pytest.raises(
+        AttributeError, match=r"^module 'chanlite.sessions' has no attribute 'nope'$"
+    ):
         chanlite.sessions.nope  # noqa: B018

@@ -158,7 +158,9 @@ class ApplyRoutesTests(unittest.TestCase):
 
     def test_list_of_lists_and_single_route(self):
         with apply_routes([echo_routing, [route("c.channel", print)]]) as router:
-            self.assertEqual(router.channels, {"websocket.connect", "websocket.receive", "c.channel"})
+            self.assertEqual(
+                router.channels, {"websocket.connect", "websocket.receive", "c.channel"}
+            )
         with apply_routes(route("d.channel", print)) as router:
             self.assertEqual(router.channels, {"d.channel"})
 

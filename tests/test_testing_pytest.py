@@ -82,7 +82,9 @@ def test_ws_client_builds_spec_shaped_messages(ws_client, channel_layer):
     assert received[0]["text"] == '{"x": 1}' and received[1]["text"] == "plain"
     assert set(received[0]) == {"reply_channel", "path", "order", "text"}
     _, disconnect = channel_layer.receive(["websocket.disconnect"])
-    assert disconnect["order"] == 3 and disconnect["code"] == 1000 and disconnect["path"] == "/echo/"
+    assert (
+        disconnect["order"] == 3 and disconnect["code"] == 1000 and disconnect["path"] == "/echo/"
+    )
 
 
 def test_echo_through_ws_client(ws_client):
@@ -108,7 +110,9 @@ def test_json_consumer_with_receive_json(ws_client):
 def test_demultiplexed_streams(ws_client):
     ws_client.connect("/streams/")
     ws_client.send_and_consume("websocket.receive", text={"stream": "echo", "payload": {"a": 1}})
-    ws_client.send_and_consume("websocket.receive", text={"stream": "upper", "payload": {"text": "hi"}})
+    ws_client.send_and_consume(
+        "websocket.receive", text={"stream": "upper", "payload": {"text": "hi"}}
+    )
     assert ws_client.receive() == {"stream": "echo", "payload": {"echo": {"a": 1}}}
     assert ws_client.receive() == {"stream": "upper", "payload": {"upper": "HI"}}
     with pytest.raises(ValueError, match="stream 'nope'"):

@@ -111,7 +111,10 @@ def test_consume_later_requeues_with_a_bound(layer, caplog):
 
 def test_filter_channels_globs():
     names = {"http.request", "websocket.connect", "websocket.receive", "thumbnail"}
-    assert filter_channels(names, only_channels=["websocket.*"]) == ["websocket.connect", "websocket.receive"]
+    assert filter_channels(names, only_channels=["websocket.*"]) == [
+        "websocket.connect",
+        "websocket.receive",
+    ]
     assert filter_channels(names, exclude_channels=["thumb*", "http.*"]) == [
         "websocket.connect", "websocket.receive"]
 

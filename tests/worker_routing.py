@@ -12,7 +12,9 @@ def slow(message):
     layer = message.channel_layer
     layer.send(EVENTS, {"started": message["n"]})
     channel, _ = layer.receive(["worker-test.release"], block=True, timeout=30)
-    Channel(EVENTS, channel_layer=layer).send({"done": message["n"], "released": channel is not None})
+    Channel(EVENTS, channel_layer=layer).send(
+        {"done": message["n"], "released": channel is not None}
+    )
 
 
 def fail(message):

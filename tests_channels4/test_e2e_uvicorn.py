@@ -54,7 +54,9 @@ class Uvicorn:
                     raise AssertionError(f"uvicorn exited with {self.proc.returncode}") from None
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise AssertionError(f"uvicorn did not listen within {START_TIMEOUT}s") from None
+                    raise AssertionError(
+                        f"uvicorn did not listen within {START_TIMEOUT}s"
+                    ) from None
                 time.sleep(0.05)
 
     def connect(self, room: str) -> websocket.WebSocket:

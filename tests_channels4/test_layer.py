@@ -220,7 +220,9 @@ def test_waiting_receive_blocks_nothing_and_holds_no_thread(make):
     before = threading.active_count()
 
     async def go():
-        channels = [await layer.new_channel() for _ in range(100)] + [f"plain{i}" for i in range(100)]
+        channels = [await layer.new_channel() for _ in range(100)] + [
+            f"plain{i}" for i in range(100)
+        ]
         tasks = [asyncio.create_task(layer.receive(c)) for c in channels]
         ticks = 0
         for _ in range(20):  # the loop is free while they wait

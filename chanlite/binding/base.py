@@ -29,11 +29,13 @@ from typing import Any, ClassVar
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist, ValidationError
 from django.core.serializers.base import DeserializationError
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..auth import channel_session_user
 from ..channel import Group
+from ..sessions import channel_session
 
 __all__ = ["CREATE", "UPDATE", "DELETE", "Binding", "BindingMetaclass", "InvalidInbound"]
 
@@ -125,8 +127,6 @@ def send_pending_in_tests() -> None:
     ``get_next_message``, ``run_until_idle``); does nothing outside a test
     case's transaction, and leaves every other on-commit callback alone.
     """
-    from django.db import connections
-
     for connection in connections.all(initialized_only=True):
         if not _in_test_transaction(connection, nested_ok=False):
             continue
@@ -210,7 +210,9 @@ class Binding(metaclass=BindingMetaclass):
             raise ValueError(f"Binding {cls!r} sets both fields and exclude; keep one of them")
         if isinstance(cls.model, str):
             cls.model = apps.get_model(cls.model)
-        cls.model_label = f"{cls.model._meta.app_label.lower()}.{cls.model._meta.object_name.lower()}"
+        cls.model_label = (
+            f"{cls.model._meta.app_label.lower()}.{cls.model._meta.object_name.lower()}"
+        )
         return [cls.model]
 
     # ---------------------------------------------------------------- outbound
@@ -343,7 +345,7 @@ class Binding(metaclass=BindingMetaclass):
     @classmethod
     def trigger_inbound(cls, message: Any, **kwargs: Any) -> None:
         """Apply the action a client sent, if it is valid and permitted."""
-        from django.contrib.auth.models import AnonymousUser
+        from django.contrib.auth.models import AnonymousUser  # noqa: PLC0415 — models need Django's app registry
 
         self = cls()
         self.message = message
@@ -362,12 +364,8 @@ class Binding(metaclass=BindingMetaclass):
         """``trigger_inbound`` wrapped in the session decorators the flags ask for."""
         handler = cls.trigger_inbound
         if cls.channel_session_user:
-            from ..auth import channel_session_user
-
             return channel_session_user(handler)
         if cls.channel_session:
-            from ..sessions import channel_session
-
             return channel_session(handler)
         return handler
 

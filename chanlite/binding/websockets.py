@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 
 from ..generic.websockets import WebsocketMultiplexer
+from ..ordering import enforce_ordering
 from .base import Binding, InvalidInbound
 
 __all__ = ["WebsocketBinding", "WebsocketBindingWithMembers"]
@@ -89,8 +90,6 @@ class WebsocketBinding(Binding):
     def get_handler(cls) -> Any:
         handler = super().get_handler()
         if cls.strict_ordering or cls.slight_ordering:
-            from ..ordering import enforce_ordering
-
             return enforce_ordering(handler, slight=not cls.strict_ordering)
         return handler
 

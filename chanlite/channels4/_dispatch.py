@@ -275,13 +275,13 @@ class Dispatcher:
                     _call(future.get_loop(), future.cancel)
         now = self.ipc.clock()
         for channel, data in leftovers:  # back into the store, for the others
-            self.ipc._push(_queue_of(channel), channel, data, now + self.ipc.expiry, 1 << 30)
+            self.ipc._push(_queue_of(channel), channel, data, now + self.ipc.expiry, 1 << 30, now)
         while self.ipc._receive([self.wake_queue], False, None) is not None:
             pass  # leave no wake-up message behind in the shared store
 
     def _push_wake(self) -> None:
-        self.ipc._push(self.wake_queue, self.wake_queue, b"\x80",
-                       self.ipc.clock() + self.ipc.expiry, 1)
+        now = self.ipc.clock()
+        self.ipc._push(self.wake_queue, self.wake_queue, b"\x80", now + self.ipc.expiry, 1, now)
 
     def describe(self) -> dict[str, Any]:
         with self.lock:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 #: Environment variable the fixture sets for spawned processes.
 PREFIX_ENV = "CHANLITE_IPC_PREFIX"
@@ -44,7 +45,7 @@ class IPCLayers:
     @property
     def layer(self) -> Any:
         """The ``default`` layer of this test (``get_channel_layer()``)."""
-        from channels.layers import get_channel_layer
+        from channels.layers import get_channel_layer  # noqa: PLC0415 — Channels 4 is optional (the channels4 extra)
 
         return get_channel_layer()
 
@@ -58,10 +59,9 @@ def fresh_ipc_layers() -> Iterator[IPCLayers]:
     closes the layers this process built, removes the segment and restores
     both. Usable without pytest (``unittest``'s ``setUp``/``addCleanup``).
     """
-    from channels.layers import channel_layers
-    from django.test import override_settings
+    from channels.layers import channel_layers  # noqa: PLC0415 — Channels 4 is optional (the channels4 extra)
 
-    from chanlite.layers.ipc import IPCChannelLayer as _Store
+    from chanlite.layers.ipc import IPCChannelLayer as _Store  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
     prefix = f"t{os.getpid()}-{uuid.uuid4().hex[:12]}"
     config = {"BACKEND": "chanlite.channels4.IPCChannelLayer", "CONFIG": {"prefix": prefix}}

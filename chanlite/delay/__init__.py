@@ -30,7 +30,7 @@ __all__ = ["DELAY_CHANNEL", "MAX_DELAY_MS", "DelayedMessage", "DelayRequest",
 
 def __getattr__(name: str) -> Any:
     if name == "DelayService":  # lazily: keeps `import chanlite.delay` light
-        from .service import DelayService
+        from .service import DelayService  # noqa: PLC0415 — PEP 562: loaded on first use
 
         return DelayService
     raise AttributeError(f"module 'chanlite.delay' has no attribute {name!r}")

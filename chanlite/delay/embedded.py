@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ..layers.memory import InMemoryChannelLayer
 from .service import DelayService
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,8 +55,6 @@ def start_embedded_delay(channel_layer: BaseChannelLayer, *, workers: int,
     or None, logging why not when delayed messages would otherwise wait
     for a ``rundelay`` that must be started separately.
     """
-    from ..layers.memory import InMemoryChannelLayer
-
     if not enabled:
         return None
     if not isinstance(channel_layer, InMemoryChannelLayer):

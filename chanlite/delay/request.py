@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..channel import Channel
 from ..layers.names import queue_for_send
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,8 +125,6 @@ class DelayedMessage:
         """Send the request to ``asgi.delay`` like any ``Channel.send``: inside a
         consumer it leaves when the consumer returns (and not if it raises),
         unless ``immediately``."""
-        from ..channel import Channel
-
         Channel(DELAY_CHANNEL, alias=alias, channel_layer=channel_layer).send(
             self.as_message(), immediately=immediately)
 

@@ -22,6 +22,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from django.db import DatabaseError, connections
+
 __all__ = ["Entry", "MemoryStore", "DatabaseStore"]
 
 T = TypeVar("T")
@@ -72,14 +74,12 @@ class DatabaseStore:
     durable = True
 
     def __init__(self, using: str = "default") -> None:
-        from .models import StoredDelay
+        from .models import StoredDelay  # noqa: PLC0415 — models need Django's app registry
 
         self.model = StoredDelay
         self.using = using
 
     def _call(self, operation: Callable[[Any], T]) -> T:
-        from django.db import DatabaseError, connections
-
         try:
             return operation(self.model.objects.using(self.using))
         except DatabaseError:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..auth import channel_session_user
 from ..message import Message
 from ..routing import RouteClass, route_class
+from ..sessions import channel_session
 
 __all__ = ["BaseConsumer"]
 
@@ -45,7 +47,9 @@ class BaseConsumer:
         target: type = cls
         if attrs:
             if not isinstance(attrs, dict):
-                raise TypeError(f"as_route(attrs=...) takes a dict of class attributes, not {attrs!r}")
+                raise TypeError(
+                    f"as_route(attrs=...) takes a dict of class attributes, not {attrs!r}"
+                )
             target = type(cls.__name__, (cls,), attrs)
         return route_class(target, **filters)
 
@@ -60,12 +64,8 @@ class BaseConsumer:
             ) from None
         handler = getattr(self, name)
         if self.channel_session_user:
-            from ..auth import channel_session_user
-
             return channel_session_user(handler)
         if self.channel_session:
-            from ..sessions import channel_session
-
             return channel_session(handler)
         return handler
 

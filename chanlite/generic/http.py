@@ -78,7 +78,9 @@ class HttpConsumer(BaseConsumer):
             return super().dispatch(message, **kwargs)
         except BaseException:
             if self._streaming:  # end the half-sent response instead of hanging the client
-                self.message.reply_channel.send({"content": b"", "more_content": False}, immediately=True)
+                self.message.reply_channel.send(
+                    {"content": b"", "more_content": False}, immediately=True
+                )
             raise
 
     def raw_request(self, message: Message, **kwargs: Any) -> None:
@@ -86,7 +88,9 @@ class HttpConsumer(BaseConsumer):
 
     def handle(self, message: Message, **kwargs: Any) -> None:
         """Answer the request: ``respond()``, ``start_response()``, or ``wait_for()``."""
-        raise NotImplementedError(f"{type(self).__name__} must define handle(self, message, **kwargs)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must define handle(self, message, **kwargs)"
+        )
 
     def connection_groups(self, **kwargs: Any) -> list[str]:
         return list(self.groups or [])

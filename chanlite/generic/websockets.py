@@ -17,9 +17,12 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from ..auth import channel_and_http_session_user_from_http, channel_session_user_from_http
 from ..channel import Channel, Group
 from ..exceptions import SendNotAvailableOnDemultiplexer
 from ..message import Message
+from ..ordering import enforce_ordering
+from ..sessions import channel_and_http_session
 from .base import BaseConsumer
 
 __all__ = [
@@ -79,24 +82,15 @@ class WebsocketConsumer(BaseConsumer):
         self.path = message.get("path")
         handler = super().get_handler(message, **kwargs)
         if message.channel.name == "websocket.connect":
-            from ..auth import (
-                channel_and_http_session_user_from_http,
-                channel_session_user_from_http,
-            )
-
             if self.http_user_and_session:
                 handler = channel_and_http_session_user_from_http(handler)
             elif self.http_user:
                 handler = channel_session_user_from_http(handler)
         elif self.http_user_and_session:
-            from ..sessions import channel_and_http_session
-
             handler = channel_and_http_session(handler)
         if "multiplexer" in kwargs:
             return handler  # the demultiplexer already ordered this message
         if self.strict_ordering or self.slight_ordering:
-            from ..ordering import enforce_ordering
-
             return enforce_ordering(handler, slight=not self.strict_ordering)
         return handler
 
@@ -123,7 +117,9 @@ class WebsocketConsumer(BaseConsumer):
     def receive(self, text: str | None = None, bytes: bytes | None = None, **kwargs: Any) -> None:
         """Called with each frame's ``text`` or ``bytes``; override it."""
 
-    def send(self, text: str | None = None, bytes: bytes | None = None, close: bool | int = False) -> None:
+    def send(
+        self, text: str | None = None, bytes: bytes | None = None, close: bool | int = False
+    ) -> None:
         """Send a frame (and/or close) to this connection."""
         if "multiplexer" in self.kwargs:
             raise SendNotAvailableOnDemultiplexer(
@@ -134,7 +130,11 @@ class WebsocketConsumer(BaseConsumer):
 
     @classmethod
     def group_send(
-        cls, name: str, text: str | None = None, bytes: bytes | None = None, close: bool | int = False
+        cls,
+        name: str,
+        text: str | None = None,
+        bytes: bytes | None = None,
+        close: bool | int = False,
     ) -> None:
         """Send a frame to every connection in group ``name``."""
         Group(name).send(_frame(text, bytes, close))
@@ -227,7 +227,9 @@ class WebsocketDemultiplexer(JsonWebsocketConsumer):
     consumers: dict[str, type[BaseConsumer]] = {}
     multiplexer_class = WebsocketMultiplexer
 
-    def _forward(self, message: Message, consumer: type[BaseConsumer], stream: str, **kwargs: Any) -> None:
+    def _forward(
+        self, message: Message, consumer: type[BaseConsumer], stream: str, **kwargs: Any
+    ) -> None:
         kwargs["multiplexer"] = self.multiplexer_class(stream, message.reply_channel)
         consumer(message, **kwargs)
 
@@ -245,12 +247,13 @@ class WebsocketDemultiplexer(JsonWebsocketConsumer):
         stream = content["stream"]
         consumer = self.consumers.get(stream)
         if consumer is None:
-            raise ValueError(
-                f"invalid multiplexed frame: stream {stream!r} is not one of {sorted(self.consumers)}"
-            )
+            raise ValueError(f"invalid multiplexed frame: stream {stream!r} is not one of "
+                             f"{sorted(self.consumers)}")
         payload = content["payload"]
         if not isinstance(payload, dict):
-            raise ValueError(f"multiplexed frame payload for {stream!r} is not a dict: {payload!r:.60}")
+            raise ValueError(
+                f"multiplexed frame payload for {stream!r} is not a dict: {payload!r:.60}"
+            )
         # A shallow copy keeps the session/user attributes the decorators set.
         inner = copy.copy(self.message)
         inner.content = {**self.message.content, "text": self.encode_json(payload)}

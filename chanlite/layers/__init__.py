@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -40,7 +41,8 @@ __all__ = [
 DEFAULT_CHANNEL_LAYER = "default"
 
 
-class InvalidChannelLayerError(ImproperlyConfigured, ValueError):
+# ignore: Django ships no annotations, so its exception is Any to mypy.
+class InvalidChannelLayerError(ImproperlyConfigured, ValueError):  # type: ignore[misc]
     """An unknown alias or a broken ``CHANNEL_LAYERS`` entry (1.x's
     ``channels.asgi.InvalidChannelLayerError``, a ``ValueError``; also an
     ``ImproperlyConfigured``, which is what Django code expects)."""
@@ -54,8 +56,6 @@ _lock = threading.Lock()
 
 
 def _all_settings() -> dict[str, dict[str, Any]]:
-    from django.conf import settings
-
     if not settings.configured:
         return {DEFAULT_CHANNEL_LAYER: {"BACKEND": DEFAULT_BACKEND}}
     layers = getattr(settings, "CHANNEL_LAYERS", None)

@@ -18,6 +18,8 @@ toward the capacity of ``"a!"``.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import itertools
 import logging
 import re
@@ -35,6 +37,7 @@ from .names import (
     check_new_channel_pattern,
     queue_for_receive,
     queue_for_send,
+    remember,
 )
 
 __all__ = ["BaseChannelLayer", "ChannelFull", "MessageTooLarge", "Clock", "PROTOCOL_CHANNELS"]
@@ -52,6 +55,8 @@ PROTOCOL_CHANNELS = frozenset({
     "http.request", "http.disconnect",
     "websocket.connect", "websocket.receive", "websocket.disconnect",
 })
+#: Queues whose capacity is remembered (names.remember) before the cache restarts.
+_CAPACITY_CACHE_LIMIT = 10000
 _encode = codec.encode
 _decode = codec.decode
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -103,6 +108,19 @@ def _check_positive_int(what: str, value: Any) -> None:
 def _check_positive_number(what: str, value: Any) -> None:
     if type(value) not in (int, float) or not value > 0:
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+
+
+
+def _without_now(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """TEMPORARY (see ``BaseChannelLayer.__init_subclass__``): a storage hook
+    written before hooks were handed ``now``, called without it."""
+    with_now = hook.__code__.co_argcount  # self + the old arguments + now
+
+    @functools.wraps(hook)
+    def adapted(self: Any, *args: Any) -> Any:
+        return hook(self, *args[:-1]) if len(args) == with_now else hook(self, *args)
+
+    return adapted
 
 
 class BaseChannelLayer:
@@ -195,12 +213,9 @@ class BaseChannelLayer:
             if regex.fullmatch(queue):
                 capacity = value
                 break
-        if len(self._capacity_cache) > 10000:
-            self._capacity_cache.clear()
-        self._capacity_cache[queue] = capacity
-        return capacity
+        return remember(self._capacity_cache, queue, capacity, _CAPACITY_CACHE_LIMIT)
 
-    def encode(self, message: dict) -> bytes:
+    def encode(self, message: dict[str, Any]) -> bytes:
         """Validate and encode ``message``; raise ``MessageTooLarge`` if too big."""
         data = _encode(message)
         if len(data) > self.max_message_size:
@@ -235,7 +250,7 @@ class BaseChannelLayer:
 
     # ------------------------------------------------------------ public API
 
-    def send(self, channel: str, message: dict) -> None:
+    def send(self, channel: str, message: dict[str, Any]) -> None:
         """Queue ``message`` on ``channel``.
 
         Raises ``ChannelFull`` when the channel holds ``capacity`` unexpired
@@ -245,7 +260,8 @@ class BaseChannelLayer:
         data = self.encode(message)
         # (the cache lookup inlined: send is the hottest path of every layer)
         capacity = self._capacity_cache.get(queue) or self.capacity_for(queue)
-        if not self._push(queue, channel, data, self.clock() + self.expiry, capacity):
+        now = self.clock()
+        if not self._push(queue, channel, data, now + self.expiry, capacity, now):
             raise self.ChannelFull(
                 f"channel {channel!r} is full ({capacity} messages queued); consumers "
                 "are not keeping up. Raise 'capacity' or 'channel_capacity' in the "
@@ -254,7 +270,7 @@ class BaseChannelLayer:
 
     def receive(
         self, channels: Sequence[str], block: bool = False, timeout: float | None = None
-    ) -> tuple[str, dict] | tuple[None, None]:
+    ) -> tuple[str, dict[str, Any]] | tuple[None, None]:
         """Return ``(channel, message)`` from one of ``channels``, or ``(None, None)``.
 
         With ``block=True`` wait (without polling) until a message arrives
@@ -409,7 +425,7 @@ class BaseChannelLayer:
         check_group_name(group)
         return self._group_members(group, self.clock() - self.group_expiry)
 
-    def send_group(self, group: str, message: dict) -> None:
+    def send_group(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every member; full members are skipped.
 
         Skipped members are counted (``channel_full_count``) and logged as a
@@ -420,7 +436,7 @@ class BaseChannelLayer:
         now = self.clock()
         members = self._group_members(group, now - self.group_expiry)
         if members:
-            skipped = self._push_many(members, data, now + self.expiry)
+            skipped = self._push_many(members, data, now + self.expiry, now)
             if skipped:
                 self._skips.note(skipped, f"group {group!r}, {skipped} of {len(members)}")
 
@@ -466,20 +482,36 @@ class BaseChannelLayer:
 
     # --------------------------------------------------- storage (subclasses)
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    # ``now`` is the clock reading ``expires`` was computed from (``now +
+    # expiry``): both are handed over, so that no layer recomputes one from
+    # the other (in floating point ``now + e - e`` need not equal ``now``).
+
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         """Append ``(channel, data)`` to ``queue`` unless it holds ``capacity``
-        unexpired messages; on refusal count it for statistics and return False."""
+        messages unexpired at ``now``; on refusal count it for statistics and
+        return False."""
         raise NotImplementedError
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         """Group delivery: push ``data`` to each channel, skipping full ones;
         return how many were skipped."""
         skipped = 0
         for channel in channels:
             queue = queue_for_send(channel)
-            if not self._push(queue, channel, data, expires, self.capacity_for(queue)):
+            if not self._push(queue, channel, data, expires, self.capacity_for(queue), now):
                 skipped += 1
         return skipped
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # TEMPORARY: owned by parallel branch; lead removes after merge. The
+        # IPC and Redis layers' hooks predate ``now`` (they are restructured
+        # on other branches); adapt them here until they take it.
+        for name in ("_push", "_push_many"):
+            hook = cls.__dict__.get(name)
+            if hook is not None and "now" not in inspect.signature(hook).parameters:
+                setattr(cls, name, _without_now(hook))
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

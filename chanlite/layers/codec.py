@@ -56,7 +56,7 @@ def _too_deep(path: str) -> NoReturn:
     )
 
 
-def _check_dict(obj: dict, path: str, depth: int = 1) -> None:
+def _check_dict(obj: dict[str, Any], path: str, depth: int = 1) -> None:
     if depth > MAX_DEPTH:
         _too_deep(path)
     for key, value in obj.items():
@@ -76,7 +76,7 @@ def _check_dict(obj: dict, path: str, depth: int = 1) -> None:
             _fail(_join(path, key), value, "unsupported type")
 
 
-def _check_list(obj: list, path: str, depth: int) -> None:
+def _check_list(obj: list[Any], path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         _too_deep(path)
     for index, value in enumerate(obj):
@@ -95,7 +95,7 @@ def _find_big_int(obj: Any, path: str) -> None:
     """Raise naming the first integer outside msgpack's 64-bit range."""
     items = obj.items() if type(obj) is dict else enumerate(obj)
     for key, value in items:
-        sub = _join(path, key) if type(obj) is dict else f"{path}[{key}]"
+        sub = _join(path, str(key)) if type(obj) is dict else f"{path}[{key}]"
         if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
             _fail(sub, value, "integer does not fit in 64 bits")
         if type(value) in (dict, list):
@@ -115,17 +115,18 @@ def check_message(message: Any) -> None:
 def _pack_function() -> Callable[[Any], bytes]:
     # A Packer is reusable (much cheaper than msgpack.packb, which builds
     # one per call) but not shareable between threads: one per thread.
-    _local.pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-    return _local.pack
+    pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    _local.pack = pack
+    return pack
 
 
-def encode(message: dict) -> bytes:
+def encode(message: dict[str, Any]) -> bytes:
     """Validate ``message`` and return its msgpack encoding."""
     if type(message) is not dict:
         check_message(message)  # raises
     _check_dict(message, "")
     try:
-        pack = _local.pack
+        pack: Callable[[Any], bytes] = _local.pack
     except AttributeError:
         pack = _pack_function()
     try:

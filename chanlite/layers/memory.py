@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from .base import BaseChannelLayer
 from .names import queue_for_send
@@ -25,7 +26,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # Every receive goes through this object: "space available" needs no polling.
     space_signal_complete = True
 
-    def __init__(self, **config) -> None:
+    def __init__(self, **config: Any) -> None:
         # A monotonic clock keeps each deque sorted by expiry even if the
         # wall clock is stepped back; nothing outside this process sees it.
         config.setdefault("clock", None)
@@ -40,13 +41,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # queues ---------------------------------------------------------------
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         with self._lock:
             items = self._queues.get(queue)
             if items is None:
                 items = self._queues[queue] = deque()
             elif len(items) >= capacity:
-                self._drop_expired(items, expires - self.expiry)
+                self._drop_expired(items, now)
                 if len(items) >= capacity:
                     self._full[queue] = self._full.get(queue, 0) + 1
                     return False
@@ -55,9 +57,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 self._ready.notify_all()
             return True
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         # One lock acquisition for the whole fan-out.
-        now = expires - self.expiry
         skipped = 0
         with self._lock:
             for channel in channels:
@@ -79,7 +80,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         return skipped
 
     @staticmethod
-    def _drop_expired(items: deque, now: float) -> None:
+    def _drop_expired(items: deque[tuple[float, str, bytes]], now: float) -> None:
         while items and items[0][0] <= now:
             items.popleft()
 
@@ -98,7 +99,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             del self._queues[queue]  # empty, or held only expired messages
         return None
 
-    def _receive(self, queues: list[str], block: bool, timeout: float | None) -> tuple[str, bytes] | None:
+    def _receive(
+        self, queues: list[str], block: bool, timeout: float | None
+    ) -> tuple[str, bytes] | None:
         with self._lock:
             got = self._pop_locked(queues)
             if got is not None or not block:

@@ -10,9 +10,11 @@ Validated names are cached because the same few names recur on every call.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "remember",
     "queue_for_send",
     "queue_for_receive",
     "check_group_name",
@@ -38,20 +40,32 @@ def _check_str(name: object, what: str) -> str:
     return name
 
 
-# Valid names -> their queue. Plain dicts rather than ``lru_cache`` because a
-# dict hit is the whole cost of validating a name that was seen before (the
-# common case: a handful of names recur on every call). Only valid names are
-# stored, so a hit means "valid"; the caches are cleared if they grow large.
+V = TypeVar("V")
+
+
+def remember(cache: dict[str, V], name: str, value: V, limit: int) -> V:
+    """Store ``cache[name] = value`` and return ``value``; a cache holding
+    ``limit`` entries is emptied first.
+
+    The one bounded cache of the layers (names -> queue, capacity, shard,
+    segment key). Why a plain dict and not ``functools.lru_cache``: a hit is
+    ``cache.get(name)`` inlined on the hot path, the whole cost of a name seen
+    before (a handful of names recur on every call), where an LRU would pay a
+    call and its bookkeeping on every hit. Why clear rather than evict one:
+    only a stream of ever-new names (``new_channel()`` replies) fills it, and
+    those do not recur, so the few live names come back at their next use.
+    """
+    if len(cache) >= limit:
+        cache.clear()
+    cache[name] = value
+    return value
+
+
+# Valid names -> their queue. Only valid names are stored, so a hit means
+# "valid".
 _CACHE_LIMIT = 8192
 _send_queues: dict[str, str] = {}
 _receive_queues: dict[str, str] = {}
-
-
-def _remember(cache: dict[str, str], name: str, queue: str) -> str:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[name] = queue
-    return queue
 
 
 def _parse_send(name: object) -> str:
@@ -65,7 +79,7 @@ def _parse_send(name: object) -> str:
             )
         raise TypeError(f"invalid channel name {name!r}: {_RULE}")
     queue = match.group(1) + "!" if match.group(2) == "!" else name
-    return _remember(_send_queues, name, queue)
+    return remember(_send_queues, name, queue, _CACHE_LIMIT)
 
 
 def queue_for_send(name: object) -> str:
@@ -90,7 +104,7 @@ def _parse_receive(name: object) -> str:
                 f"received through their prefix, receive([{prefix!r}])"
             )
         raise TypeError(f"invalid channel name {name!r} for receive: {_RULE}")
-    return _remember(_receive_queues, name, name)
+    return remember(_receive_queues, name, name, _CACHE_LIMIT)
 
 
 def queue_for_receive(name: object) -> str:
@@ -104,13 +118,13 @@ def queue_for_receive(name: object) -> str:
 
 def check_group_name(name: object) -> str:
     """Validate a group name (no ``?`` or ``!`` part)."""
-    _check_str(name, "group")
-    if _GROUP.fullmatch(name) is None:  # type: ignore[arg-type]
+    name = _check_str(name, "group")
+    if _GROUP.fullmatch(name) is None:
         raise TypeError(
             f"invalid group name {name!r}: group names are shorter than 100 characters "
             "and made of ASCII letters, digits, '.', '_' and '-'"
         )
-    return name  # type: ignore[return-value]
+    return name
 
 
 def check_new_channel_pattern(pattern: object) -> str:

@@ -29,8 +29,12 @@ import functools
 from typing import Any
 from urllib.parse import urlparse
 
+from django.conf import settings
+from django.http.request import validate_host
+
 from ..exceptions import DenyConnection
 from ..message import Message
+from ..sessions import _header_pairs
 
 __all__ = ["BaseOriginValidator", "AllowedHostsOnlyOriginValidator", "allowed_hosts_only"]
 
@@ -68,8 +72,6 @@ class BaseOriginValidator:
     def get_header(self, message: Message, name: bytes) -> list:
         """``[value]`` of the first header ``name``; KeyError when absent.
         Accepts the ASGI list of pairs and the dict form 1.1 allowed."""
-        from ..sessions import _header_pairs
-
         wanted = name.lower()
         for pair in _header_pairs(message.content.get("headers")):
             try:
@@ -110,9 +112,6 @@ class AllowedHostsOnlyOriginValidator(BaseOriginValidator):
     localhost, 127.0.0.1 and [::1] — as Django itself allows then."""
 
     def validate_origin(self, message: Message, origin: str) -> bool:
-        from django.conf import settings
-        from django.http.request import validate_host
-
         allowed_hosts = list(settings.ALLOWED_HOSTS)
         if settings.DEBUG and not allowed_hosts:
             allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]

@@ -21,17 +21,37 @@ import argparse
 import importlib
 import logging
 import os
+import platform
 import sys
+import traceback
 from typing import Any
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, SystemCheckError
+
+from .. import __version__
+from ..asgi import ChannelLayerWrapper
+from ..checks import check_embedded_workers, raise_if_errors, register_checks
+from ..delay.embedded import embedded_delay
+from ..layers.base import BaseChannelLayer
+from ..layers.memory import InMemoryChannelLayer
+from ..routing import NoRouting, get_router
+from .config import ServerConfig
+from .options import (
+    add_server_options,
+    add_worker_option,
+    deprecated_alias,
+    server_overrides,
+    with_default,
+)
+from .server import Server
 
 __all__ = ["main", "build_parser", "load_layer"]
 
 log = logging.getLogger("chanlite.server")
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-    from .options import add_server_options, add_worker_option, deprecated_alias, with_default
-
     parser = argparse.ArgumentParser(
         prog="chanlite",
         description="chanlite's HTTP/WebSocket interface server (ASGI 1.0 messages over a "
@@ -89,15 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version_line(version: str) -> str:
-    import platform
-
-    try:
-        import django
-
-        django_version = django.get_version()
-    except ImportError:  # pragma: no cover - Django is a dependency
-        django_version = "missing"
-    return f"chanlite {version} (Django {django_version}, Python {platform.python_version()})"
+    return (f"chanlite {version} (Django {django.get_version()}, "
+            f"Python {platform.python_version()})")
 
 
 _ASGI_SNIPPET = """\
@@ -110,8 +123,6 @@ _ASGI_SNIPPET = """\
 
 def load_layer(spec: str) -> Any:
     """Import ``module:attribute`` (from the current directory too) -> a layer."""
-    from ..layers.base import BaseChannelLayer
-
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"chanlite serve: expected module:attribute, got {spec!r} "
@@ -134,7 +145,6 @@ def load_layer(spec: str) -> Any:
             + _ASGI_SNIPPET.format(settings=settings_module)
             + f"\n\nthen run `chanlite serve {module_name}:channel_layer`."
         ) from None
-    from ..asgi import ChannelLayerWrapper
 
     if isinstance(layer, ChannelLayerWrapper):  # 1.x style: channel_layers["default"]
         layer = layer.channel_layer
@@ -159,13 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     layer = load_layer(args.application)
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):
         raise SystemExit("chanlite serve: set DJANGO_SETTINGS_MODULE (e.g. myproject.settings)")
-    import django
 
     django.setup()
-    from ..layers.memory import InMemoryChannelLayer
-    from .config import ServerConfig
-    from .options import server_overrides
-    from .server import Server
 
     workers = args.workers
     if workers is None:
@@ -200,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
             from exc
     server.install_signal_handlers()
     log.info("%s", server.banner(args.application))
-    from ..delay.embedded import embedded_delay
 
     with embedded_delay(layer, workers=workers, enabled=not args.nodelay):
         server.serve_forever()
@@ -212,12 +216,6 @@ def main(argv: list[str] | None = None) -> int:
 def _load_router_or_exit(layer: Any) -> Any:
     """The layer's router; a routing that cannot be imported ends the process
     here with its traceback (never "routes no channel" and 403s later)."""
-    import traceback
-
-    from django.core.exceptions import ImproperlyConfigured
-
-    from ..routing import NoRouting, get_router
-
     try:
         return get_router(layer.alias or "default")
     except NoRouting:
@@ -230,10 +228,6 @@ def _load_router_or_exit(layer: Any) -> Any:
 def _run_checks(alias: str, workers: int) -> None:
     """Django's system checks plus chanlite's (also when 'chanlite' is missing
     from INSTALLED_APPS, which is itself one of the errors)."""
-    from django.core.management.base import BaseCommand, SystemCheckError
-
-    from ..checks import check_embedded_workers, raise_if_errors, register_checks
-
     register_checks()
     try:
         BaseCommand().check(display_num_errors=False)

@@ -44,6 +44,9 @@ BACKOFF_MIN = 0.001
 BACKOFF_MAX = 0.05
 _RETRY_BATCH = 64  # outboxes served per retry before yielding to the loop
 
+#: One queued send: (channel, message, numbered, on_sent).
+_Item = tuple[str, dict[str, Any], bool, "Callable[[dict[str, Any]], None] | None"]
+
 
 class Owner(Protocol):
     """What an outbox reports to (a session)."""
@@ -52,8 +55,8 @@ class Owner(Protocol):
 
     def layer_blocked(self) -> None: ...
     def layer_unblocked(self) -> None: ...
-    def layer_timeout(self, channel: str, dropped: list[tuple[str, dict]]) -> None: ...
-    def layer_send_failed(self, channel: str, message: dict, exc: Exception) -> None: ...
+    def layer_timeout(self, channel: str, dropped: list[tuple[str, dict[str, Any]]]) -> None: ...
+    def layer_send_failed(self, channel: str, message: dict[str, Any], exc: Exception) -> None: ...
 
 
 class Outbox:
@@ -64,10 +67,10 @@ class Outbox:
     def __init__(self, sender: LayerSender, owner: Owner) -> None:
         self.sender = sender
         self.owner = owner
-        # (channel, message, numbered, on_sent). An empty tuple until the
-        # first message waits: an idle connection then holds no deque (a
-        # deque is ~600 bytes, and a server holds tens of thousands of these).
-        self.items: deque[tuple[str, dict, bool, Callable[[dict], None] | None]] | tuple = ()
+        # An empty tuple until the first message waits: an idle connection
+        # then holds no deque (a deque is ~600 bytes, and a server holds tens
+        # of thousands of these).
+        self.items: deque[_Item] | tuple[()] = ()
         self.blocked_since = 0.0
         #: numbered messages sent so far (``order`` of the next one is this + 1)
         self.order = 0
@@ -77,8 +80,8 @@ class Outbox:
         """Messages are waiting for room: later ones queue behind them."""
         return bool(self.items)
 
-    def send(self, channel: str, message: dict, numbered: bool = False,
-             on_sent: Callable[[dict], None] | None = None) -> bool:
+    def send(self, channel: str, message: dict[str, Any], numbered: bool = False,
+             on_sent: Callable[[dict[str, Any]], None] | None = None) -> bool:
         """Send now (True), or keep it in order behind a full channel (False).
 
         ``numbered`` messages get ``order`` = previous numbered + 1 when really
@@ -98,7 +101,7 @@ class Outbox:
         self.owner.layer_blocked()
         return False
 
-    def _try(self, item: tuple) -> bool:
+    def _try(self, item: _Item) -> bool:
         channel, message, numbered, on_sent = item
         if numbered:
             message["order"] = self.order + 1
@@ -128,7 +131,7 @@ class Outbox:
             items.popleft()
         return None
 
-    def discard(self) -> list[tuple[str, dict]]:
+    def discard(self) -> list[tuple[str, dict[str, Any]]]:
         """Forget every queued message; return them (channel, message)."""
         dropped = [(channel, message) for channel, message, _, _ in self.items]
         self.items = ()

@@ -39,7 +39,8 @@ SERVER_OPTIONS: dict[str, tuple[str, type, str]] = {
         "http_response_timeout", float,
         "seconds to wait for a consumer's http.response (long-poll), else 504"),
     "websocket-connect-timeout": (
-        "websocket_connect_timeout", float, "seconds for a consumer to accept a WebSocket, else 403"),
+        "websocket_connect_timeout", float,
+        "seconds for a consumer to accept a WebSocket, else 403"),
     "websocket-max-message-size": (
         "websocket_max_message_size", int, "WebSocket message bytes before close 1009; "
         "None = the layer's max_message_size minus the message envelope (~1 MiB)"),

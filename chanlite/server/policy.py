@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from .http import RequestHead  # at run time: scripts/api_docs.py resolves the hints
 from .proxy import origin_matches, parse_origin
 
@@ -33,7 +35,7 @@ class _HandshakePolicy:
         router: Any
         _allowed_origins: list[str] | None
 
-    def websocket_refusal(self, content: dict) -> str | None:
+    def websocket_refusal(self, content: dict[str, Any]) -> str | None:
         """Why a ``websocket.connect`` with ``content`` cannot succeed, or None.
 
         Known without asking a consumer: the routing (the same ROUTING every
@@ -65,7 +67,7 @@ class _HandshakePolicy:
             return None
         if not stats["messages_pending"]:
             return None
-        return stats["messages_pending"], stats["messages_max_age"]
+        return int(stats["messages_pending"]), float(stats["messages_max_age"])
 
     def connect_timeout_reason(self) -> str:
         """What a handshake that timed out could have met, for its log line."""
@@ -118,7 +120,6 @@ class _HandshakePolicy:
     def _origin_patterns(self) -> list[str]:
         if self.config.allowed_origins is not None:
             return list(self.config.allowed_origins)
-        from django.conf import settings
 
         hosts = list(getattr(settings, "ALLOWED_HOSTS", []) or [])
         if not hosts and getattr(settings, "DEBUG", False):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .http import RequestHead
@@ -33,7 +34,7 @@ def _first(value: bytes) -> str:
     return value.decode("latin-1").split(",")[0].strip()
 
 
-def _peer_trusted(client: list | None, trusted: list[str]) -> bool:
+def _peer_trusted(client: list[Any] | None, trusted: list[str]) -> bool:
     if client is None:
         return True  # a Unix socket: the proxy is on this host, by permission
     if "*" in trusted:
@@ -51,7 +52,7 @@ def _peer_trusted(client: list | None, trusted: list[str]) -> bool:
     return False
 
 
-def apply_proxy_headers(head: RequestHead, client: list | None, scheme: str, root_path: str,
+def apply_proxy_headers(head: RequestHead, client: list[Any] | None, scheme: str, root_path: str,
                         enabled: bool, trusted: list[str]) -> None:
     """Fill ``head.client`` / ``head.scheme`` / ``head.root_path`` for this request.
 
@@ -91,9 +92,9 @@ def apply_proxy_headers(head: RequestHead, client: list | None, scheme: str, roo
         if value in _SCHEMES:
             head.scheme = value
     for name in ROOT_PATH_HEADERS:
-        value = head.header(name)
-        if value is not None:
-            head.root_path = unquote(value.decode("latin-1")).rstrip("/")
+        root = head.header(name)
+        if root is not None:
+            head.root_path = unquote(root.decode("latin-1")).rstrip("/")
             break
     if any(name in ROOT_PATH_HEADERS for name, _ in head.headers):
         head.headers = [(k, v) for k, v in head.headers if k not in ROOT_PATH_HEADERS]

@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'chanlite.testing' has no attribute {name!r}")
-    import importlib
+    import importlib  # noqa: PLC0415 — PEP 562: loaded on first use
 
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value

@@ -16,6 +16,8 @@ from typing import Any
 from django.test import TestCase, TransactionTestCase
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..layers import InvalidChannelLayerError, get_channel_layer
+from ..routing import Router, _routers, get_router, set_router
 from .client import next_message
 from .clock import FakeClock
 from .idle import run_until_idle
@@ -69,8 +71,6 @@ class ChannelTestCaseMixin:
             type(self)._layer_swap = None
         saved = type(self).__dict__.get("_saved_routers")
         if saved is not None:
-            from ..routing import set_router
-
             for alias, router in saved.items():
                 set_router(alias, router)
             type(self)._saved_routers = None
@@ -85,8 +85,6 @@ class ChannelTestCaseMixin:
                          require: bool = False) -> Any:
         """The next message sent to ``channel`` during the test (a Message),
         or None; with ``require`` a missing message fails the test."""
-        from ..layers import get_channel_layer
-
         message = next_message(get_channel_layer(alias), channel)
         if message is None and require:
             self.fail(f"expected a message on channel {channel!r} (alias {alias!r}), got none")  # type: ignore[attr-defined]
@@ -103,9 +101,6 @@ def _install_router_copies(aliases: list[str]) -> dict[str, Any]:
     adds routes (1.x: ``channel_layers[alias].router.add_route(...)``)
     changes nothing outside itself. An alias without ``ROUTING`` gets an
     empty router. Returns the routers to put back."""
-    from ..layers import InvalidChannelLayerError
-    from ..routing import Router, _routers, get_router, set_router
-
     saved: dict[str, Any] = {}
     for alias in aliases:
         cached = _routers.get(alias)

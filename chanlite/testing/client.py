@@ -22,7 +22,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .. import DEFAULT_CHANNEL_LAYER
-from .idle import resolve_router, run_message, run_until_idle, send_committed_bindings
+from ..layers import get_channel_layer
+from ..layers.names import queue_for_receive
+from ..message import Message
+from ..routing import as_router
+from .idle import run_message, run_until_idle, send_committed_bindings
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..layers.base import BaseChannelLayer
@@ -41,8 +45,6 @@ def next_message(layer: BaseChannelLayer, channel: str) -> Message | None:
     (the layer API's rule), so it returns the next message of *any*
     ``a!...`` channel.
     """
-    from ..message import Message
-
     send_committed_bindings()
     name = channel.split("!", 1)[0] + "!" if "!" in channel else channel
     got, content = layer.receive([name], block=False)
@@ -76,7 +78,6 @@ class Client:
         else:
             # A name of the test's choosing (1.x tests used e.g.
             # "daphne.response.1"); a process-specific one is read by prefix.
-            from ..layers.names import queue_for_receive
 
             self.reply_channel = reply_channel
             self.reply_prefix = queue_for_receive(reply_channel)
@@ -91,22 +92,19 @@ class Client:
         """The layer messages go through (looked up per call unless pinned)."""
         if self._layer is not None:
             return self._layer
-        from ..layers import get_channel_layer
 
         return get_channel_layer(self.alias)
 
     @property
     def router(self) -> Router:
         """The routing consumers are found in (per call, so ``apply_routes`` applies)."""
-        return resolve_router(self._routing, self.alias)
+        return as_router(self._routing, self.alias)
 
     # ----------------------------------------------------------------- the API
 
     def get_next_message(self, channel: str) -> Message | None:
         """The next message on ``channel`` as a Message, or None."""
         if channel == self.reply_channel and self._inbox:
-            from ..message import Message
-
             return Message(self._inbox.popleft(), channel, self.channel_layer)
         return next_message(self.channel_layer, channel)
 

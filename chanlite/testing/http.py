@@ -13,6 +13,7 @@ import json as json_module
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..server.http import response_headers
 from .websocket import WSClient
 
 __all__ = ["HttpClient", "ChannelResponse"]
@@ -94,7 +95,6 @@ class HttpClient(WSClient):
                     "did the consumer reply with {'status': ..., 'content': ...}?"
                 )
             return None
-        from ..server.http import response_headers
 
         # Headers as the server would write them (str encoded as latin-1).
         response = ChannelResponse(first["status"], [list(p) for p in response_headers(first)],

@@ -16,18 +16,22 @@ close the connection and end the transaction.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..delay.service import DelayService
+from ..layers import get_channel_layer
+from ..routing import Router, as_router
+from ..signals import db_hygiene_disabled
+from ..worker import run_consumer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..layers.base import BaseChannelLayer
-    from ..routing import Router
 
-__all__ = ["run_until_idle", "run_message", "resolve_router", "delay_service", "EndlessLoop",
+__all__ = ["run_until_idle", "run_message", "delay_service", "EndlessLoop",
            "MAX_MESSAGES"]
 
 #: Default bound of :func:`run_until_idle`: far above any real test, low
@@ -43,49 +47,6 @@ class EndlessLoop(AssertionError):
     """
 
 
-_hygiene_lock = threading.Lock()
-_hygiene_depth = 0
-_hygiene_cm: Any = None
-
-
-@contextmanager
-def db_hygiene_off() -> Iterator[None]:
-    """Reentrant :func:`chanlite.signals.db_hygiene_disabled`.
-
-    Clients call ``run_until_idle`` inside ``consume`` and tests nest them;
-    the signals module's context manager would reconnect the handler at the
-    first inner exit, so only the outermost use here toggles it.
-    """
-    global _hygiene_depth, _hygiene_cm
-    from ..signals import db_hygiene_disabled
-
-    with _hygiene_lock:
-        if _hygiene_depth == 0:
-            _hygiene_cm = db_hygiene_disabled()
-            _hygiene_cm.__enter__()
-        _hygiene_depth += 1
-    try:
-        yield
-    finally:
-        with _hygiene_lock:
-            _hygiene_depth -= 1
-            if _hygiene_depth == 0:
-                cm, _hygiene_cm = _hygiene_cm, None
-                cm.__exit__(None, None, None)
-
-
-def resolve_router(routing: Any = None, alias: str = DEFAULT_CHANNEL_LAYER) -> Router:
-    """A Router from ``routing`` (Router, list or dotted path), or the alias's
-    current one (``apply_routes`` and settings) when ``routing`` is None."""
-    from ..routing import Router, get_router
-
-    if routing is None:
-        return get_router(alias)
-    if isinstance(routing, Router):
-        return routing
-    return Router(routing)
-
-
 def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: dict,
                 result: bool = False) -> Any:
     """Dispatch one message in this thread: True if a route matched, or with
@@ -93,9 +54,8 @@ def run_message(layer: BaseChannelLayer, router: Router, channel: str, content: 
 
     The consumer's exception propagates, so the failing test shows it.
     """
-    from ..worker import run_consumer
-
-    with db_hygiene_off():
+    # reentrant: clients call run_until_idle inside consume, and tests nest them
+    with db_hygiene_disabled():
         outcome = run_consumer(layer, router, channel, content)
     return outcome if result else outcome[0]
 
@@ -110,8 +70,6 @@ def delay_service(layer: BaseChannelLayer) -> Any:
     scheduled on the layer's (fake) clock and sent once due; tests can look
     at ``delay_service(layer).pending``.
     """
-    from ..delay.service import DelayService
-
     # Kept on the layer itself (not in a registry keyed by layer, whose values
     # would keep every test layer alive): it lives and dies with the layer.
     with _delay_lock:
@@ -126,8 +84,6 @@ def send_committed_bindings() -> None:
     """Deliver data-binding sends held by ``atomic()`` blocks the test has
     left (see :func:`chanlite.binding.base.send_pending_in_tests`); called
     before the testing helpers read messages."""
-    import sys
-
     base = sys.modules.get("chanlite.binding.base")
     if base is not None:
         base.send_pending_in_tests()
@@ -164,13 +120,11 @@ def run_until_idle(
     Raises :class:`EndlessLoop` after ``max_messages`` deliveries, naming the
     busiest channels, instead of hanging the test run.
     """
-    from ..layers import get_channel_layer
-
     if alias is None:
         alias = (layer.alias if layer is not None else None) or DEFAULT_CHANNEL_LAYER
     if layer is None:
         layer = get_channel_layer(alias)
-    router = resolve_router(routing, alias)
+    router = as_router(routing, alias)
     send_committed_bindings()
     names = sorted(channels if channels is not None else router.channels)
     delayed = delay_service(layer) if delays else None

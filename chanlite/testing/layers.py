@@ -16,7 +16,12 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
 from .. import DEFAULT_CHANNEL_LAYER
+from ..layers import layer_settings, set_channel_layer
+from ..layers.memory import InMemoryChannelLayer
 from .clock import FakeClock
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,32 +43,23 @@ RULE_KEYS = (
 _counter = itertools.count()
 
 
-def make_test_layer(alias: str = DEFAULT_CHANNEL_LAYER, clock: Any = None, **overrides: Any) -> BaseChannelLayer:
+def make_test_layer(
+    alias: str = DEFAULT_CHANNEL_LAYER, clock: Any = None, **overrides: Any
+) -> BaseChannelLayer:
     """A new in-memory layer with the rules of ``alias``'s configuration.
 
     Without configured settings (a plain pytest run) the defaults apply.
     """
-    from ..layers.memory import InMemoryChannelLayer
-
     config: dict[str, Any] = {}
-    try:
-        from django.conf import settings
-
-        if settings.configured:
-            from django.core.exceptions import ImproperlyConfigured
-
-            from ..layers import layer_settings
-
-            try:
-                entry = layer_settings(alias)
-            except ImproperlyConfigured:
-                if alias != DEFAULT_CHANNEL_LAYER:
-                    raise
-                entry = {}  # no "default" configured: the defaults, as at runtime
-            config = {k: v for k, v in entry.get("CONFIG", {}).items() if k in RULE_KEYS}
-            config.update(entry.get("TEST_CONFIG", {}))
-    except ImportError:  # pragma: no cover - Django is a dependency
-        pass
+    if settings.configured:
+        try:
+            entry = layer_settings(alias)
+        except ImproperlyConfigured:
+            if alias != DEFAULT_CHANNEL_LAYER:
+                raise
+            entry = {}  # no "default" configured: the defaults, as at runtime
+        config = {k: v for k, v in entry.get("CONFIG", {}).items() if k in RULE_KEYS}
+        config.update(entry.get("TEST_CONFIG", {}))
     config.update(overrides)
     config["clock"] = clock if clock is not None else FakeClock()
     layer = InMemoryChannelLayer(**config)
@@ -77,7 +73,7 @@ def ipc_test_layer(clock: Any = None, **config: Any) -> BaseChannelLayer:
     Call :func:`remove_ipc_test_layer` afterwards so /dev/shm is left clean.
     Raises ImportError when the IPC layer is not available here.
     """
-    from ..layers.ipc import IPCChannelLayer
+    from ..layers.ipc import IPCChannelLayer  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
     prefix = f"test{os.getpid()}x{next(_counter)}{secrets.token_hex(3)}"
     small = {"memory": 4 << 20, "max_channels": 512, "max_groups": 64}
@@ -115,8 +111,6 @@ class LayerSwap:
         self._installed = False
 
     def install(self) -> dict[str, BaseChannelLayer]:
-        from ..layers import set_channel_layer
-
         if self._installed:
             raise RuntimeError("this LayerSwap is already installed")
         for alias in self.aliases:
@@ -127,8 +121,6 @@ class LayerSwap:
         return self.layers
 
     def restore(self) -> None:
-        from ..layers import set_channel_layer
-
         if not self._installed:
             return
         for alias in self.aliases:

@@ -17,9 +17,20 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+from django.core.wsgi import get_wsgi_application
+from django.db import connections
 from django.test import TransactionTestCase
+from django.test.utils import modify_settings
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..delay.embedded import start_embedded_delay
+from ..layers import set_channel_layer
+from ..layers.memory import InMemoryChannelLayer
+from ..routing import as_router
+from ..server.config import ServerConfig
+from ..server.server import Server
+from ..signals import worker_ready
 
 __all__ = ["LiveServer", "ChannelLiveServerTestCase"]
 
@@ -79,20 +90,10 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         """Bind, start the server thread and workers; return self once serving."""
-        from django.core.exceptions import ImproperlyConfigured
-        from django.core.wsgi import get_wsgi_application
-        from django.test.utils import modify_settings
-
-        from ..layers import set_channel_layer
-        from ..layers.memory import InMemoryChannelLayer
-        from ..server.config import ServerConfig
-        from ..server.server import Server
-        from .idle import resolve_router
-
         if self.server is not None:
             raise RuntimeError("this live server is already running")
         try:
-            router = resolve_router(self.routing, self.alias)
+            router = as_router(self.routing, self.alias)
         except ImproperlyConfigured:
             router = None  # no ROUTING: the server still serves Django views
         if self.layer is None:
@@ -110,8 +111,6 @@ class LiveServer:
             self.server = Server(self.layer, config, wsgi_app=app, router=router,
                                  workers=self.workers if router is not None else 0)
             self.server.start()
-            from ..delay.embedded import start_embedded_delay
-
             self._delay_thread = start_embedded_delay(
                 self.layer, workers=self.server.workers, enabled=self.delay)
         except BaseException:
@@ -134,9 +133,6 @@ class LiveServer:
         return stopped
 
     def _cleanup(self) -> None:
-        from ..layers import set_channel_layer
-        from ..signals import worker_ready
-
         worker_ready.disconnect(dispatch_uid=self._uid)
         for conn in self._overrides.values():
             conn.dec_thread_sharing()
@@ -148,10 +144,6 @@ class LiveServer:
         self._previous_layer = None
 
     def _share_connections(self, app: Any) -> Any:
-        from django.db import connections
-
-        from ..signals import worker_ready
-
         for conn in connections.all():
             if conn.vendor == "sqlite" and conn.is_in_memory_db():
                 conn.inc_thread_sharing()

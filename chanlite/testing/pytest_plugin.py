@@ -18,8 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 
+from ..layers import set_channel_layer
 from .clock import FakeClock
+from .http import HttpClient
+from .layers import ipc_test_layer, make_test_layer, remove_ipc_test_layer
+from .live import LiveServer
+from .routes import apply_routes
+from .websocket import WSClient
 
 LAYER_KINDS = ("memory", "ipc")
 
@@ -84,9 +91,6 @@ def channel_layer(clock: FakeClock, _chanlite_layer_kind: str) -> Iterator[Any]:
     ``Channel``/``Group`` without an explicit layer, clients and
     ``run_until_idle`` all use it; the previous layer comes back after.
     """
-    from ..layers import set_channel_layer
-    from .layers import ipc_test_layer, make_test_layer, remove_ipc_test_layer
-
     if _chanlite_layer_kind == "ipc":
         if importlib.util.find_spec("posix_ipc") is None:  # pragma: no cover - host
             # Only a missing posix_ipc is a reason to skip; an ImportError
@@ -112,7 +116,6 @@ def _chanlite_marked_routes(request: pytest.FixtureRequest) -> Iterator[None]:
     if marker is None:
         yield
         return
-    from .routes import apply_routes
 
     with apply_routes(*marker.args, **marker.kwargs):
         yield
@@ -124,8 +127,6 @@ def routes() -> Iterator[Callable[..., Any]]:
     the test ends and returns the Router. (For routes that must be in place
     before other fixtures, e.g. ``live_server_ws``, use the
     ``@pytest.mark.chanlite_routes(routes)`` marker.)"""
-    from .routes import apply_routes
-
     applied: list[apply_routes] = []
 
     def apply(new_routes: Any, aliases: Any = ("default",)) -> Any:
@@ -144,16 +145,12 @@ def routes() -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def ws_client(channel_layer: Any, routes: Any) -> Any:
     """A :class:`~chanlite.testing.WSClient` on the ``channel_layer`` fixture's layer."""
-    from .websocket import WSClient
-
     return WSClient()
 
 
 @pytest.fixture
 def http_client(channel_layer: Any, routes: Any) -> Any:
     """A :class:`~chanlite.testing.HttpClient` on the ``channel_layer`` fixture's layer."""
-    from .http import HttpClient
-
     return HttpClient()
 
 
@@ -163,11 +160,7 @@ def live_server_ws(request: pytest.FixtureRequest, routes: Any) -> Iterator[Any]
     ``.url``, ``.ws_url``, ``.layer``. Under pytest-django the test gets
     ``transactional_db``, so views and consumers on server threads can use
     the database."""
-    from .live import LiveServer
-
     if request.config.pluginmanager.hasplugin("django"):
-        from django.conf import settings
-
         if settings.configured and settings.DATABASES:
             request.getfixturevalue("transactional_db")
     server = LiveServer().start()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .. import DEFAULT_CHANNEL_LAYER
+from ..routing import Include, Route, Router, include, set_router
 
 __all__ = ["apply_routes"]
 
@@ -23,8 +24,6 @@ T = TypeVar("T")
 def _as_router(routes: Any) -> Any:
     """Accept a Router, a dotted path, one route, a list of routes, or (1.x)
     a list of lists of routes (each mounted with ``include``)."""
-    from ..routing import Include, Route, Router, include
-
     if isinstance(routes, (Router, str, dict)):
         return Router(routes) if not isinstance(routes, Router) else routes
     if isinstance(routes, (Route, Include)):
@@ -45,16 +44,12 @@ class apply_routes:  # noqa: N801 - the Channels 1.x name
 
     def enter(self) -> Any:
         """Install the routes; returns the Router (``with apply_routes(...) as r``)."""
-        from ..routing import set_router
-
         # A stack, so one apply_routes object may be nested or reused.
         self._saved.append({alias: set_router(alias, self.router) for alias in self.aliases})
         return self.router
 
     def exit(self, *exc: Any) -> None:
         """Put back the routers that were there before :meth:`enter`."""
-        from ..routing import set_router
-
         saved = self._saved.pop()
         for alias, previous in saved.items():
             set_router(alias, previous)

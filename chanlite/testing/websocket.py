@@ -19,9 +19,18 @@ from __future__ import annotations
 
 import copy
 import json as json_module
+from http.cookies import SimpleCookie
 from importlib import import_module
 from typing import Any
 
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import authenticate, login
+from django.http import HttpRequest
+
+from ..server.http import check_response
+from ..server.websocket import check_send, handshake_action
+from ..sessions import session_for_reply_channel
 from .client import Client
 
 __all__ = ["WSClient", "Headers"]
@@ -36,8 +45,6 @@ def _bytes(value: str | bytes) -> bytes:
 def _encode_cookies(cookies: dict[str, str]) -> bytes:
     """A Cookie header Django's ``parse_cookie`` reads back exactly (values
     with ``;`` or spaces are quoted, as 1.x's ``SimpleCookie`` output was)."""
-    from http.cookies import SimpleCookie
-
     jar = SimpleCookie()
     for key, value in cookies.items():
         jar[key] = value
@@ -109,8 +116,6 @@ class WSClient(Client):
         """Cookies to send: ``cookies`` plus the session cookie once a session exists."""
         cookies = dict(self.cookies)
         if self._session is not None and self._session.session_key:
-            from django.conf import settings
-
             cookies[settings.SESSION_COOKIE_NAME] = self._session.session_key
         return cookies
 
@@ -130,9 +135,6 @@ class WSClient(Client):
     def session(self) -> Any:
         """The Django session this client's cookie names (created and saved on first use)."""
         if self._session is None:
-            from django.apps import apps
-            from django.conf import settings
-
             if not apps.is_installed("django.contrib.sessions"):
                 raise RuntimeError(
                     "add 'django.contrib.sessions' to INSTALLED_APPS to use client.session"
@@ -145,14 +147,10 @@ class WSClient(Client):
     @property
     def channel_session(self) -> Any:
         """The channel session consumers keep for this client's reply channel."""
-        from ..sessions import session_for_reply_channel
-
         return session_for_reply_channel(self.reply_channel)
 
     def login(self, **credentials: Any) -> bool:
         """Log in with ``authenticate(**credentials)``; False if that fails."""
-        from django.contrib.auth import authenticate
-
         user = authenticate(**credentials)
         if user is None or not getattr(user, "is_active", True):
             return False
@@ -162,15 +160,10 @@ class WSClient(Client):
     def force_login(self, user: Any, backend: str | None = None) -> None:
         """Log ``user`` in without credentials (first configured backend by default)."""
         if backend is None:
-            from django.conf import settings
-
             backend = settings.AUTHENTICATION_BACKENDS[0]
         self._login(user, backend)
 
     def _login(self, user: Any, backend: str | None) -> None:
-        from django.contrib.auth import login
-        from django.http import HttpRequest
-
         request = HttpRequest()
         request.session = self.session
         login(request, user, backend)
@@ -242,8 +235,6 @@ class WSClient(Client):
         tracks; AssertionError (the test fails) where the server would refuse
         it, with the server's own message."""
         if self._protocol == "websocket":
-            from ..server.websocket import check_send, handshake_action
-
             where = f"websocket reply on {self.reply_channel}"
             if not isinstance(reply, dict):
                 raise AssertionError(f"invalid {where}: must be a dict, not {type(reply).__name__}")
@@ -267,8 +258,6 @@ class WSClient(Client):
             if reply.get("close", False) is not False and self._state == "open":
                 self._state = "closed"
         elif self._protocol == "http":
-            from ..server.http import check_response
-
             where = f"http.response on {self.reply_channel}"
             if self._state == "done":
                 raise AssertionError(
@@ -305,7 +294,6 @@ class WSClient(Client):
                 "the websocket.connect consumer sent nothing: the server would reject "
                 "the handshake after its timeout; send {'accept': True}"
             )
-        from ..server.websocket import handshake_action
 
         self._check_reply(reply)  # invalid: fails here with the server's message
         if handshake_action(reply) != "accept":

@@ -31,7 +31,9 @@ def test_performance_tables_match_the_recorded_runs() -> None:
 
 def test_a_table_shows_provenance_medians_and_ratios() -> None:
     text = report.render(RUN)
-    assert text.startswith("`python bench/layers.py X --timer cpu` — 2026-12-01 00:00 UTC, cpu time")
+    assert text.startswith(
+        "`python bench/layers.py X --timer cpu` — 2026-12-01 00:00 UTC, cpu time"
+    )
     assert "load average 3.0 before / 3.8 after" in text
     assert "| W2 | pairs/s | 200 | 100 | 2.00x |" in text  # medians, ours / baseline
     assert "| W4 | p50_us | 10.0 | 30.0 | 3.00x |" in text  # latency: baseline / ours

@@ -128,7 +128,9 @@ class Terminal:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate()
-                raise AssertionError(f"$ {shlex.join(argv)} ignored SIGTERM:\n{out[-3000:]}") from None
+                raise AssertionError(
+                    f"$ {shlex.join(argv)} ignored SIGTERM:\n{out[-3000:]}"
+                ) from None
         self.log.append(f"$ {shlex.join(argv)}  -> HTTP {status}\n{out[-2000:]}")
         assert status is not None, "\n".join(self.log)
         assert proc.returncode in (0, -signal.SIGTERM), "\n".join(self.log)

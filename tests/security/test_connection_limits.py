@@ -49,7 +49,8 @@ def test_beyond_max_connections_the_server_stops_accepting(chanlite_server, capl
 def test_default_connection_limit_leaves_room_under_the_fd_limit():
     code = textwrap.dedent("""
         import resource
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         from chanlite.server.config import ServerConfig
         print(ServerConfig().connection_limit(), ServerConfig(max_connections=7).connection_limit())
     """)

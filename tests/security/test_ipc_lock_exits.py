@@ -256,7 +256,9 @@ def test_interpreter_shutdown_releases_the_main_threads_lock(make_ipc):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError("the exiting interpreter hung on the lock its main thread held") from None
+        raise AssertionError(
+            "the exiting interpreter hung on the lock its main thread held"
+        ) from None
     assert layer.receive(["late"]) == ("late", {"n": 1})
     layer.check()
 

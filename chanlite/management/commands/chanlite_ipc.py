@@ -75,7 +75,7 @@ class Command(BaseCommand):
         # Imported here, not at module level: `manage.py help` must list this
         # command on platforms where the IPC layer cannot run (Windows, macOS).
         try:
-            from chanlite.layers.ipc import (  # checks the platform first
+            from chanlite.layers.ipc import (  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux); checks the platform first
                 DEFAULT_MODE,
                 IPCChannelLayer,
                 IPCCorrupt,
@@ -83,9 +83,9 @@ class Command(BaseCommand):
             )
         except IPCUnavailable as exc:
             raise CommandError(str(exc)) from None
-        import posix_ipc
+        import posix_ipc  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
-        from chanlite.layers._ipc_segment import segment_name as _segment_name
+        from chanlite.layers._ipc_segment import segment_name as _segment_name  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
         config = self._config(options)
         prefix = config["prefix"]
@@ -138,11 +138,11 @@ class Command(BaseCommand):
     def _users(prefix: str, wait: float) -> list[int]:
         """Pids of the live processes attached to ``prefix``'s segment, read
         from its pid table (without creating the segment if it is missing)."""
-        import posix_ipc
+        import posix_ipc  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
-        from chanlite.layers._ipc_segment import IPCError
-        from chanlite.layers._ipc_segment import segment_name as _segment_name
-        from chanlite.layers.ipc import IPCChannelLayer
+        from chanlite.layers._ipc_segment import IPCError  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
+        from chanlite.layers._ipc_segment import segment_name as _segment_name  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
+        from chanlite.layers.ipc import IPCChannelLayer  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
         try:
             posix_ipc.SharedMemory(_segment_name(prefix)).close_fd()

@@ -4,7 +4,8 @@
                              [--json]
 
 ``--stats`` lists, per shard, memory, maxmemory and its policy, connected
-chanlite processes (of this prefix) and clients, groups and queued messages per channel pattern; ``--health`` runs
+chanlite processes (of this prefix) and clients, groups and queued messages
+per channel pattern; ``--health`` runs
 :func:`~chanlite.layers.redis_ops.health_check` and exits 1 when a shard is
 down or unsafe (for scripts and probes); ``--flush --prefix P`` deletes
 every message, group and statistic under prefix ``P`` on every shard of the
@@ -20,6 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chanlite.layers import InvalidChannelLayerError, layer_settings
 from chanlite.layers import build_layer as _build_layer
+from chanlite.layers.redis import RedisChannelLayer, RedisUnavailable
+from chanlite.layers.redis_ops import health_check, shard_statistics
 
 
 class Command(BaseCommand):
@@ -46,8 +49,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def _layer(self, options: dict[str, Any]) -> Any:
-        from chanlite.layers.redis import RedisChannelLayer
-
         alias = options["layer"]
         overrides = {"prefix": options["prefix"]} if options["prefix"] else {}
         try:
@@ -63,9 +64,6 @@ class Command(BaseCommand):
         return layer
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from chanlite.layers.redis import RedisUnavailable
-        from chanlite.layers.redis_ops import health_check, shard_statistics
-
         if options["flush"] and not options["prefix"]:
             raise CommandError(
                 "--flush needs --prefix naming the key prefix to delete (the layer's "

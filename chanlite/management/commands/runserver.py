@@ -15,12 +15,31 @@ import errno
 import os
 import sys
 import threading
+from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management.base import CommandError
 from django.core.management.commands.runserver import Command as DjangoRunserver
 from django.db import connections
+from django.utils import autoreload
+
+from chanlite.checks import check_embedded_workers, raise_if_errors
+from chanlite.delay.embedded import embedded_delay
+from chanlite.layers import get_channel_layer
+from chanlite.routing import NoRouting, get_router
+from chanlite.server.config import ServerConfig
+from chanlite.server.options import (
+    add_server_options,
+    add_worker_option,
+    deprecated_alias,
+    server_overrides,
+    show_defaults,
+    with_default,
+)
+from chanlite.server.server import Server
 
 
 class Command(DjangoRunserver):
@@ -30,14 +49,6 @@ class Command(DjangoRunserver):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        from chanlite.server.options import (
-            add_server_options,
-            add_worker_option,
-            deprecated_alias,
-            show_defaults,
-            with_default,
-        )
-
         super().add_arguments(parser)
         parser.add_argument(
             "--noworker", action="store_false", dest="run_worker",
@@ -77,13 +88,10 @@ class Command(DjangoRunserver):
         handler = super().get_handler(*args, **options)
         use_static = options.get("use_static_handler", True)
         insecure = options.get("insecure_serving", False)
-        from django.apps import apps
 
         if use_static and (settings.DEBUG or insecure) and apps.is_installed(
             "django.contrib.staticfiles"
         ):
-            from django.contrib.staticfiles.handlers import StaticFilesHandler
-
             return StaticFilesHandler(handler)
         return handler
 
@@ -94,8 +102,6 @@ class Command(DjangoRunserver):
         """One banner: Django's lines (its wording changes between versions -
         6.x says "WSGI development server", which this is not - and tools and
         tests read "Starting development server at") plus what chanlite runs."""
-        from datetime import datetime
-
         if getattr(self, "_raw_ipv6", False):
             addr = f"[{self.addr}]"
         elif self.addr == "0":
@@ -117,20 +123,9 @@ class Command(DjangoRunserver):
     @staticmethod
     def _delay_service(layer: Any, workers: int, options: dict) -> Any:
         """The in-process delay service around serving (``--nodelay``: none)."""
-        from chanlite.delay.embedded import embedded_delay
-
         return embedded_delay(layer, workers=workers, enabled=options.get("run_delay", True))
 
     def inner_run(self, *args: Any, **options: Any) -> None:
-        from django.utils import autoreload
-
-        from chanlite.checks import check_embedded_workers, raise_if_errors
-        from chanlite.layers import get_channel_layer
-        from chanlite.routing import NoRouting, get_router
-        from chanlite.server.config import ServerConfig
-        from chanlite.server.options import server_overrides
-        from chanlite.server.server import Server
-
         autoreload.raise_last_exception()
         alias = options.get("layer", "default")
         try:

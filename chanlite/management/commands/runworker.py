@@ -22,6 +22,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chanlite import DEFAULT_CHANNEL_LAYER
+from chanlite.layers import get_channel_layer
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.routing import get_router
+from chanlite.server.options import add_worker_option, deprecated_alias, show_defaults
+from chanlite.worker_pool import GracefulShutdown, WorkerPool
 
 logger = logging.getLogger("chanlite.worker")
 
@@ -40,8 +45,6 @@ class Command(BaseCommand):
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
-        from chanlite.server.options import add_worker_option, deprecated_alias, show_defaults
-
         parser.add_argument(
             "--layer", default=DEFAULT_CHANNEL_LAYER,
             help="CHANNEL_LAYERS alias to use (default: %(default)s).",
@@ -65,11 +68,6 @@ class Command(BaseCommand):
         show_defaults(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from chanlite.layers import get_channel_layer
-        from chanlite.layers.memory import InMemoryChannelLayer
-        from chanlite.routing import get_router
-        from chanlite.worker_pool import GracefulShutdown, WorkerPool
-
         alias = options["layer"]
         if options["workers"] < 1:
             raise CommandError(f"--workers must be at least 1, not {options['workers']}")

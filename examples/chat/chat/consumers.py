@@ -259,7 +259,9 @@ class RoomListDemultiplexer(WebsocketDemultiplexer):
         Group(ROOM_LIST_GROUP, channel_layer=message.channel_layer).add(message.reply_channel)
         super().connect(message, **kwargs)
         rooms = [{"name": r.name, "title": r.title} for r in Room.objects.order_by("name")]
-        self.multiplexer_class("rooms", message.reply_channel).send({"action": "list", "rooms": rooms})
+        self.multiplexer_class("rooms", message.reply_channel).send(
+            {"action": "list", "rooms": rooms}
+        )
 
     def disconnect(self, message: Message, **kwargs: Any) -> None:
         Group(ROOM_LIST_GROUP, channel_layer=message.channel_layer).discard(message.reply_channel)

@@ -136,9 +136,13 @@ def _channel_layers() -> dict:
         return {"default": {"BACKEND": "chanlite.layers.memory.InMemoryChannelLayer",
                             "ROUTING": routing}}
     if kind == "ipc":
-        return {"default": {"BACKEND": "chanlite.layers.ipc.IPCChannelLayer",
-                            "CONFIG": {"prefix": os.environ.get("CHAT_IPC_PREFIX", "chanlite-chat")},
-                            "ROUTING": routing}}
+        return {
+            "default": {
+                "BACKEND": "chanlite.layers.ipc.IPCChannelLayer",
+                "CONFIG": {"prefix": os.environ.get("CHAT_IPC_PREFIX", "chanlite-chat")},
+                "ROUTING": routing,
+            }
+        }
     if kind == "redis":
         hosts = os.environ.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0").split(",")
         return {"default": {"BACKEND": "chanlite.layers.redis.RedisChannelLayer",

@@ -20,6 +20,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from chanlite import DEFAULT_CHANNEL_LAYER
+from chanlite.delay.service import DelayService
+from chanlite.delay.store import DatabaseStore
+from chanlite.layers import get_channel_layer
+from chanlite.layers.memory import InMemoryChannelLayer
 
 
 class Command(BaseCommand):
@@ -40,11 +44,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from chanlite.delay.service import DelayService
-        from chanlite.delay.store import DatabaseStore
-        from chanlite.layers import get_channel_layer
-        from chanlite.layers.memory import InMemoryChannelLayer
-
         alias = options["layer"]
         try:
             layer = get_channel_layer(alias)
