@@ -516,7 +516,8 @@ def idle(server: ServerProcess, total: int = 5000, procs: int = 2) -> dict:
             w.join(10)
             if w.is_alive():
                 w.terminate()
-    return {"idle_ws": opened, "idle_open_s": open_s, "_ops": opened, "idle_rss_before_mb": before / 1024,
+    return {"idle_ws": opened, "idle_open_s": open_s, "_ops": opened,
+            "idle_rss_before_mb": before / 1024,
             "idle_rss_after_mb": after / 1024, "idle_kb_per_ws": (after - before) / opened}
 
 

@@ -102,7 +102,8 @@ def raise_open_files(want: int = 65536) -> str:
     if new[1] < want:
         return (f"open-file limit: the bench asked setrlimit for {want:,} and got "
                 f"{new[0]:,}/{new[1]:,} (soft/hard; the hard limit cannot be raised here)")
-    return f"open-file limit raised by the bench (setrlimit) from {soft:,}/{hard:,} to {new[0]:,}/{new[1]:,}"
+    return (f"open-file limit raised by the bench (setrlimit) from {soft:,}/{hard:,} "
+            f"to {new[0]:,}/{new[1]:,}")
 
 
 def free_port() -> int:

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _report():
-    spec = importlib.util.spec_from_file_location("bench_report_peers", ROOT / "bench" / "report.py")
+    spec = importlib.util.spec_from_file_location("bench_report_peers",
+                                                  ROOT / "bench" / "report.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module

@@ -517,7 +517,8 @@ def test_a_paused_websocket_is_not_closed_for_a_pong_it_could_not_read(chanlite_
     time.sleep(1.0)  # several ping timeouts pass while paused
     from chanlite.server.ws_session import WSState
 
-    assert conn.session.state is WSState.OPEN, "closed while paused: an unread pong taken for silence"
+    assert conn.session.state is WSState.OPEN, (
+        "closed while paused: an unread pong taken for silence")
     assert layer_wait(layer, "websocket.receive") == {"filler": True}
     got = layer_wait(layer, "websocket.receive")
     assert (got["text"], got["order"]) == ("waits", 1)

@@ -71,7 +71,7 @@ def test_stop_from_another_thread_ends_a_sleeping_loop():
     _wait_asleep(loop)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(WAIT)
-    assert not thread.is_alive(), "call_soon_threadsafe(loop.stop) on a sleeping loop did not end run()"
+    assert not thread.is_alive(), "loop.stop handed over to a sleeping loop did not end run()"
     loop.close()
 
 
