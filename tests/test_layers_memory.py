@@ -209,3 +209,53 @@ def test_global_statistics_do_not_count_expired_messages():
     layer.send("y", {"n": 3})
     clock.advance(5)
     assert layer.global_statistics() == {"messages_pending": 1, "channel_full_count": 0}
+
+
+def test_a_send_wakes_one_blocked_receiver_not_all(layer) -> None:
+    """Each push wakes one receiver of its queue: with three receivers
+    blocked on one channel, one message ends exactly one wait."""
+    results: list = []
+    threads = [start(lambda: results.append(layer.receive(["jobs"], block=True, timeout=30)))
+               for _ in range(3)]
+    wait_until_blocked(layer, 3)
+    layer.send("jobs", {"n": 1})
+    deadline = time.monotonic() + 10
+    while not results:
+        assert time.monotonic() < deadline, "no receiver was woken by the send"
+        time.sleep(0.001)
+    assert results == [("jobs", {"n": 1})]
+    assert layer._waiting == 2, "the other receivers should still be blocked"
+    layer.send("jobs", {"n": 2})
+    layer.send("jobs", {"n": 3})
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive(), "a receiver was left blocked with a message waiting"
+    assert sorted(message["n"] for _, message in results) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("attempt", range(30))
+def test_no_message_waits_while_a_receiver_that_can_take_it_sleeps(layer, attempt) -> None:
+    """A receiver woken for one queue may take from another of its queues;
+    the wake-up it did not use must pass on. Receiver A listens on P and Q
+    (A first), C on Q only; Q then P are sent. Either A took Q (P waits for
+    nobody: C does not listen on it) or A took P and C must get Q — never
+    "A took P and C sleeps beside Q"."""
+    got: dict = {}
+    a = start(lambda: got.__setitem__("A", layer.receive(["p", "q"], block=True, timeout=30)))
+    wait_until_blocked(layer, 1)
+    c = start(lambda: got.__setitem__("C", layer.receive(["q"], block=True, timeout=30)))
+    wait_until_blocked(layer, 2)
+    layer.send("q", {"to": "q"})
+    layer.send("p", {"to": "p"})
+    a.join(10)
+    assert not a.is_alive(), "A was not woken"
+    if got["A"][0] == "p":
+        c.join(10)
+        assert not c.is_alive(), "A took P; Q's message waited while C slept beside it"
+        assert got["C"] == ("q", {"to": "q"})
+    else:
+        assert got["A"] == ("q", {"to": "q"})
+        assert layer.receive(["p"]) == ("p", {"to": "p"})
+        layer.send("q", {"to": "q2"})  # end C's wait
+        c.join(10)
+        assert got["C"] == ("q", {"to": "q2"})

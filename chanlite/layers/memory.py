@@ -3,8 +3,17 @@
 Each queue is a ``deque`` of ``(expires, channel, data)``. Because every
 message gets the same ``expiry`` and the clock never goes back, a queue is
 sorted by expiry: expired messages are always at its head and are dropped
-there, so no operation scans the backlog. Blocking receivers wait on one
-condition variable that every push notifies.
+there, so no operation scans the backlog.
+
+Blocking receivers each wait on their own condition (sharing the layer's
+lock), registered under every queue they listen on; a push wakes *one*
+receiver of that queue, not all of them. Why: an embedded server has several
+worker threads and the reply pump blocked at once, and waking every one of
+them for each message made them all fight for the GIL to find the queue
+empty (a thundering herd that cost most of a one-client echo's latency).
+A woken receiver that takes a message from another of its queues, or none,
+passes the wake-up on (see ``_pass_on``), so a message never waits while a
+receiver that could take it sleeps.
 """
 
 from __future__ import annotations
@@ -20,6 +29,16 @@ from .names import queue_for_send
 __all__ = ["InMemoryChannelLayer"]
 
 
+class _Waiter:
+    """One blocked receive: its condition (on the layer's lock) and queues."""
+
+    __slots__ = ("queues", "ready")
+
+    def __init__(self, lock: threading.Lock, queues: list[str]) -> None:
+        self.ready = threading.Condition(lock)
+        self.queues = queues
+
+
 class InMemoryChannelLayer(BaseChannelLayer):
     """Channel layer living in this process's memory (threads share it)."""
 
@@ -33,8 +52,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         config["clock"] = config["clock"] or time.monotonic
         super().__init__(**config)
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._waiting = 0
+        #: queue -> blocked receivers listening on it, oldest first
+        self._waiters: dict[str, deque[_Waiter]] = {}
+        self._waiting = 0  # blocked receivers (tests wait for this)
         self._queues: dict[str, deque[tuple[float, str, bytes]]] = {}
         self._full: dict[str, int] = {}
         self._groups: dict[str, dict[str, float]] = {}
@@ -54,13 +74,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     return False
             items.append((expires, channel, data))
             if self._waiting:
-                self._ready.notify_all()
+                self._wake_one(queue)
             return True
 
     def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         # One lock acquisition for the whole fan-out.
         skipped = 0
         with self._lock:
+            woken = self._waiting
             for channel in channels:
                 queue = queue_for_send(channel)
                 items = self._queues.get(queue)
@@ -75,8 +96,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
                             skipped += 1
                             continue
                 items.append((expires, channel, data))
-            if self._waiting:
-                self._ready.notify_all()
+                if woken:
+                    self._wake_one(queue)
         return skipped
 
     @staticmethod
@@ -107,18 +128,59 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if got is not None or not block:
                 return got
             deadline = None if timeout is None else time.monotonic() + timeout
+            waiter = _Waiter(self._lock, queues)
             self._waiting += 1
             try:
                 while True:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return None
-                    self._ready.wait(remaining)
+                    self._register(waiter)
+                    waiter.ready.wait(remaining)
+                    self._unregister(waiter)  # woken, timed out or interrupted
                     got = self._pop_locked(queues)
                     if got is not None:
                         return got
             finally:
                 self._waiting -= 1
+                self._unregister(waiter)
+                self._pass_on(queues)
+
+    # targeted wake-ups (the lock is held in all three) --------------------
+
+    def _register(self, waiter: _Waiter) -> None:
+        for queue in waiter.queues:
+            self._waiters.setdefault(queue, deque()).append(waiter)
+
+    def _unregister(self, waiter: _Waiter) -> None:
+        for queue in waiter.queues:
+            waiters = self._waiters.get(queue)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)  # a deque of blocked threads: short
+                if not waiters:
+                    del self._waiters[queue]
+
+    def _wake_one(self, queue: str) -> None:
+        """Wake the oldest receiver blocked on ``queue`` (none: nothing to do).
+
+        It leaves every queue's list at once, so the next push wakes another.
+        """
+        waiters = self._waiters.get(queue)
+        if waiters:
+            waiter = waiters[0]
+            self._unregister(waiter)
+            waiter.ready.notify()
+
+    def _pass_on(self, queues: list[str]) -> None:
+        """A receive is ending: wake a receiver for any of its queues that
+        still holds messages. The push that woke this receive may have been
+        to a queue it did not take from (it takes in its own order, or a
+        non-blocking receive got there first, or it was interrupted)."""
+        if not self._waiters:
+            return
+        for queue in queues:
+            if self._queues.get(queue) and queue in self._waiters:
+                self._wake_one(queue)
 
     # groups ---------------------------------------------------------------
 
