@@ -14,6 +14,16 @@ process-specific channels ``a!x`` spell it out), and ``data`` is the msgpack
 message. Every message of a layer gets the same ``expiry`` and time does not
 go back, so each list is sorted by ``expires`` and expired items are always
 at its head.
+
+Batched receive (see :mod:`~chanlite.layers.redis_batch`): the one reader
+of a process-specific queue ``a!`` pops up to N items at once and serves
+them from a local buffer. The items it holds still count against the
+queue's capacity: ``<prefix>:h:<queue>`` ("held") is
+``"<count>|<expires of the oldest>"`` of the live items in that buffer, as
+last reported by the reader (set by ``POP_BATCH``, corrected by the reader
+before its own sends and statistics). Pushes to a ``!`` queue refuse at
+``capacity - held`` and statistics add it, so a stale value can only make
+a send refuse early, never let a queue exceed its capacity.
 """
 
 from __future__ import annotations
@@ -21,8 +31,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-__all__ = ["Script", "PUSH", "PUSH_MANY", "POP", "QUEUE_STATS", "PENDING", "GROUP_ADD",
-           "GROUP_DISCARD", "GROUP_MEMBERS"]
+__all__ = ["Script", "PUSH", "PUSH_MANY", "POP", "POP_BATCH", "QUEUE_STATS", "PENDING",
+           "GROUP_ADD", "GROUP_DISCARD", "GROUP_MEMBERS"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +64,22 @@ local function drop_expired(key, n, now)
 end
 """
 
-#: KEYS: queue list, full-count hash. ARGV: item, now, capacity, key ttl,
-#: queue name, full-hash ttl. Returns 1 if queued, 0 if refused as full.
-#: Pushing first and undoing when over capacity makes the common case two
-#: calls (RPUSH, EXPIRE) instead of three.
-PUSH = Script("push", _DROP_EXPIRED + """
+# The count of live items a batched reader holds for a ``!`` queue (0 if none).
+_HELD = """
+local function held(key)
+  local value = redis.call('GET', key)
+  if not value then return 0 end
+  return tonumber(string.match(value, '^[^|]+')) or 0
+end
+"""
+
+#: KEYS: queue list, full-count hash, [held key: ``!`` queues only].
+#: ARGV: item, now, capacity, key ttl, queue name, full-hash ttl.
+#: Returns 1 if queued, 0 if refused as full. Pushing first and undoing
+#: when over capacity makes the common case two calls (RPUSH, EXPIRE).
+PUSH = Script("push", _DROP_EXPIRED + _HELD + """
 local key, capacity = KEYS[1], tonumber(ARGV[3])
+if KEYS[3] then capacity = capacity - held(KEYS[3]) end
 local n = redis.call('RPUSH', key, ARGV[1])
 if n > capacity then
   redis.call('RPOP', key)
@@ -75,34 +95,39 @@ redis.call('EXPIRE', key, ARGV[4])
 return 1
 """)
 
-#: KEYS: full-count hash, then one queue list per member on this host.
+#: KEYS: full-count hash, then each queue list once (members grouped by
+#: queue: the members of one process share its ``a!`` queue).
 #: ARGV: data, now, key ttl, full-hash ttl, expires, length of the key
-#: prefix, then per member: capacity, channel name (empty when it is the
-#: queue name). Full members are skipped and counted (by queue name, the
-#: key without its prefix). Returns the number of refusals.
-PUSH_MANY = Script("push_many", _DROP_EXPIRED + """
+#: prefix, held-key prefix, then per queue: capacity, member count, that
+#: many channel names (empty when it is the queue name). Each queue takes
+#: as many members as it has room for, in order, in one RPUSH; the rest
+#: are skipped and counted (by queue name, the key without its prefix),
+#: exactly as pushing them one by one would. Returns the number of refusals.
+#: (Held keys are derived here rather than passed: fine outside Redis
+#: Cluster, which this layer does not support; it shards by itself.)
+PUSH_MANY = Script("push_many", _DROP_EXPIRED + _HELD + """
 local data, now, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local head, skip = ARGV[5] .. '|', tonumber(ARGV[6]) + 1
-local refused = 0
+local head, skip, hprefix = ARGV[5] .. '|', tonumber(ARGV[6]) + 1, ARGV[7]
+local refused, a = 0, 8
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local a = 7 + (i - 2) * 2
-  local capacity = tonumber(ARGV[a])
-  local item = head .. ARGV[a + 1] .. '|' .. data
-  local queued = true
-  local n = redis.call('RPUSH', key, item)
-  if n > capacity then
-    redis.call('RPOP', key)
-    n = drop_expired(key, n - 1, now)
-    if n >= capacity then
-      redis.call('HINCRBY', KEYS[1], string.sub(key, skip), 1)
-      refused = refused + 1
-      queued = false
-    else
-      redis.call('RPUSH', key, item)
-    end
+  local name = string.sub(key, skip)
+  local capacity, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  if string.sub(name, -1) == '!' then capacity = capacity - held(hprefix .. name) end
+  local n = redis.call('LLEN', key)
+  if n + count > capacity then n = drop_expired(key, n, now) end
+  local fit = math.max(0, math.min(capacity - n, count))
+  for j = 1, fit, 1000 do
+    local items = {}
+    for k = j, math.min(j + 999, fit) do items[#items + 1] = head .. ARGV[a + 1 + k] .. '|' .. data end
+    redis.call('RPUSH', key, unpack(items))
   end
-  if queued then redis.call('EXPIRE', key, ttl) end
+  if fit > 0 then redis.call('EXPIRE', key, ttl) end
+  if fit < count then
+    redis.call('HINCRBY', KEYS[1], name, count - fit)
+    refused = refused + count - fit
+  end
+  a = a + 2 + count
 end
 if refused > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return refused
@@ -125,13 +150,50 @@ end
 return false
 """)
 
-#: KEYS: queue list, full-count hash. ARGV: now, queue name.
-#: Returns {pending, expires of the oldest pending or "", full count}.
+#: KEYS: queue list, full-count hash, [held key: ``!`` queues only].
+#: ARGV: now, queue name. Returns {pending (held items included), expires
+#: of the oldest pending or "", full count}; held items are older than
+#: any still in the list (they were popped first).
 QUEUE_STATS = Script("queue_stats", _DROP_EXPIRED + """
 local n = drop_expired(KEYS[1], redis.call('LLEN', KEYS[1]), tonumber(ARGV[1]))
 local oldest = ''
 if n > 0 then oldest = string.match(redis.call('LINDEX', KEYS[1], 0), '^[^|]+') end
+if KEYS[3] then
+  local value = redis.call('GET', KEYS[3])
+  if value then
+    local count, first = string.match(value, '^([^|]+)|(.*)$')
+    count = tonumber(count) or 0
+    if count > 0 then n, oldest = n + count, first end
+  end
+end
 return {n, oldest, tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')}
+""")
+
+#: KEYS: queue list, held key. ARGV: now, most items to pop, key ttl.
+#: Pops up to N items (``LPOP key count``, Redis >= 6.2), drops the expired
+#: ones and records all live ones but the first (which the reader serves at
+#: once) as held. Returns the live items as ONE string, each as
+#: ``<length>:<item>``: a single bulk reply is parsed far faster by the
+#: client than an array of N (redis-py parses arrays element by element).
+#: Malformed items are returned too: the client logs and drops them.
+POP_BATCH = Script("pop_batch", """
+local items = redis.call('LPOP', KEYS[1], ARGV[2])
+local now, live = tonumber(ARGV[1]), {}
+if items then
+  for i = 1, #items do
+    local expires = tonumber(string.match(items[i], '^[^|]+') or '')
+    if expires == nil or expires > now then
+      live[#live + 1] = #items[i] .. ':' .. items[i]
+    end
+  end
+end
+if #live > 1 then
+  local oldest = string.match(live[2], '^[^:]+:([^|]+)') or ARGV[1]
+  redis.call('SET', KEYS[2], (#live - 1) .. '|' .. oldest, 'EX', ARGV[3])
+else
+  redis.call('DEL', KEYS[2])
+end
+return table.concat(live)
 """)
 
 #: KEYS: queue lists (a SCAN batch). ARGV: now. Returns the live items in all.
@@ -170,7 +232,9 @@ return 1
 """)
 
 #: KEYS: order zset, time zset. ARGV: added_after. Removes members added at
-#: or before ``added_after``; returns the others in join order.
+#: or before ``added_after``; returns the others in join order, joined by
+#: spaces into one string (channel names hold none; one bulk reply is far
+#: cheaper for the client to parse than an array of 100 members).
 GROUP_MEMBERS = Script("group_members", """
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 if #old > 0 then
@@ -180,8 +244,8 @@ if #old > 0 then
   end
   if redis.call('ZCARD', KEYS[1]) == 0 then
     redis.call('DEL', KEYS[1], KEYS[2])
-    return {}
+    return ''
   end
 end
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), ' ')
 """)
