@@ -22,7 +22,8 @@ Storage, per ``prefix`` (all keys are ``<prefix>:<kind>:<name>``):
 - ``<prefix>:g:<group>`` / ``<prefix>:t:<group>`` — members in join order
   (a sorted set) and their add times (another), TTL ``group_expiry +
   ttl_margin``, on the host chosen by the group name so every sender finds
-  them.
+  them; ``<prefix>:v:<group>``: their version (see
+  :mod:`~chanlite.layers.redis_groups`).
 - ``<prefix>:f:`` — per-host hash of "refused as full" counters.
 - ``<prefix>:h:<queue>`` — for a process-specific queue ``a!``, how many
   live items its reader holds in its local buffer (batched receive, see
@@ -52,15 +53,15 @@ from ._redis_receive import (  # noqa: F401
     _SelectPoller,
 )
 from .base import MAX_DROPPED, BaseChannelLayer
-from .names import queue_for_send
 from .redis_batch import BatchedReceiveMixin
+from .redis_groups import GroupSendMixin
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
 logger = logging.getLogger("chanlite.layers.redis")
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
-_OWN_KINDS = frozenset({"q", "g", "t", "f", "h"})
+_OWN_KINDS = frozenset({"q", "g", "t", "f", "h", "v"})
 
 
 class RedisUnavailable(ConnectionError):
@@ -74,7 +75,9 @@ class RedisUnavailable(ConnectionError):
     """
 
 
-class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLayer):
+class RedisChannelLayer(
+    GroupSendMixin, BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLayer
+):
     """Channel layer storing queues and groups in one or more Redis servers.
 
     Parameters (besides the base ones: ``expiry``, ``group_expiry``,
@@ -190,6 +193,7 @@ class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLa
         self._group_ttl = math.ceil(self.group_expiry + ttl_margin)
         self._full_ttl = max(self._queue_ttl, self._group_ttl)
         self._init_batching(prefix, receive_batch)
+        self._init_groups()
         self._read_timeout: type[BaseException] = RedisTimeoutError
         self._out_of_memory: type[BaseException] = OutOfMemoryError
         self._response_error: type[BaseException] = ResponseError
@@ -241,9 +245,6 @@ class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLa
 
     def _group_host(self, group: str) -> Any:
         return self._hosts[self._ring.index_for("group:" + group)]
-
-    def _group_keys(self, group: str) -> tuple[str, str]:
-        return f"{self.prefix}:g:{group}", f"{self.prefix}:t:{group}"
 
     # encryption -------------------------------------------------------------
 
@@ -306,62 +307,6 @@ class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLa
                 "Consumers are not keeping up: add workers, lower capacities, or raise "
                 "that server's maxmemory (keep maxmemory-policy noeviction)"
             ) from exc
-
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
-        # One script per host: every member on that host in one round trip,
-        # members grouped by queue (a process's members share its "a!"
-        # queue: one RPUSH of all of them).
-        per_queue: dict[str, list[str]] = {}
-        for channel in channels:
-            queue = queue_for_send(channel)
-            names = per_queue.get(queue)
-            if names is None:
-                names = per_queue[queue] = []
-            names.append("" if channel == queue else channel)
-        per_host: dict[int, tuple[list[str], list[Any], list[str]]] = {}
-        qprefix, capacities, ring = self._qprefix, self._capacity_cache, self._ring
-        for queue, names in per_queue.items():
-            index = ring.index_for(queue)
-            entry = per_host.get(index)
-            if entry is None:
-                entry = per_host[index] = ([self._full_key], [], [])
-            entry[0].append(qprefix + queue)
-            entry[1].extend((capacities.get(queue) or self.capacity_for(queue), len(names)))
-            entry[1].extend(names)
-            entry[2].append(queue)
-        head, now = repr(expires), repr(expires - self.expiry)
-        skipped = 0
-        for index, (keys, args, queues) in per_host.items():
-            host = self._hosts[index]
-            before = self._held_fixes(queues, expires - self.expiry) if self._reported else []
-            try:
-                skipped += int(host.run(
-                    _scripts.PUSH_MANY,
-                    keys,
-                    [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix),
-                     self._hprefix, *args],
-                    before,
-                ))
-            except self._out_of_memory as exc:
-                # A full server: its members are skipped like full ones.
-                members = sum(len(per_queue[queue]) for queue in queues)
-                skipped += members
-                logger.warning(
-                    "group send skipped %d member(s) on %s: Redis is out of memory (%s)",
-                    members, host.label, exc,
-                )
-            except RedisUnavailable as exc:
-                # Like a full member, an unreachable one is skipped: the
-                # members on healthy shards still get the message. Say who
-                # missed it (log) and count it (delivery_statistics).
-                missed = [name or queue for queue in queues for name in per_queue[queue]]
-                self._unreachable[host.label] = self._unreachable.get(host.label, 0) + len(missed)
-                logger.warning(
-                    "group send could not reach %d member(s) on %s: %s (%s)",
-                    len(missed), host.label, ", ".join(missed[:10])
-                    + (" ..." if len(missed) > 10 else ""), exc,
-                )
-        return skipped
 
     # receiving --------------------------------------------------------------
 
@@ -444,22 +389,6 @@ class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLa
             return None
         return self._wait(groups, None if timeout is None else time.monotonic() + timeout)
 
-    # groups -----------------------------------------------------------------
-
-    def _group_add(self, group: str, channel: str, now: float) -> None:
-        self._group_host(group).run(
-            _scripts.GROUP_ADD, self._group_keys(group), (channel, repr(now), self._group_ttl)
-        )
-
-    def _group_discard(self, group: str, channel: str) -> None:
-        self._group_host(group).run(_scripts.GROUP_DISCARD, self._group_keys(group), (channel,))
-
-    def _group_members(self, group: str, added_after: float) -> list[str]:
-        members = self._group_host(group).run(
-            _scripts.GROUP_MEMBERS, self._group_keys(group), (repr(added_after),)
-        )
-        return members.decode().split() if members else []
-
     # flush and statistics ---------------------------------------------------
 
     def _own_keys(self, host: Any, pattern: str) -> list[bytes]:
@@ -474,6 +403,7 @@ class RedisChannelLayer(BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLa
 
     def _flush(self) -> None:
         self._drop_buffers()  # deleted with everything else (held records too)
+        self._group_plans.clear()
         for host in self._hosts:
             keys = self._own_keys(host, ":*")
             for i in range(0, len(keys), 500):

@@ -31,8 +31,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-__all__ = ["Script", "PUSH", "PUSH_MANY", "POP", "POP_BATCH", "QUEUE_STATS", "PENDING",
-           "GROUP_ADD", "GROUP_DISCARD", "GROUP_MEMBERS"]
+__all__ = ["Script", "PUSH", "PUSH_MANY", "PUSH_GROUP", "POP", "POP_BATCH", "QUEUE_STATS",
+           "PENDING", "GROUP_ADD", "GROUP_DISCARD", "GROUP_MEMBERS"]
 
 
 @dataclass(frozen=True)
@@ -95,42 +95,76 @@ redis.call('EXPIRE', key, ARGV[4])
 return 1
 """)
 
-#: KEYS: full-count hash, then each queue list once (members grouped by
-#: queue: the members of one process share its ``a!`` queue).
-#: ARGV: data, now, key ttl, full-hash ttl, expires, length of the key
-#: prefix, held-key prefix, then per queue: capacity, member count, that
-#: many channel names (empty when it is the queue name). Each queue takes
-#: as many members as it has room for, in order, in one RPUSH; the rest
-#: are skipped and counted (by queue name, the key without its prefix),
-#: exactly as pushing them one by one would. Returns the number of refusals.
-#: (Held keys are derived here rather than passed: fine outside Redis
-#: Cluster, which this layer does not support; it shards by itself.)
-PUSH_MANY = Script("push_many", _DROP_EXPIRED + _HELD + """
-local data, now, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local head, skip, hprefix = ARGV[5] .. '|', tonumber(ARGV[6]) + 1, ARGV[7]
-local refused, a = 0, 8
-for i = 2, #KEYS do
-  local key = KEYS[i]
-  local name = string.sub(key, skip)
-  local capacity, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  if string.sub(name, -1) == '!' then capacity = capacity - held(hprefix .. name) end
-  local n = redis.call('LLEN', key)
-  if n + count > capacity then n = drop_expired(key, n, now) end
-  local fit = math.max(0, math.min(capacity - n, count))
-  for j = 1, fit, 1000 do
-    local items = {}
-    for k = j, math.min(j + 999, fit) do items[#items + 1] = head .. ARGV[a + 1 + k] .. '|' .. data end
-    redis.call('RPUSH', key, unpack(items))
+# Push one message to several queues: KEYS[k0..] are the queue lists,
+# ARGV[a0..]: data, now, key ttl, full-hash ttl, expires, length of the key
+# prefix, held-key prefix, then per queue: capacity, member count, that
+# many channel names (empty when it is the queue name). Each queue takes
+# as many members as it has room for, in order, in one RPUSH; the rest are
+# skipped and counted in the full hash (by queue name, the key without its
+# prefix), exactly as pushing them one by one would. Returns the refusals.
+# (Held keys are derived here rather than passed: fine outside Redis
+# Cluster, which this layer does not support; it shards by itself.)
+_PUSH_QUEUES = _DROP_EXPIRED + _HELD + """
+local function push_queues(full, k0, a0)
+  local data, now, ttl = ARGV[a0], tonumber(ARGV[a0 + 1]), ARGV[a0 + 2]
+  local head, skip, hprefix = ARGV[a0 + 4] .. '|', tonumber(ARGV[a0 + 5]) + 1, ARGV[a0 + 6]
+  local refused, a = 0, a0 + 7
+  for i = k0, #KEYS do
+    local key = KEYS[i]
+    local name = string.sub(key, skip)
+    local capacity, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    if string.sub(name, -1) == '!' then capacity = capacity - held(hprefix .. name) end
+    local n = redis.call('LLEN', key)
+    if n + count > capacity then n = drop_expired(key, n, now) end
+    local fit = math.max(0, math.min(capacity - n, count))
+    for j = 1, fit, 1000 do
+      local items = {}
+      for k = j, math.min(j + 999, fit) do items[#items + 1] = head .. ARGV[a + 1 + k] .. '|' .. data end
+      redis.call('RPUSH', key, unpack(items))
+    end
+    if fit > 0 then redis.call('EXPIRE', key, ttl) end
+    if fit < count then
+      redis.call('HINCRBY', full, name, count - fit)
+      refused = refused + count - fit
+    end
+    a = a + 2 + count
   end
-  if fit > 0 then redis.call('EXPIRE', key, ttl) end
-  if fit < count then
-    redis.call('HINCRBY', KEYS[1], name, count - fit)
-    refused = refused + count - fit
-  end
-  a = a + 2 + count
+  if refused > 0 then redis.call('EXPIRE', full, ARGV[a0 + 3]) end
+  return refused
 end
-if refused > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-return refused
+"""
+
+#: KEYS: full-count hash, then each queue list once (members grouped by
+#: queue: the members of one process share its ``a!`` queue). ARGV: as
+#: ``push_queues`` above. Returns the number of refusals.
+PUSH_MANY = Script("push_many", _PUSH_QUEUES + """
+return push_queues(KEYS[1], 2, 1)
+""")
+
+# A group's version (``<prefix>:v:<group>``) changes whenever its members
+# or their order may have: a sender that cached the members of a version
+# (and the queues, capacities and hosts they map to) sends to the group in
+# ONE round trip (``PUSH_GROUP``) until it changes. Time plus a counter, so
+# a version never repeats, not even after the key expired or was flushed.
+_BUMP = """
+local function bump(vkey, ttl)
+  local t = redis.call('TIME')
+  local old = redis.call('GET', vkey) or ''
+  local n = (tonumber(string.match(old, '[^.]+$') or '') or 0) + 1
+  local version = t[1] .. '.' .. t[2] .. '.' .. n
+  redis.call('SET', vkey, version, 'EX', ttl)
+  return version
+end
+"""
+
+#: KEYS: order zset, time zset, version, full-count hash, then queue lists
+#: (the cached plan). ARGV: added_after, cached version, then as
+#: ``push_queues``. Returns -1 (nothing sent: fetch the members again) if
+#: the version changed or a member has expired, else the refusals.
+PUSH_GROUP = Script("push_group", _PUSH_QUEUES + """
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
+if #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1) > 0 then return -1 end
+return push_queues(KEYS[4], 5, 3)
 """)
 
 #: KEYS: queue lists in the order to try. ARGV: now. Pops the first live
@@ -211,8 +245,8 @@ return total
 # in tests); ``t`` is scored by add time, so expired members are found with
 # one range query instead of a walk over all members on every group send.
 
-#: KEYS: order zset, time zset. ARGV: channel, now, ttl.
-GROUP_ADD = Script("group_add", """
+#: KEYS: order zset, time zset, version. ARGV: channel, now, ttl.
+GROUP_ADD = Script("group_add", _BUMP + """
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local seq = 1
 if last[2] then seq = tonumber(last[2]) + 1 end
@@ -220,32 +254,39 @@ redis.call('ZADD', KEYS[1], seq, ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+bump(KEYS[3], ARGV[3])
 return seq
 """)
 
-#: KEYS: order zset, time zset. ARGV: channel.
-GROUP_DISCARD = Script("group_discard", """
-redis.call('ZREM', KEYS[1], ARGV[1])
+#: KEYS: order zset, time zset, version. ARGV: channel, ttl.
+GROUP_DISCARD = Script("group_discard", _BUMP + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then bump(KEYS[3], ARGV[2]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
 return 1
 """)
 
-#: KEYS: order zset, time zset. ARGV: added_after. Removes members added at
-#: or before ``added_after``; returns the others in join order, joined by
-#: spaces into one string (channel names hold none; one bulk reply is far
-#: cheaper for the client to parse than an array of 100 members).
-GROUP_MEMBERS = Script("group_members", """
+#: KEYS: order zset, time zset, version. ARGV: added_after, ttl. Removes
+#: members added at or before ``added_after``; returns the version, then the
+#: others in join order, joined by spaces into one string (channel names
+#: hold none; one bulk reply is far cheaper for the client to parse than an
+#: array of 100 members).
+GROUP_MEMBERS = Script("group_members", _BUMP + """
+local version = redis.call('GET', KEYS[3])
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
   for i = 1, #old, 1000 do
     redis.call('ZREM', KEYS[1], unpack(old, i, math.min(i + 999, #old)))
   end
+  version = bump(KEYS[3], ARGV[2])
   if redis.call('ZCARD', KEYS[1]) == 0 then
     redis.call('DEL', KEYS[1], KEYS[2])
-    return ''
+    return version
   end
 end
-return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), ' ')
+if not version then version = bump(KEYS[3], ARGV[2]) end
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #members == 0 then return version end
+return version .. ' ' .. table.concat(members, ' ')
 """)
