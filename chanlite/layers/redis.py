@@ -135,7 +135,7 @@ class RedisChannelLayer(
         virtual_nodes: int = 160,
         connection_options: dict[str, Any] | None = None,
         symmetric_encryption_keys: Sequence[str | bytes] | None = None,
-        receive_batch: int = 100,
+        receive_batch: int = 1000,
         **base: Any,
     ) -> None:
         super().__init__(

@@ -157,12 +157,11 @@ class BatchedReceiveMixin:
         buffer = self._buffers.get(queue)
         if buffer is None:
             buffer = self._buffers[queue] = deque()
-        append, count, oldest, position, end = buffer.append, 0, None, 0, len(reply)
-        while position < end:  # "<length>:<item>" repeated
-            colon = reply.index(b":", position)
-            start = colon + 1
-            position = start + int(reply[position:colon])
-            item = reply[start:position]
+        lengths, joined = reply
+        append, count, oldest, position = buffer.append, 0, None, 0
+        for length in lengths.split():
+            start, position = position, position + int(length)
+            item = joined[start:position]
             count += 1
             try:
                 expires, channel, data = item.split(b"|", 2)

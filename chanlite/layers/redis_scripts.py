@@ -206,28 +206,38 @@ return {n, oldest, tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')}
 #: KEYS: queue list, held key. ARGV: now, most items to pop, key ttl.
 #: Pops up to N items (``LPOP key count``, Redis >= 6.2), drops the expired
 #: ones and records all live ones but the first (which the reader serves at
-#: once) as held. Returns the live items as ONE string, each as
-#: ``<length>:<item>``: a single bulk reply is parsed far faster by the
-#: client than an array of N (redis-py parses arrays element by element).
-#: Malformed items are returned too: the client logs and drops them.
+#: once) as held. Items are sorted by expiry, so only the head needs
+#: checking: once one is live, so are the rest. Returns {the lengths of the
+#: live items joined by spaces, the items concatenated}: two strings parse
+#: far faster in the client than an array of N (redis-py parses arrays
+#: element by element). Malformed items are returned too: the client logs
+#: and drops them.
 POP_BATCH = Script("pop_batch", """
 local items = redis.call('LPOP', KEYS[1], ARGV[2])
-local now, live = tonumber(ARGV[1]), {}
-if items then
-  for i = 1, #items do
-    local expires = tonumber(string.match(items[i], '^[^|]+') or '')
-    if expires == nil or expires > now then
-      live[#live + 1] = #items[i] .. ':' .. items[i]
-    end
+if not items then
+  redis.call('DEL', KEYS[2])
+  return {'', ''}
+end
+local now, first = tonumber(ARGV[1]), #items + 1
+for i = 1, #items do
+  local expires = tonumber(string.match(items[i], '^[^|]+') or '')
+  if expires == nil or expires > now then
+    first = i
+    break
   end
 end
+local live, lengths = {}, {}
+for i = first, #items do
+  live[#live + 1] = items[i]
+  lengths[#lengths + 1] = #items[i]
+end
 if #live > 1 then
-  local oldest = string.match(live[2], '^[^:]+:([^|]+)') or ARGV[1]
+  local oldest = string.match(live[2], '^[^|]+') or ARGV[1]
   redis.call('SET', KEYS[2], (#live - 1) .. '|' .. oldest, 'EX', ARGV[3])
 else
   redis.call('DEL', KEYS[2])
 end
-return table.concat(live)
+return {table.concat(lengths, ' '), table.concat(live)}
 """)
 
 #: KEYS: queue lists (a SCAN batch). ARGV: now. Returns the live items in all.
