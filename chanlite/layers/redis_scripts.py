@@ -99,7 +99,7 @@ return 1
 # ARGV[a0..]: data, now, key ttl, full-hash ttl, expires, length of the key
 # prefix, held-key prefix, then per queue: capacity, member count, that
 # many channel names (empty when it is the queue name). Each queue takes
-# as many members as it has room for, in order, in one RPUSH; the rest are
+# as many members as it has room for, in order (one RPUSH); the rest are
 # skipped and counted in the full hash (by queue name, the key without its
 # prefix), exactly as pushing them one by one would. Returns the refusals.
 # (Held keys are derived here rather than passed: fine outside Redis
@@ -111,21 +111,27 @@ local function push_queues(full, k0, a0)
   local refused, a = 0, a0 + 7
   for i = k0, #KEYS do
     local key = KEYS[i]
-    local name = string.sub(key, skip)
     local capacity, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-    if string.sub(name, -1) == '!' then capacity = capacity - held(hprefix .. name) end
-    local n = redis.call('LLEN', key)
-    if n + count > capacity then n = drop_expired(key, n, now) end
-    local fit = math.max(0, math.min(capacity - n, count))
-    for j = 1, fit, 1000 do
-      local items = {}
-      for k = j, math.min(j + 999, fit) do items[#items + 1] = head .. ARGV[a + 1 + k] .. '|' .. data end
-      redis.call('RPUSH', key, unpack(items))
+    if string.byte(key, -1) == 33 then  -- '!': what its reader holds counts too
+      capacity = capacity - held(hprefix .. string.sub(key, skip))
     end
-    if fit > 0 then redis.call('EXPIRE', key, ttl) end
-    if fit < count then
-      redis.call('HINCRBY', full, name, count - fit)
-      refused = refused + count - fit
+    local items = {}
+    for k = 1, count do items[k] = head .. ARGV[a + 1 + k] .. '|' .. data end
+    -- Push first and undo when over capacity: the common case is one call.
+    local n = 0
+    for j = 1, count, 1000 do n = redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, count))) end
+    if n > capacity then
+      redis.call('RPOP', key, count)
+      n = drop_expired(key, n - count, now)
+      local fit = math.max(0, math.min(capacity - n, count))
+      for j = 1, fit, 1000 do redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, fit))) end
+      if fit > 0 then redis.call('EXPIRE', key, ttl) end
+      if fit < count then
+        redis.call('HINCRBY', full, string.sub(key, skip), count - fit)
+        refused = refused + count - fit
+      end
+    else
+      redis.call('EXPIRE', key, ttl)
     end
     a = a + 2 + count
   end
