@@ -67,23 +67,22 @@ def make_layer(raw: redis.Redis, clock: FakeClock):
 
 @pytest.fixture
 def round_trips(monkeypatch):
-    """Count round trips to Redis (every command or pipeline goes through
-    ``Host.execute_after`` or ``Host.execute``)."""
+    """Count round trips to Redis: every command or pipeline goes through
+    ``Host.execute`` or ``Host.execute_packed`` (``execute_after`` uses one
+    of them); each call is one round trip, named by its last command."""
     calls: list[str] = []
-    execute, execute_after = Host.execute, Host.execute_after
+    execute, execute_packed = Host.execute, Host.execute_packed
 
     def counted_execute(self, *args):
         calls.append(str(args[0]))
         return execute(self, *args)
 
-    def counted_after(self, before, *args):
-        if before:
-            calls.append(str(args[0]))
-            return execute_after(self, before, *args)
-        return counted_execute(self, *args)
+    def counted_packed(self, before, command):
+        calls.append(command.split(b"\r\n")[2].decode())
+        return execute_packed(self, before, command)
 
     monkeypatch.setattr(Host, "execute", counted_execute)
-    monkeypatch.setattr(Host, "execute_after", counted_after)
+    monkeypatch.setattr(Host, "execute_packed", counted_packed)
     return calls
 
 
@@ -257,3 +256,25 @@ def test_a_group_send_fills_a_shared_process_queue_up_to_capacity(make_layer):
     got = [layer.receive(["reply!"])[0] for _ in range(4)]
     assert got == members[:3] + [None], "the first three in join order fit"
     assert layer.channel_statistics("reply!")["channel_full_count"] == 2
+
+
+def test_a_cached_group_send_reloads_its_script_after_a_server_lost_it():
+    """The pre-packed PUSH_GROUP command has its own NOSCRIPT path: a server
+    that restarted (here: SCRIPT FLUSH on a private server) gets the script
+    again, and the send happens exactly once."""
+    from .redis_server import RedisServer, redis_server_missing
+
+    missing = redis_server_missing()
+    if missing:
+        pytest.skip(missing)
+    server = RedisServer().start()
+    try:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="batch-noscript")
+        layer.group_add("room", "a")
+        layer.send_group("room", {"n": 0})  # caches the members
+        server.client().script_flush()
+        layer.send_group("room", {"n": 1})  # cached plan: NOSCRIPT, load, run once
+        assert [layer.receive(["a"])[1] for _ in range(3)] == [{"n": 0}, {"n": 1}, None]
+        layer.close()
+    finally:
+        server.stop()

@@ -241,16 +241,22 @@ class Host:
 
     def execute_after(self, before: Sequence[Sequence[Any]], *args: Any) -> Any:
         """Run the commands ``before`` and then ``args`` in one round trip
-        (pipelined); return the last reply. Every reply is read, so the
-        connection stays in step. Used to correct a batched reader's "held"
-        count in the round trip of the command that reads it; an error
-        reply to such a correction (e.g. OOM) is ignored: the stale count is
-        higher than the truth, so it can only make a send refuse early."""
+        (pipelined); return the last reply. See :meth:`execute_packed`."""
         if not before:
             return self.execute(*args)
+        return self.execute_packed(before, pack(args))
+
+    def execute_packed(self, before: Sequence[Sequence[Any]], command: bytes) -> Any:
+        """Run the commands ``before`` and then ``command`` (already in RESP:
+        a hot caller may reuse most of its bytes) in one round trip; return
+        the last reply. Every reply is read, so the connection stays in
+        step. Used to correct a batched reader's "held" count in the round
+        trip of the command that reads it; an error reply to such a
+        correction (e.g. OOM) is ignored: the stale count is higher than the
+        truth, so it can only make a send refuse early."""
         conn = self.connection()
         try:
-            conn.send_packed_command([pack(command) for command in before] + [pack(args)])
+            conn.send_packed_command([pack(c) for c in before] + [command])
             for _ in before:
                 try:
                     conn.read_response()

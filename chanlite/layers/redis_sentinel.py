@@ -179,6 +179,9 @@ def _sentinel_host_class() -> type:
         def execute_after(self, before: Any, *args: Any) -> Any:
             return self._guarded(super().execute_after, before, *args)
 
+        def execute_packed(self, before: Any, command: bytes) -> Any:
+            return self._guarded(super().execute_packed, before, command)
+
         def _guarded(self, call: Any, *args: Any) -> Any:
             try:
                 return call(*args)
