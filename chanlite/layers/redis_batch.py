@@ -159,13 +159,16 @@ class BatchedReceiveMixin:
             buffer = self._buffers[queue] = deque()
         lengths, joined = reply
         append, count, oldest, position = buffer.append, 0, None, 0
+        last, deadline = b"", 0.0  # the items of one group send share their deadline
         for length in lengths.split():
             start, position = position, position + int(length)
             item = joined[start:position]
             count += 1
             try:
                 expires, channel, data = item.split(b"|", 2)
-                entry = (float(expires), channel.decode("ascii") if channel else queue, data)
+                if expires != last:
+                    deadline, last = float(expires), expires
+                entry = (deadline, channel.decode("ascii") if channel else queue, data)
             except (ValueError, UnicodeDecodeError) as exc:  # forged or foreign
                 logger.error("dropped a malformed item from Redis list %r (%s): %r",
                              key, exc, item[:80])

@@ -232,14 +232,15 @@ for i = 1, #items do
     break
   end
 end
-local live, lengths = {}, {}
+local live, lengths, n = {}, {}, 0
 for i = first, #items do
-  live[#live + 1] = items[i]
-  lengths[#lengths + 1] = #items[i]
+  n = n + 1
+  live[n] = items[i]
+  lengths[n] = #items[i]
 end
-if #live > 1 then
+if n > 1 then
   local oldest = string.match(live[2], '^[^|]+') or ARGV[1]
-  redis.call('SET', KEYS[2], (#live - 1) .. '|' .. oldest, 'EX', ARGV[3])
+  redis.call('SET', KEYS[2], (n - 1) .. '|' .. oldest, 'EX', ARGV[3])
 else
   redis.call('DEL', KEYS[2])
 end
