@@ -118,6 +118,34 @@ def w5_fanout(
     return {"delivered/s": got / (end - start)}
 
 
+def w5p_fanout_process(
+    layer_factory: LayerFactory, members: int = 100, sends: int = 200, burst: int = 50
+) -> dict[str, float]:
+    """W5 as consumers meet it: the ``members`` are process-specific channels
+    (``new_channel("bench.w5!")``: reply channels of one interface server,
+    one queue ``bench.w5!``), ``burst`` group sends then a drain, until
+    ``sends``; delivered/s over the send and receive time. The burst keeps
+    the backlog (members x burst) under the default process capacity."""
+    layer = layer_factory()
+    names = [layer.new_channel("bench.w5!") for _ in range(members)]
+    for name in names:
+        layer.group_add("bench-w5p", name)
+    send_group, receive, message, channels = layer.send_group, layer.receive, MESSAGE, ["bench.w5!"]
+    got = 0
+    start = timer()
+    for _ in range(sends // burst):
+        for _ in range(burst):
+            send_group("bench-w5p", message)
+        for _ in range(members * burst):
+            if receive(channels)[0] is not None:
+                got += 1
+    end = timer()
+    for name in names:  # the next run's factory may reuse this layer's storage
+        layer.group_discard("bench-w5p", name)
+    _expect(got, members * (sends // burst) * burst, "W5P")
+    return {"delivered/s": got / (end - start)}
+
+
 def w7_body_codec(layer_factory: LayerFactory, count: int = 20_000) -> dict[str, float]:
     """What one message body costs the CPU on its way through a layer, no I/O:
     ``layer.encode`` (validate, msgpack and — with the Redis layer's
@@ -155,6 +183,8 @@ WORKLOADS: dict[str, Workload] = {
     "W1": Workload("backlog: 20 000 sends to one channel, then 20 000 receives", w1_backlog),
     "W2": Workload("interleaved send/receive pairs (20 000)", w2_pairs),
     "W5": Workload("group fan-out: 100 members x 200 group sends, then drain", w5_fanout),
+    "W5P": Workload("group fan-out to 100 process-specific channels (a!x), 4 x (50 group "
+                    "sends, then drain)", w5p_fanout_process),
     "W7": Workload("body codec: encode + open + decode one message, no I/O (µs)",
                    w7_body_codec),
 }
@@ -319,13 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-layer", default="asgiref.inmemory.ChannelLayer")
     parser.add_argument("--baseline-kw", action="append", default=None, metavar="KEY=VALUE",
                         help="baseline layer kwargs (default: capacity=100000)")
-    parser.add_argument(
-        "--baseline",
-        choices=["redis", "redis-raw"],
-        help="compare with bare redis-py LPUSH/BLPOP loops (bench/redis_baseline.py) "
-        "on --baseline-url, in alternating rounds; 'redis-raw' uses redis-py's "
-        "bare Connection instead of redis.Redis",
-    )
+    parser.add_argument("--baseline", choices=["redis", "redis-raw", "channels-redis",
+                                               "channels-redis-pubsub"],
+                        help="compare with bare redis-py LPUSH/BLPOP loops "
+                        "(bench/redis_baseline.py) on --baseline-url, in alternating rounds; "
+                        "'redis-raw' uses redis-py's "
+                        "bare Connection instead of redis.Redis; 'channels-redis(-pubsub)' runs "
+                        "W5P on channels_redis's core (pub/sub) layer, if installed")
     parser.add_argument("--baseline-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--timer", choices=sorted(TIMERS), default="wall",
                         help="wall: elapsed time (default); cpu: this process's CPU time, "
@@ -365,8 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         import redis_baseline
 
         base_name = f"bare redis-py {args.baseline} loops on {args.baseline_url}"
+        if args.baseline.startswith("channels-redis"):
+            base_name = f"{args.baseline} on {args.baseline_url}"
         base_run = lambda warmup: redis_baseline.run(  # noqa: E731
-            keys, 1, warmup, args.baseline_url, raw=args.baseline == "redis-raw")
+            keys, 1, warmup, args.baseline_url, raw=args.baseline == "redis-raw",
+            peer=args.baseline if args.baseline.startswith("channels-redis") else None)
     if base_run is not None:
         # Alternate rounds (baseline, then ours) so that on a shared, noisy
         # machine both see the same background load; medians over rounds.

@@ -179,16 +179,111 @@ def w5(ops: Ops, members: int = 100, sends: int = 200) -> dict[str, float]:
     return {"delivered/s": members * sends / (time.perf_counter() - start)}
 
 
+def w5p(ops: Ops, members: int = 100, sends: int = 200, burst: int = 50) -> dict[str, float]:
+    """bench/layers.py's W5P on bare lists: one key per member, a pipeline
+    per group send, one pop per delivery (what a layer without batching does)."""
+    keys = [f"{PREFIX}:w5p.member{i}" for i in range(members)]
+    start = time.perf_counter()
+    for _ in range(sends // burst):
+        for _ in range(burst):
+            ops.push_many(keys, PAYLOAD)
+        for key in keys:
+            for _ in range(burst):
+                ops.pop(key)
+    return {"delivered/s": members * (sends // burst) * burst / (time.perf_counter() - start)}
+
+
+# channels_redis peers (Channels 4, async): the same W5P shape, written the
+# way a Channels 4 consumer uses the layer (``new_channel()`` members, one
+# ``receive(name)`` per delivery). The pub/sub layer only delivers to
+# channels with a subscriber, so every member starts a receive (subscribes)
+# before the clock starts, as bench/channels4.py does.
+PEERS = {"channels-redis": "channels_redis.core.RedisChannelLayer",
+         "channels-redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer"}
+PEER_MESSAGE = {"type": "bench.message", "reply_channel": "http.response!c4Kx9aQ2",
+                "path": "/chat/room-1/", "text": "hello, world", "order": 0}
+
+
+async def _peer_w5p(layer: Any, members: int = 100, sends: int = 200,
+                    burst: int = 50) -> dict[str, float]:
+    import asyncio
+
+    names = [await layer.new_channel() for _ in range(members)]
+    for name in names:
+        await layer.group_add("bench-w5p", name)
+    first = [asyncio.ensure_future(layer.receive(name)) for name in names]  # subscribe
+    await asyncio.sleep(0.2)
+    got = 0
+    start = time.perf_counter()
+    for round_ in range(sends // burst):
+        for _ in range(burst):
+            await layer.group_send("bench-w5p", PEER_MESSAGE)
+        each = burst
+        if round_ == 0:
+            got += len(await asyncio.gather(*first))
+            each -= 1
+        for name in names:
+            for _ in range(each):
+                await layer.receive(name)
+                got += 1
+    elapsed = time.perf_counter() - start
+    if got != members * (sends // burst) * burst:
+        raise SystemExit(f"W5P ({type(layer).__name__}): {got} deliveries")
+    return {"delivered/s": got / elapsed}
+
+
+def run_peer(peer: str, url: str) -> dict[str, float]:
+    """One W5P run on a fresh channels_redis layer under its own prefix."""
+    import asyncio
+    import importlib
+    import uuid
+
+    module, _, name = PEERS[peer].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    hosts = [{"address": url, "socket_timeout": 30}]
+    prefix = f"{PREFIX}-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> dict[str, float]:
+        kwargs: dict[str, Any] = {"hosts": hosts, "prefix": prefix}
+        if peer == "channels-redis":
+            kwargs["capacity"] = 100_000
+        layer = cls(**kwargs)
+        try:
+            return await _peer_w5p(layer)
+        finally:
+            if hasattr(layer, "flush"):
+                await layer.flush()
+            if hasattr(layer, "close_pools"):
+                await layer.close_pools()
+
+    return asyncio.run(go())
+
+
 LOOPS: dict[str, Callable[[Ops], dict[str, float]]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W5P": w5p,
 }
 
 
 def run(
     keys: list[str], repeat: int, warmup: int = 1, url: str = "redis://127.0.0.1:6379/0",
-    raw: bool = False,
+    raw: bool = False, peer: str | None = None,
 ) -> dict[str, dict[str, list[float]]]:
-    """Every measured rate per workload, in ``bench/layers.py``'s result shape."""
+    """Every measured rate per workload, in ``bench/layers.py``'s result shape.
+
+    ``peer`` ("channels-redis" or "channels-redis-pubsub"): run W5P on that
+    channels_redis layer instead of bare loops (other workloads skipped)."""
+    if peer is not None:
+        if peer not in PEERS:
+            raise SystemExit(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
+        runs: dict[str, list[float]] = {}
+        if "W5P" in keys:
+            for _ in range(warmup):
+                run_peer(peer, url)
+            for _ in range(repeat):
+                gc.collect()
+                for metric, value in run_peer(peer, url).items():
+                    runs.setdefault(metric, []).append(value)
+        return {"W5P": runs} if runs else {}
     ops = Ops(url, raw)
     results: dict[str, dict[str, list[float]]] = {}
     try:

@@ -22,8 +22,12 @@ Storage, per ``prefix`` (all keys are ``<prefix>:<kind>:<name>``):
 - ``<prefix>:g:<group>`` / ``<prefix>:t:<group>`` — members in join order
   (a sorted set) and their add times (another), TTL ``group_expiry +
   ttl_margin``, on the host chosen by the group name so every sender finds
-  them.
+  them; ``<prefix>:v:<group>``: their version (see
+  :mod:`~chanlite.layers.redis_groups`).
 - ``<prefix>:f:`` — per-host hash of "refused as full" counters.
+- ``<prefix>:h:<queue>`` — for a process-specific queue ``a!``, how many
+  live items its reader holds in its local buffer (batched receive, see
+  :mod:`~chanlite.layers.redis_batch`); they still count against capacity.
 
 Queues are spread over ``hosts`` by a consistent hash ring (see
 :class:`~chanlite.layers.redis_hosts.HashRing`); ``a!x`` lives in queue
@@ -49,14 +53,15 @@ from ._redis_receive import (  # noqa: F401
     _SelectPoller,
 )
 from .base import MAX_DROPPED, BaseChannelLayer
-from .names import queue_for_send
+from .redis_batch import BatchedReceiveMixin
+from .redis_groups import GroupSendMixin
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
 logger = logging.getLogger("chanlite.layers.redis")
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
-_OWN_KINDS = frozenset({"q", "g", "t", "f"})
+_OWN_KINDS = frozenset({"q", "g", "t", "f", "h", "v"})
 
 
 class RedisUnavailable(ConnectionError):
@@ -70,7 +75,9 @@ class RedisUnavailable(ConnectionError):
     """
 
 
-class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
+class RedisChannelLayer(
+    GroupSendMixin, BatchedReceiveMixin, BlockingReceiveMixin, BaseChannelLayer
+):
     """Channel layer storing queues and groups in one or more Redis servers.
 
     Parameters (besides the base ones: ``expiry``, ``group_expiry``,
@@ -95,6 +102,12 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
     symmetric_encryption_keys: seal every message body (see
         :mod:`~chanlite.layers.redis_crypto`): the first key encrypts, all
         decrypt; a message no key opens is dropped with a log line.
+    receive_batch: most messages a receive from a process-specific queue
+        (``a!``, one reader: this process) takes from Redis in one round
+        trip, serving the rest from a local buffer that still counts
+        against capacity and honours expiry (see
+        :mod:`~chanlite.layers.redis_batch`); 1 turns batching off. Shared
+        channels are always popped one message at a time.
 
     One shard down (see docs/layers.md "Failures"): its channels raise
     :class:`RedisUnavailable` naming it, the others keep working, a group
@@ -122,6 +135,7 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
         virtual_nodes: int = 160,
         connection_options: dict[str, Any] | None = None,
         symmetric_encryption_keys: Sequence[str | bytes] | None = None,
+        receive_batch: int = 1000,
         **base: Any,
     ) -> None:
         super().__init__(
@@ -178,6 +192,8 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
         self._queue_ttl = math.ceil(self.expiry + ttl_margin)
         self._group_ttl = math.ceil(self.group_expiry + ttl_margin)
         self._full_ttl = max(self._queue_ttl, self._group_ttl)
+        self._init_batching(prefix, receive_batch)
+        self._init_groups()
         self._read_timeout: type[BaseException] = RedisTimeoutError
         self._out_of_memory: type[BaseException] = OutOfMemoryError
         self._response_error: type[BaseException] = ResponseError
@@ -230,9 +246,6 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
     def _group_host(self, group: str) -> Any:
         return self._hosts[self._ring.index_for("group:" + group)]
 
-    def _group_keys(self, group: str) -> tuple[str, str]:
-        return f"{self.prefix}:g:{group}", f"{self.prefix}:t:{group}"
-
     # encryption -------------------------------------------------------------
 
     def encode(self, message: dict) -> bytes:
@@ -273,12 +286,18 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
     def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
         item = f"{expires!r}|{'' if channel == queue else channel}|".encode() + data
         host = self._hosts[0] if len(self._hosts) == 1 else self._host_of(queue)
+        keys: tuple[str, ...] = (self._qprefix + queue, self._full_key)
+        before: list[tuple[Any, ...]] = []
+        if queue[-1] == "!":  # buffered items of its reader count too
+            keys += (self._hprefix + queue,)
+            if self._reported:
+                before = self._held_fixes((queue,), expires - self.expiry)
         try:
             return host.run(
-                _scripts.PUSH,
-                (self._qprefix + queue, self._full_key),
+                _scripts.PUSH, keys,
                 (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue,
                  self._full_ttl),
+                before,
             ) == 1
         except self._out_of_memory as exc:
             # Back-pressure like a full channel (an interface server answers
@@ -288,49 +307,6 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
                 "Consumers are not keeping up: add workers, lower capacities, or raise "
                 "that server's maxmemory (keep maxmemory-policy noeviction)"
             ) from exc
-
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
-        # One script per host: every member on that host in one round trip.
-        per_host: dict[int, tuple[list[str], list[Any]]] = {}
-        qprefix, capacities, ring = self._qprefix, self._capacity_cache, self._ring
-        for channel in channels:
-            queue = queue_for_send(channel)
-            index = ring.index_for(queue)
-            entry = per_host.get(index)
-            if entry is None:
-                entry = per_host[index] = ([self._full_key], [])
-            entry[0].append(qprefix + queue)
-            entry[1].append(capacities.get(queue) or self.capacity_for(queue))
-            entry[1].append("" if channel == queue else channel)
-        head, now = repr(expires), repr(expires - self.expiry)
-        skipped = 0
-        for index, (keys, args) in per_host.items():
-            host = self._hosts[index]
-            try:
-                skipped += int(host.run(
-                    _scripts.PUSH_MANY,
-                    keys,
-                    [data, now, self._queue_ttl, self._full_ttl, head, len(qprefix), *args],
-                ))
-            except self._out_of_memory as exc:
-                # A full server: its members are skipped like full ones.
-                skipped += len(keys) - 1
-                logger.warning(
-                    "group send skipped %d member(s) on %s: Redis is out of memory (%s)",
-                    len(keys) - 1, host.label, exc,
-                )
-            except RedisUnavailable as exc:
-                # Like a full member, an unreachable one is skipped: the
-                # members on healthy shards still get the message. Say who
-                # missed it (log) and count it (delivery_statistics).
-                missed = [key[len(qprefix):] for key in keys[1:]]
-                self._unreachable[host.label] = self._unreachable.get(host.label, 0) + len(missed)
-                logger.warning(
-                    "group send could not reach %d member(s) on %s: %s (%s)",
-                    len(missed), host.label, ", ".join(missed[:10])
-                    + (" ..." if len(missed) > 10 else ""), exc,
-                )
-        return skipped
 
     # receiving --------------------------------------------------------------
 
@@ -386,6 +362,17 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
         self, queues: list[str], block: bool, timeout: float | None
     ) -> tuple[str, bytes] | None:
         """Pop ``(channel, stored bytes)`` as the base ``_receive`` hook describes."""
+        if (len(queues) == 1 and self._batched(queues[0])) or (
+            self._buffers and self._has_buffered(queues)
+        ):
+            try:
+                got = self._receive_batched(queues)
+            except RedisUnavailable:
+                if not block or timeout == 0:
+                    raise
+                got = None  # the blocking wait below logs, backs off and retries
+            if got is not None or not block or timeout == 0:
+                return got
         groups = self._by_host(queues)
         if not block or timeout == 0:
             failure: RedisUnavailable | None = None
@@ -402,22 +389,6 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
             return None
         return self._wait(groups, None if timeout is None else time.monotonic() + timeout)
 
-    # groups -----------------------------------------------------------------
-
-    def _group_add(self, group: str, channel: str, now: float) -> None:
-        self._group_host(group).run(
-            _scripts.GROUP_ADD, self._group_keys(group), (channel, repr(now), self._group_ttl)
-        )
-
-    def _group_discard(self, group: str, channel: str) -> None:
-        self._group_host(group).run(_scripts.GROUP_DISCARD, self._group_keys(group), (channel,))
-
-    def _group_members(self, group: str, added_after: float) -> list[str]:
-        members = self._group_host(group).run(
-            _scripts.GROUP_MEMBERS, self._group_keys(group), (repr(added_after),)
-        )
-        return [member.decode() for member in members]
-
     # flush and statistics ---------------------------------------------------
 
     def _own_keys(self, host: Any, pattern: str) -> list[bytes]:
@@ -431,23 +402,34 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
         return own
 
     def _flush(self) -> None:
+        self._drop_buffers()  # deleted with everything else (held records too)
+        self._group_plans.clear()
         for host in self._hosts:
             keys = self._own_keys(host, ":*")
             for i in range(0, len(keys), 500):
                 host.execute("UNLINK", *keys[i:i + 500])
 
     def _queue_stats(self, queue: str, now: float) -> tuple[int, float | None, int]:
+        keys: tuple[str, ...] = (self._qprefix + queue, self._full_key)
+        if queue[-1] == "!":  # what its reader holds in its buffer is pending too
+            keys += (self._hprefix + queue,)
         pending, oldest, full = self._host_of(queue).run(
-            _scripts.QUEUE_STATS, (self._qprefix + queue, self._full_key), (repr(now), queue)
+            _scripts.QUEUE_STATS, keys, (repr(now), queue), self._held_fixes((queue,), now)
         )
         return int(pending), (float(oldest) if oldest else None), int(full)
 
     def _global_stats(self, now: float) -> tuple[int, int]:
         pending = full = 0
+        self._sync_all_held(now)
         for host in self._hosts:
             keys = self._own_keys(host, ":q:*")
             for i in range(0, len(keys), 500):
                 pending += int(host.run(_scripts.PENDING, keys[i:i + 500], (repr(now),)))
+            held = self._own_keys(host, ":h:*")
+            for i in range(0, len(held), 500):  # items readers hold in their buffers
+                for value in host.execute("MGET", *held[i:i + 500]):
+                    if value:
+                        pending += int(value.split(b"|", 1)[0])
             full += sum(int(v) for v in host.execute("HVALS", self._full_key))
         return pending, full
 
@@ -466,7 +448,9 @@ class RedisChannelLayer(BlockingReceiveMixin, BaseChannelLayer):
         }
 
     def close(self) -> None:
-        """Close all connections (they reopen on next use)."""
+        """Close all connections (they reopen on next use); messages still in
+        this process's receive buffers go back to the head of their queues."""
+        self._return_buffers()
         for host in self._hosts:
             host.close()
 

@@ -239,10 +239,42 @@ class Host:
             conn.disconnect()
             raise self.unavailable(exc) from exc
 
-    def run(self, script: Script, keys: Sequence[str | bytes], args: Sequence[Any]) -> Any:
-        """Run ``script`` by SHA, loading it first if the server lost it."""
+    def execute_after(self, before: Sequence[Sequence[Any]], *args: Any) -> Any:
+        """Run the commands ``before`` and then ``args`` in one round trip
+        (pipelined); return the last reply. See :meth:`execute_packed`."""
+        if not before:
+            return self.execute(*args)
+        return self.execute_packed(before, pack(args))
+
+    def execute_packed(self, before: Sequence[Sequence[Any]], command: bytes) -> Any:
+        """Run the commands ``before`` and then ``command`` (already in RESP:
+        a hot caller may reuse most of its bytes) in one round trip; return
+        the last reply. Every reply is read, so the connection stays in
+        step. Used to correct a batched reader's "held" count in the round
+        trip of the command that reads it; an error reply to such a
+        correction (e.g. OOM) is ignored: the stale count is higher than the
+        truth, so it can only make a send refuse early."""
+        conn = self.connection()
         try:
-            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            conn.send_packed_command([pack(c) for c in before] + [command])
+            for _ in before:
+                try:
+                    conn.read_response()
+                except ResponseError:
+                    pass
+            return conn.read_response()
+        except NETWORK_ERRORS as exc:
+            conn.disconnect()
+            raise self.unavailable(exc) from exc
+
+    def run(
+        self, script: Script, keys: Sequence[str | bytes], args: Sequence[Any],
+        before: Sequence[Sequence[Any]] = (),
+    ) -> Any:
+        """Run ``script`` by SHA, loading it first if the server lost it;
+        ``before``: commands sent in the same round trip, ahead of it."""
+        try:
+            return self.execute_after(before, "EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             # NOSCRIPT means nothing ran, so running it again is safe.
             self.execute("SCRIPT", "LOAD", script.body)

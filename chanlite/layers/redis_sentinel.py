@@ -174,8 +174,17 @@ def _sentinel_host_class() -> type:
             return error
 
         def execute(self, *args: Any) -> Any:
+            return self._guarded(super().execute, *args)
+
+        def execute_after(self, before: Any, *args: Any) -> Any:
+            return self._guarded(super().execute_after, before, *args)
+
+        def execute_packed(self, before: Any, command: bytes) -> Any:
+            return self._guarded(super().execute_packed, before, command)
+
+        def _guarded(self, call: Any, *args: Any) -> Any:
             try:
-                return super().execute(*args)
+                return call(*args)
             except ResponseError as exc:
                 # redis-py strips the "READONLY" code from ReadOnlyError's text.
                 if not isinstance(exc, ReadOnlyError) and "READONLY" not in str(exc):
