@@ -14,6 +14,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 __all__ = ["ServerConfig"]
 
 _SECONDS = (
@@ -203,7 +205,7 @@ class ServerConfig:
         if self.max_connections is not None:
             return self.max_connections
         try:
-            import resource
+            import resource  # noqa: PLC0415 — POSIX only: its ImportError is the non-POSIX branch
 
             soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
@@ -216,13 +218,8 @@ class ServerConfig:
     def from_settings(cls, **overrides: Any) -> ServerConfig:
         """Defaults < ``settings.CHANLITE_SERVER`` < ``overrides`` (None = unset)."""
         values: dict[str, Any] = {}
-        try:
-            from django.conf import settings
-
-            if settings.configured:
-                values.update(getattr(settings, "CHANLITE_SERVER", {}) or {})
-        except ImportError:  # pragma: no cover - Django is a dependency
-            pass
+        if settings.configured:
+            values.update(getattr(settings, "CHANLITE_SERVER", {}) or {})
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = {k: v for k, v in values.items() if k not in known}

@@ -18,7 +18,6 @@ never writes session state. The server is reached only through
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from .http import (
 )
 from .http_wsgi import _WSGIResponses
 from .proxy import apply_proxy_headers
+from .ws_session import WebSocketSession
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -58,7 +58,7 @@ class HTTPSession(_WSGIResponses):
     __slots__ = (
         "conn", "host", "core", "head", "route", "reply_channel", "body_parts", "body_size",
         "body_channel", "status", "sent", "started_at", "gone", "saw_bytes",
-        "_wsgi_drained", "deadline", "body", "body_held", "body_deadline",
+        "deadline", "body", "body_held", "body_deadline",
         "answered", "outbox",
     )
 
@@ -72,7 +72,7 @@ class HTTPSession(_WSGIResponses):
         # Set on the loop when the connection is gone; WSGI pool threads
         # only read it (to stop producing a response nobody will read).
         self.gone = False
-        self._wsgi_drained: threading.Event | None = None
+        self._wsgi_drained = None  # a slot of _WSGIResponses
         self.body: SpooledBody | None = None  # a WSGI request's body, until submitted
         self.body_held = 0  # bytes of body_parts taken from the server's body_memory
         # (reply_channel, path) of consumer requests answered on this connection:
@@ -194,8 +194,6 @@ class HTTPSession(_WSGIResponses):
         self.head = head
         self.started_at = time.monotonic()
         if head.websocket:
-            from .ws_session import WebSocketSession
-
             for reply_channel, path in self.answered:  # this session's HTTP part ends
                 self._disconnect_answered(reply_channel, path)
             self.answered = []

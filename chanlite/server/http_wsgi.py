@@ -12,15 +12,14 @@ state (``conn``, ``core``, ``head``, ``status``, ``sent``) it uses.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Protocol
 
 import h11
 
 from .http import error_response
 
 if TYPE_CHECKING:  # pragma: no cover
-    import threading
-
     from .connection import Connection
     from .http import HTTPCore, RequestHead
 
@@ -30,23 +29,37 @@ __all__: list[str] = []
 log = logging.getLogger("chanlite.server")
 
 
+class _SessionState(Protocol):
+    """What these methods use of their session (an :class:`HTTPSession`).
+
+    The self type of the mixin's methods: the mixin has no state of its own
+    but ``_wsgi_drained``, so it cannot declare the session's (``conn``,
+    ``status``, ...) without claiming slots it does not hold; mypy instead
+    checks that ``HTTPSession`` provides all of this wherever one of these
+    methods is called on it."""
+
+    conn: Connection
+    core: HTTPCore
+    head: RequestHead | None
+    status: int
+    sent: int
+    gone: bool
+    _wsgi_drained: threading.Event | None
+
+    def _response_done(self) -> None: ...
+
+    def wsgi_start(self, status: int | str, headers: list[tuple[bytes, bytes]], body: bytes,
+                   more: bool) -> None: ...
+
+
 class _WSGIResponses:
     """WSGI response methods of :class:`HTTPSession` (called on the loop)."""
 
-    __slots__ = ()
+    # The pool thread waiting for the out-buffer to drain (set on the loop).
+    __slots__ = ("_wsgi_drained",)
+    _wsgi_drained: threading.Event | None
 
-    if TYPE_CHECKING:  # pragma: no cover - provided by HTTPSession
-        conn: Connection
-        core: HTTPCore
-        head: RequestHead | None
-        status: int
-        sent: int
-        gone: bool
-        _wsgi_drained: threading.Event | None
-
-        def _response_done(self) -> None: ...
-
-    def drained(self) -> None:
+    def drained(self: _SessionState) -> None:
         """The connection's out-buffer emptied (or it closed): wake the pool
         thread waiting to write more of a streamed body."""
         event = self._wsgi_drained
@@ -54,7 +67,8 @@ class _WSGIResponses:
             self._wsgi_drained = None
             event.set()
 
-    def wsgi_start(self, status: int | str, headers: list, body: bytes, more: bool) -> None:
+    def wsgi_start(self: _SessionState, status: int | str, headers: list[tuple[bytes, bytes]],
+                   body: bytes, more: bool) -> None:
         """Write a WSGI response head (``status`` may be the WSGI ``"200 OK"``)."""
         if self.conn.closed or self.gone:
             return
@@ -77,7 +91,7 @@ class _WSGIResponses:
         if not more:
             self._response_done()
 
-    def wsgi_failed(self) -> None:
+    def wsgi_failed(self: _SessionState) -> None:
         """The pool thread failed outside the application (e.g. headers it
         cannot encode): answer 500, or drop the connection if the response
         has started, so the client is never left waiting."""
@@ -89,7 +103,10 @@ class _WSGIResponses:
             self.wsgi_start(500, [(b"content-type", b"text/plain")], b"Internal Server Error\n",
                             False)
 
-    def wsgi_body(self, body: bytes, more: bool, drained=None) -> None:
+    def wsgi_body(self: _SessionState, body: bytes, more: bool,
+                  drained: threading.Event | None = None) -> None:
+        """Write more of a streamed WSGI body; ``drained`` (set by the pool
+        thread's wait) is set once the out-buffer has emptied."""
         if self.conn.closed or self.gone:
             if drained is not None:
                 drained.set()

@@ -29,11 +29,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVarTuple
 
 __all__ = ["Loop", "Timer"]
 
 log = logging.getLogger("chanlite.server")
+
+#: The arguments a hand-over passes to its callback: ``call_soon(f, a, b)``
+#: is checked like ``f(a, b)``, so a wrong hand-over fails in mypy, not on
+#: the loop thread (where it would only be logged).
+_Args = TypeVarTuple("_Args")
 
 
 class Timer:
@@ -75,7 +80,8 @@ class Loop:
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._cancelled = 0  # cancelled timers still in the heap
-        self._calls: deque[tuple[Callable, tuple]] = deque()
+        # (callback, args) pairs, each checked where it was queued (``_Args``).
+        self._calls: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -126,12 +132,14 @@ class Loop:
 
     # ---------------------------------------------------------- hand-over
 
-    def call_soon(self, callback: Callable, *args: Any) -> None:
+    def call_soon(self, callback: Callable[[*_Args], object],
+                  *args: *_Args) -> None:
         """Run ``callback(*args)`` after the current event (loop thread only);
         used instead of recursion when one event triggers the next."""
         self._calls.append((callback, args))
 
-    def call_soon_threadsafe(self, callback: Callable, *args: Any) -> None:
+    def call_soon_threadsafe(self, callback: Callable[[*_Args], object],
+                             *args: *_Args) -> None:
         """Run ``callback(*args)`` on the loop soon (from any thread).
 
         If the loop is asleep in ``select()`` and nothing is queued, the
@@ -174,7 +182,8 @@ class Loop:
         except (BlockingIOError, OSError):
             pass  # a wake-up byte is already queued, or the loop is closed
 
-    def call_soon_from_signal(self, callback: Callable, *args: Any) -> None:
+    def call_soon_from_signal(self, callback: Callable[[*_Args], object],
+                              *args: *_Args) -> None:
         """Like :meth:`call_soon_threadsafe` but lock-free, for signal handlers
         (which run on the main thread, possibly while it holds the lock)."""
         self._calls.append((callback, args))

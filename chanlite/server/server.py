@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import selectors
+import signal
 import socket
 import string
 import sys
@@ -28,7 +29,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from django.core.wsgi import get_wsgi_application
+
 from ..layers.base import BaseChannelLayer
+from ..routing import NoRouting, get_router
+from ..worker_pool import WorkerPool
 from .backpressure import LayerSender, Outbox, Owner
 from .bodies import MemoryBudget, SpooledBody
 from .config import ServerConfig
@@ -40,6 +45,7 @@ from .loop import Loop
 from .policy import _HandshakePolicy
 from .pump import ReplyPump
 from .ws_session import envelope_size
+from .wsgi import WSGIPool
 
 __all__ = ["Server", "reply_prefix", "client_text"]
 
@@ -100,11 +106,7 @@ class Server(_HandshakePolicy):
             access_logger = "chanlite.server.access"
         self._access = logging.getLogger(access_logger) if access_logger else None
         if wsgi_app is None:
-            from django.core.wsgi import get_wsgi_application
-
             wsgi_app = get_wsgi_application()
-        from .wsgi import WSGIPool
-
         self.wsgi = WSGIPool(wsgi_app, self.config.threads, self.loop.call_soon_threadsafe,
                              self.config.root_path, self.config.max_queued_requests)
         self.body_memory = MemoryBudget(self.config.max_body_memory)
@@ -124,8 +126,6 @@ class Server(_HandshakePolicy):
     def _load_router(self, router: Any) -> Any:
         if router != "auto":
             return router
-        from ..routing import NoRouting, get_router
-
         # Only a missing ROUTING means "views only"; a routing that fails to
         # import raises here, so the server fails at start instead of
         # answering every WebSocket with a 403 after the connect timeout.
@@ -375,8 +375,6 @@ class Server(_HandshakePolicy):
                 self.layer.alias or "default")
 
     def _start_workers(self) -> None:
-        from ..worker_pool import WorkerPool
-
         if self.router is None or not self.router.channels:
             # A plain Django project (no ROUTING yet) must still run: serve views only.
             log.warning(
@@ -417,7 +415,6 @@ class Server(_HandshakePolicy):
         Only possible on the main thread (Python's rule); the commands call it
         when they run the loop there.
         """
-        import signal
 
         def handler(signum: int, frame: Any) -> None:
             if self.draining:

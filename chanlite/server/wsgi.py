@@ -18,13 +18,23 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVarTuple
 
 from .bodies import SpooledBody
 from .http import RequestHead, wsgi_path
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wsgiref.types import WSGIApplication
+
+    from _typeshed import OptExcInfo
+
     from .http_session import HTTPSession
+
+    #: A request for a pool thread; ``None`` tells the thread to end.
+    _Job = tuple[HTTPSession, RequestHead, bytes | SpooledBody] | None
+    #: What the application passed to ``start_response``: WSGI's status line
+    #: and ``(name, value)`` header strings.
+    _Started = tuple[str, list[tuple[str, str]]]
 
 __all__ = ["WSGIPool", "build_environ"]
 
@@ -32,9 +42,18 @@ log = logging.getLogger("chanlite.server")
 _STREAM_AFTER = 256 * 1024
 _DRAIN_WAIT = 60.0
 
+_Args = TypeVarTuple("_Args")
 
-def build_environ(head: RequestHead, body: bytes | SpooledBody, client: list | None,
-                  server: list | None, root_path: str = "", scheme: str = "http") -> dict[str, Any]:
+
+class _HandOver(Protocol):
+    """``Loop.call_soon_threadsafe``: how a pool thread gives the loop work."""
+
+    def __call__(self, callback: Callable[[*_Args], object], /, *args: *_Args) -> None: ...
+
+
+def build_environ(head: RequestHead, body: bytes | SpooledBody, client: list[Any] | None,
+                  server: list[Any] | None, root_path: str = "",
+                  scheme: str = "http") -> dict[str, Any]:
     """A PEP 3333 environ for a parsed request (headers with ``_`` are dropped,
     as Django's runserver does, so ``X_Forwarded`` cannot spoof ``X-Forwarded``).
 
@@ -86,13 +105,13 @@ def build_environ(head: RequestHead, body: bytes | SpooledBody, client: list | N
 class WSGIPool:
     """A fixed pool of threads running one WSGI application."""
 
-    def __init__(self, app: Callable, threads: int, call_soon_threadsafe: Callable,
+    def __init__(self, app: WSGIApplication, threads: int, call_soon_threadsafe: _HandOver,
                  root_path: str = "", max_queued: int = 1000) -> None:
         self.app = app
         self.call = call_soon_threadsafe
         self.root_path = root_path  # the default; each request carries its own
         self.max_queued = max_queued
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"chanlite-wsgi-{i}", daemon=True)
             for i in range(threads)
@@ -150,13 +169,14 @@ class WSGIPool:
         conn = session.conn
         environ = build_environ(head, body, head.client, conn.server_addr, head.root_path,
                                 head.scheme)
-        started: list = []
+        started: list[_Started] = []  # empty until the application calls start_response
         chunks: list[bytes] = []
 
-        def start_response(status: str, headers: list, exc_info: Any = None):
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
             # Headers go out only after the body is produced (or 256 KiB of it),
             # so a later start_response with exc_info may always replace them.
-            started[:] = [status, headers]
+            started[:] = [(status, headers)]
             return chunks.append  # the legacy write() callable
 
         try:
@@ -176,7 +196,7 @@ class WSGIPool:
                 except Exception:
                     log.exception("WSGI response close() raised")
 
-    def _respond(self, session: HTTPSession, result: Iterable[bytes], started: list,
+    def _respond(self, session: HTTPSession, result: Iterable[bytes], started: list[_Started],
                  chunks: list[bytes]) -> None:
         size = sum(map(len, chunks))
         streaming = False
@@ -227,8 +247,8 @@ class WSGIPool:
         return True
 
     @staticmethod
-    def _head(started: list) -> tuple[str, list[tuple[bytes, bytes]]]:
-        status, headers = started
+    def _head(started: list[_Started]) -> tuple[str, list[tuple[bytes, bytes]]]:
+        status, headers = started[0]
         # Django's WSGIHandler emits Set-Cookie values with a leading space
         # (``cookie.output(header="")``); whitespace around a field value is
         # not part of it (RFC 9110 5.5), and h11 rejects it, so strip it.
