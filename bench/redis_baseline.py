@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 PAYLOAD = b"x" * 90  # about the encoded size of bench/layers.py's MESSAGE
-PREFIX = "chanlite-bench-baseline"
+# Per process: Redis is shared, and two runs at once must not pop each other's keys.
+PREFIX = f"chanlite-bench-baseline-{os.getpid()}"
 
 
 class Ops:

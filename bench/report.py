@@ -13,7 +13,10 @@ sits between
     <!-- /bench-report -->
 
 and this script writes it (medians and ratios computed here, with the
-command, date, timer and load average above the table). The suite runs
+command, date, timer and load average above the table). Two formats: the
+one ``bench/layers.py --record`` writes (one layer against one baseline),
+and the generic ``"kind": "table"`` of side-by-side comparisons (peers,
+before/after; see :func:`render_table`). The suite runs
 ``--check`` (tests/docs/test_bench_report.py), so prose and numbers cannot
 disagree without CI saying so.
 """
@@ -25,6 +28,7 @@ import re
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -71,6 +75,79 @@ def render(run: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _num(value: float) -> str:
+    """Three significant figures' worth: 140,213 / 323 / 48.3 / 0.41."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _need(data: dict, key: str, where: str) -> Any:
+    if key not in data:
+        raise SystemExit(f"{where}: missing {key!r} (see the 'table' format in bench/report.py)")
+    return data[key]
+
+
+def render_table(run: dict, where: str = "table") -> str:
+    """The Markdown for one ``"kind": "table"`` run (any side-by-side comparison).
+
+    Format (written by ``bench/layers.py --peers``, ``bench/server.py --peers``
+    and before/after runs)::
+
+        {"kind": "table", "title": ..., "command": ..., "date": ...,
+         "machine": ..., "load_before": [1m, 5m, 15m], "load_after": [...],
+         "ours": "chanlite", "columns": ["chanlite", "waitress", ...],
+         "rows": [{"figure": ..., "unit": "req/s", "higher_is_better": true,
+                   "values": {"chanlite": [one number per round], ...}}],
+         "notes": ["optional lines shown under the table"]}
+
+    Each cell is the median of its rounds; the ratio compares ``ours`` with
+    the best *other* column of the row, oriented so that >= 1.00x always
+    means ours is ahead (other / ours for lower-is-better figures).
+    """
+    ours, columns = _need(run, "ours", where), _need(run, "columns", where)
+    if ours not in columns:
+        raise SystemExit(f"{where}: 'ours' ({ours!r}) is not one of the columns {columns}")
+    before, after = _need(run, "load_before", where), _need(run, "load_after", where)
+    rows = _need(run, "rows", where)
+    rounds = max((len(v) for row in rows for v in _need(row, "values", where).values()),
+                 default=0)
+    lines = [
+        f"**{_need(run, 'title', where)}** — `{_need(run, 'command', where)}`, "
+        f"{_need(run, 'date', where)}, {_need(run, 'machine', where)}, load average "
+        f"{before[0]:.1f} before / {after[0]:.1f} after (1-minute). Medians of {rounds} "
+        f"interleaved rounds; ratio = {ours} against the best other column "
+        f"(≥ 1.00x: {ours} ahead).",
+        "",
+        "| figure | unit | " + " | ".join(columns) + " | ratio |",
+        "| --- | --- |" + " ---: |" * len(columns) + " --- |",
+    ]
+    for row in rows:
+        values = _need(row, "values", where)
+        unknown = set(values) - set(columns)
+        if unknown:
+            raise SystemExit(f"{where}: row {row.get('figure')!r} has values for "
+                             f"{sorted(unknown)}, which are not in 'columns'")
+        higher = _need(row, "higher_is_better", where)
+        medians = {column: statistics.median(v) for column, v in values.items() if v}
+        cells = [_num(medians[c]) if c in medians else "—" for c in columns]
+        others = {c: m for c, m in medians.items() if c != ours}
+        ratio = ""
+        if ours in medians and others:
+            best = (max if higher else min)(others, key=others.__getitem__)
+            mine, theirs = medians[ours], others[best]
+            value = mine / theirs if higher else theirs / mine
+            ratio = f"{value:.2f}x vs {best}"
+        unit = f"{_need(row, 'unit', where)} ({'higher' if higher else 'lower'} is better)"
+        lines.append(f"| {_need(row, 'figure', where)} | {unit} | " + " | ".join(cells)
+                     + f" | {ratio} |")
+    notes = run.get("notes") or []
+    if notes:
+        lines.append("")
+        lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
 def regenerate(text: str, root: Path = ROOT) -> str:
     """``text`` with every bench-report region rewritten from its JSON."""
 
@@ -79,6 +156,8 @@ def regenerate(text: str, root: Path = ROOT) -> str:
         if not path.exists():
             raise SystemExit(f"{DOC.name}: {match.group('path')} does not exist")
         run = json.loads(path.read_text())
+        if run.get("kind") == "table":
+            return match.group(1) + render_table(run, match.group("path")) + match.group(4)
         return match.group(1) + render(run) + match.group(4)
 
     return REGION.sub(replace, text)
