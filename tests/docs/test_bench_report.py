@@ -103,3 +103,14 @@ def test_a_malformed_table_says_what_is_wrong() -> None:
     bad = dict(TABLE, ours="us")
     with pytest.raises(SystemExit, match="'ours' \\('us'\\) is not one of the columns"):
         report.render_table(bad)
+
+
+def test_a_cpu_run_shows_microseconds_per_operation(tmp_path) -> None:
+    text = report.render_per_op(RUN)
+    assert "| workload | operation | InMemoryChannelLayer | asgiref 1.1.2 |" in text
+    assert "| W2 | pairs | 5,000.0 | 10,000.0 |" in text  # 1e6 / median rate (200/s, 100/s)
+    assert "| W4 | p50 | 10.0 | 30.0 |" in text  # already per operation
+    (tmp_path / "run.json").write_text(json.dumps(dict(RUN, timer="wall")))
+    with pytest.raises(SystemExit, match="needs a --timer cpu run, not 'wall'"):
+        report.regenerate("<!-- bench-report: run.json per-op -->\n<!-- /bench-report -->\n",
+                          root=tmp_path)
