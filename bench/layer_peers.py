@@ -16,7 +16,10 @@ Workloads (figures):
 
 - Redis W2: 5 000 send/receive pairs in one process, one channel.
 - Redis W4: ping-pong between two processes, 2 000 round trips (after 100
-  warm-up rounds); p50 and p99.
+  warm-up rounds); p50 and p99. chanlite runs bench/ipc_workloads.py's W4
+  (two named channels); channels_redis, whose consumers receive on
+  ``new_channel()`` names, pings the echo process's such name and carries
+  its own in the message.
 - Redis W5: group fan-out — 100 members each on a process-specific channel
   (``a!x``: chanlite's reply channels, channels_redis's ``new_channel()``),
   200 group sends, then every message is received; deliveries per second
@@ -179,7 +182,7 @@ async def _peer_w2(factory: Callable[[], Any], pubsub: bool) -> float:
     start = time.perf_counter()
     for _ in range(W2_PAIRS):
         await layer.send(channel, MESSAGE)
-        await layer.receive(channel)
+        await asyncio.wait_for(layer.receive(channel), 30)  # a lost message fails the run
     rate = W2_PAIRS / (time.perf_counter() - start)
     await layer.flush()
     return rate
@@ -190,7 +193,7 @@ async def _peer_echo(factory: Callable[[], Any], write_fd: int) -> None:
     ping = await layer.new_channel()
     os.write(write_fd, ping.encode() + b"\n")
     for _ in range(W4_ROUNDS + W4_WARMUP):
-        message = await layer.receive(ping)
+        message = await asyncio.wait_for(layer.receive(ping), 30)
         await layer.send(message["reply"], message)
 
 
@@ -318,10 +321,11 @@ def run_peers(rounds: int, peers_python: str, url: str, impls: list[str],
             f"{_versions(peers_python, ['channels_redis', 'redis'])}; Redis at {url} "
             "(shared, fresh key prefix per run); every layer with capacity 100 000.",
             "Redis W2 on one named channel (pub/sub: a new_channel() name, as it only "
-            "delivers to subscribed channels); W4 and W5 on process-specific channels "
-            "(chanlite a!x names, channels_redis new_channel()); IPC figures: 20 000 "
-            "messages (W3) and 2 000 round trips (W4), the IPC layer then "
-            "multiprocessing.Queue in the same round.",
+            "delivers to subscribed channels); W4 between two named channels for chanlite "
+            "(bench/ipc_workloads.py's W4), new_channel() names for channels_redis; W5 on "
+            "process-specific channels (chanlite a!x names, channels_redis new_channel()); "
+            "IPC figures: 20 000 messages (W3) and 2 000 round trips (W4), the IPC layer "
+            "then multiprocessing.Queue in the same round.",
         ],
         "rows": [{"figure": figure, "unit": FIGURES[figure][0],
                   "higher_is_better": FIGURES[figure][1], "values": values[figure]}
