@@ -114,3 +114,12 @@ def test_a_cpu_run_shows_microseconds_per_operation(tmp_path) -> None:
     with pytest.raises(SystemExit, match="needs a --timer cpu run, not 'wall'"):
         report.regenerate("<!-- bench-report: run.json per-op -->\n<!-- /bench-report -->\n",
                           root=tmp_path)
+
+
+def test_the_page_leads_with_the_peers_table_then_cpu_per_operation() -> None:
+    text = report.DOC.read_text()
+    regions = report.REGION.findall(text)
+    assert regions, "docs/performance.md has no generated tables"
+    assert regions[0][1] == "bench/results/layers-peers.json", regions[0][1]
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## Against the peers", "## CPU per operation"], headings[:3]
