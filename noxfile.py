@@ -175,3 +175,30 @@ def mutation(session: nox.Session) -> None:
     for module in session.posargs or MUTATION_MODULES:
         session.run("mutmut", "run", f"{module}.*")
     session.run("mutmut", "results")
+
+
+LAYER_PEERS_VENV = Path(".nox") / "layer-peers"
+
+
+@nox.session(name="bench-layer-peers")
+def bench_layer_peers(session: nox.Session) -> None:
+    """bench/layers.py --peers: chanlite's Redis and IPC layers against
+    channels_redis (core and pub/sub) and multiprocessing.Queue, rounds interleaved.
+
+    channels_redis lives in its own venv (``.nox/layer-peers``) so its
+    dependencies cannot change the ones chanlite is measured with. Extra
+    arguments go to bench/layers.py, e.g.
+    ``nox -s bench-layer-peers -- --rounds 5 --record bench/results/layers-peers.json``.
+    """
+    session.install("-e", ".[redis]")
+    peers_python = LAYER_PEERS_VENV / "bin" / "python"
+    if not (ROOT / peers_python).exists():
+        session.run("python", "-m", "venv", str(ROOT / LAYER_PEERS_VENV), external=True)
+    session.run(
+        str(ROOT / peers_python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+        "channels_redis>=4.2", external=True,
+    )
+    session.run(
+        "python", "bench/layers.py", "--peers", "--peers-python", str(peers_python),
+        *session.posargs,
+    )

@@ -336,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: python bench/layers.py chanlite.layers.memory.InMemoryChannelLayer "
         "--kw capacity=100000 --baseline-python .nox/asgiref112/bin/python",
     )
-    parser.add_argument("layer", help="dotted path of the layer class")
+    parser.add_argument("layer", nargs="?",
+                        help="dotted path of the layer class (not with --peers)")
     parser.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                         help="layer keyword argument (repeatable; value is a Python literal)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated keys (default: all of {','.join(WORKLOADS)})")
-    parser.add_argument("--repeat", type=int, default=5, help="measured runs per workload")
+    parser.add_argument("--repeat", "--rounds", type=int, default=5,
+                        help="measured runs (rounds) per workload")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per workload")
     parser.add_argument("--baseline-python", metavar="PATH",
                         help="interpreter with asgiref==1.1.2 installed: run the same "
@@ -366,7 +368,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the run (command, date, load average, every rate, "
                         "the baseline's) as JSON to PATH; bench/report.py turns recorded "
                         "runs into the tables of docs/performance.md")
+    parser.add_argument("--peers", action="store_true",
+                        help="run chanlite's Redis and IPC layers against channels_redis (core "
+                        "and pub/sub, on --baseline-url) and multiprocessing.Queue, rounds "
+                        "interleaved (bench/layer_peers.py); --record writes a 'table' JSON")
+    parser.add_argument("--peers-python", metavar="PATH", default=sys.executable,
+                        help="interpreter with channels_redis installed (default: this one)")
     args = parser.parse_args(argv)
+    if args.peers:
+        return _peers(args, argv if argv is not None else sys.argv[1:])
+    if not args.layer:
+        parser.error("give the layer's dotted path, or --peers")
 
     keys = [key.strip().upper() for key in args.workloads.split(",") if key.strip()]
     unknown = [key for key in keys if key not in WORKLOADS]
@@ -425,6 +437,25 @@ def main(argv: list[str] | None = None) -> int:
     if baseline is not None:
         title += f"   (baseline: {base_name})"
     print_table(title, results, baseline)
+    return 0
+
+
+def _peers(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--peers``: the side-by-side table of bench/layer_peers.py."""
+    import shlex
+
+    import layer_peers
+
+    if args.layer or args.baseline_python or args.baseline:
+        raise SystemExit("--peers takes no layer and no --baseline*: it runs its own set "
+                         "(chanlite Redis + IPC, channels_redis core + pub/sub, "
+                         "multiprocessing.Queue)")
+    if args.repeat < 1:
+        raise SystemExit("--rounds must be at least 1")
+    table = layer_peers.run_peers(
+        args.repeat, args.peers_python, args.baseline_url, list(layer_peers.IMPLS),
+        "python bench/layers.py " + shlex.join(argv), args.record)
+    layer_peers.print_table(table)
     return 0
 
 

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 PAYLOAD = b"x" * 90  # about the encoded size of bench/layers.py's MESSAGE
-PREFIX = "chanlite-bench-baseline"
+# Per run: Redis is shared, and two runs at once must not pop each other's keys.
+# Through the environment, so the W3/W4 children (spawned, they re-import this
+# module) use their parent's prefix.
+PREFIX = os.environ.setdefault("CHANLITE_BENCH_BASELINE_PREFIX",
+                               f"chanlite-bench-baseline-{os.getpid()}")
 
 
 class Ops:

@@ -12,8 +12,10 @@ sits between
     ... generated ...
     <!-- /bench-report -->
 
-and this script writes it (medians and ratios computed here, with the
-command, date, timer and load average above the table). Two formats: the
+(``<!-- bench-report: bench/results/NAME.json per-op -->`` shows a
+``--timer cpu`` run as CPU microseconds per operation instead) and this
+script writes it (medians and ratios computed here, with the command,
+date, timer and load average above the table). Two formats: the
 one ``bench/layers.py --record`` writes (one layer against one baseline),
 and the generic ``"kind": "table"`` of side-by-side comparisons (peers,
 before/after; see :func:`render_table`). The suite runs
@@ -32,9 +34,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
-REGION = re.compile(
-    r"(<!-- bench-report: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench-report -->)", re.S
-)
+REGION = re.compile(r"(?P<open><!-- bench-report: (?P<path>[^ ]+)(?: (?P<mode>per-op))? -->\n)"
+                    r"(?P<body>.*?)(?P<close><!-- /bench-report -->)", re.S)
 BASELINE_NAMES = {"asgiref.inmemory.ChannelLayer": "asgiref 1.1.2",
                   "redis": "bare redis-py client", "redis-raw": "bare redis-py Connection"}
 
@@ -72,6 +73,46 @@ def render(run: dict) -> str:
                 row += f" {_fmt(other, metric)} | {ratio:.2f}x |"
             elif base:
                 row += " | |"
+            lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def render_per_op(run: dict, where: str = "run") -> str:
+    """CPU microseconds per operation from a ``--timer cpu`` run (region mode ``per-op``).
+
+    Why: a rate measured in the process's CPU time inverts to the CPU one
+    operation costs, the figure that stays comparable on a loaded machine
+    (wall-time rates mostly measure the neighbours). ``..._us`` metrics are
+    per-operation already; other rates become ``1e6 / median``.
+    """
+    if run.get("timer") != "cpu":
+        raise SystemExit(f"{where}: a per-op table needs a --timer cpu run, "
+                         f"not {run.get('timer')!r}")
+    load = run["load_average"]
+    layer = run["layer"].rsplit(".", 1)[-1]
+    base = run.get("baseline_results")
+    base_name = BASELINE_NAMES.get(run.get("baseline") or "", run.get("baseline") or "")
+    lines = [
+        f"`{run['command']}` — {run['date']}, CPU time, Python {run['python']}, "
+        f"{run['machine']}, load average {load['before'][0]:.1f} before / "
+        f"{load['after'][0]:.1f} after (1-minute). µs of CPU per operation, from the "
+        "median rate.",
+        "",
+        f"| workload | operation | {layer} |" + (f" {base_name} |" if base else ""),
+        "| --- | --- | ---: |" + (" ---: |" if base else ""),
+    ]
+
+    def per_op(values: list[float], metric: str) -> str:
+        median = statistics.median(values)
+        return f"{median if metric.endswith('_us') else 1e6 / median:,.1f}"
+
+    for key, metrics in run["results"].items():
+        for metric, values in metrics.items():
+            operation = metric.removesuffix("/s").removesuffix("_us").replace("per_msg", "message")
+            row = f"| {key} | {operation} | {per_op(values, metric)} |"
+            if base:
+                theirs = base.get(key, {}).get(metric)
+                row += f" {per_op(theirs, metric) if theirs else ''} |"
             lines.append(row)
     return "\n".join(lines) + "\n"
 
@@ -158,8 +199,12 @@ def regenerate(text: str, root: Path = ROOT) -> str:
             raise SystemExit(f"{DOC.name}: {match.group('path')} does not exist")
         run = json.loads(path.read_text())
         if run.get("kind") == "table":
-            return match.group(1) + render_table(run, match.group("path")) + match.group(4)
-        return match.group(1) + render(run) + match.group(4)
+            body = render_table(run, match.group("path"))
+        elif match.group("mode") == "per-op":
+            body = render_per_op(run, match.group("path"))
+        else:
+            body = render(run)
+        return match.group("open") + body + match.group("close")
 
     return REGION.sub(replace, text)
 
