@@ -13,7 +13,8 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
 * the mutex is a robust pthread mutex the kernel hands over when its holder
   dies, and every change is journaled, so a SIGKILLed process neither blocks
   nor corrupts the others; every critical section ends in
-  ``except BaseException as exc: raise store.failed(exc)``, so an exception
+  ``except BaseException as exc: raise lock.failed(exc)`` (in
+  ``Store.run_locked``, the one lock helper), so an exception
   (KeyboardInterrupt, SystemExit, a bug) at any line is as harmless;
 * a segment is used only if this uid made it with no wider mode than
   ``mode``, and its header must match its layout (``IPCCorrupt`` otherwise);
@@ -57,6 +58,7 @@ from ._ipc_layout import (  # noqa: E402
 )
 from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
 from ._ipc_segment import DEFAULT_MODE, remove_prefix  # noqa: E402
+from ._ipc_spin import YIELD_LOST_CORE, spare_core  # noqa: E402
 from ._ipc_store import Store, name_key  # noqa: E402
 from .base import BaseChannelLayer  # noqa: E402
 from .names import MAX_NAME_LENGTH, queue_for_send  # noqa: E402
@@ -122,7 +124,9 @@ class IPCChannelLayer(BaseChannelLayer):
             sleeps on its doorbell: once per call, halved on each miss down
             to nothing, restored by a quick wake-up. Replies and streams
             then skip two sleeps and wake-ups (W4 p50 ~95 -> ~32 µs); a
-            receiver waiting long spins once. 0 never spins.
+            receiver waiting long spins once. It spins only while the
+            runnable tasks fit the cores: with none spare a spin would take
+            CPU from the sender it waits for. 0 never spins.
         mode: permission bits of the segment and doorbells this layer
             creates (default 0o600: this user only); an existing segment
             owned by another uid or with wider bits is refused.
@@ -256,10 +260,13 @@ class IPCChannelLayer(BaseChannelLayer):
         # miss it reads the push counter in the same critical section and
         # _wait starts with the spin. Without a spin, _wait pops again and
         # registers in one critical section (no lost wake-up).
-        spin = bool(block and self._spin and (timeout is None or timeout > 0))
+        spin = bool(block and self._spin and (timeout is None or timeout > 0) and spare_core())
         if block and not spin:
             return self._wait(store, queues, keys, timeout)
-        got = store.run_locked(store.pop_or_watch, keys, self.clock(), spin)
+        if spin:
+            got = store.run_locked(store.pop_or_watch, keys, self.clock(), True)
+        else:
+            got = store.run_locked(store.pop, keys, self.clock())
         if type(got) is tuple:
             # (a forged name is shown, not trusted: the message itself is
             # checked by BaseChannelLayer.receive)
@@ -280,8 +287,8 @@ class IPCChannelLayer(BaseChannelLayer):
         ``pushes``: the caller's pop just missed, with the push counter at
         that value (read under the same lock): start with the spin.
         """
-        wait = _Wait(store, keys, timeout, pushes,
-                     self._spin if timeout is None or timeout > 0 else 0.0)
+        # _receive spins only if it popped first (and passes ``pushes``)
+        wait = _Wait(store, keys, timeout, pushes, 0.0 if pushes is None else self._spin)
         # No try statement may sit inside this one (the steps and each of
         # their critical sections are functions of their own): whatever line
         # an exception hits, the slot is released (release_waiter is idempotent).
@@ -300,10 +307,10 @@ class IPCChannelLayer(BaseChannelLayer):
     def _run(self, wait: _Wait) -> tuple[int, bytes, bytes] | None:
         """Drive :meth:`_step` from the first state to GOT or TIMED_OUT (the
         slot in ``wait.held`` is released by the caller)."""
-        state = WaitState.SPIN if wait.spin and wait.pushes is not None else WaitState.POP
-        while state is not WaitState.GOT and state is not WaitState.TIMED_OUT:
+        state = SPIN if wait.spin else POP
+        while state is not GOT and state is not TIMED_OUT:
             state = self._step(state, wait)
-        if state is WaitState.TIMED_OUT:
+        if state is TIMED_OUT:
             return None
         if wait.slept_at and time.perf_counter() - wait.slept_at < self.spin:
             self._spin = self.spin  # a quick answer: spin next time
@@ -316,46 +323,53 @@ class IPCChannelLayer(BaseChannelLayer):
         POP    one critical section: pop; on a miss read the push counter
                (a spin comes next) or register our doorbell on the queues
                -> GOT, SPIN, SLEEP (registered) or POLL (no slot or room)
-        SPIN   adaptive spin, once per call: watch the push counter (no
-               lock, no syscall); a stream's or a reply's next message
-               usually comes sooner than a sleep/ring round trip. The budget
-               halves on every miss, so sparse traffic stops spinning at
-               once, and returns on a quick wake-up -> POP
+        SPIN   adaptive spin, once per call and only while a core is spare
+               (:mod:`._ipc_spin`): watch the push counter (no lock, no
+               syscall); a stream's or a reply's next message usually comes
+               sooner than a sleep/ring round trip. The budget halves on
+               every miss, so sparse traffic stops spinning at once, and
+               returns on a quick wake-up; a yield that lost the core ends
+               the spin -> POP
         SLEEP  on the doorbell, at most RING_SAFETY s (a sender SIGKILLed
                between its commit and its ring must not strand us) -> POP,
                or TIMED_OUT past the deadline
         POLL   sleep POLL_INTERVAL -> POP, or TIMED_OUT past the deadline
         """
         store = wait.store
-        if state is WaitState.POP:
+        if state is POP:
             got, registered, wait.pushes = store.run_locked(
                 store.wait_step, wait.keys, self.clock(), wait.held, bool(wait.spin))
             if got is not None:
                 wait.got = got
-                return WaitState.GOT
+                return GOT
             if wait.spin:
-                return WaitState.SPIN
-            return WaitState.SLEEP if registered else WaitState.POLL
-        if state is WaitState.SPIN:
+                return SPIN
+            return SLEEP if registered else POLL
+        if state is SPIN:
             spin = wait.spin
-            end = time.perf_counter() + (spin if wait.timeout is None else min(spin, wait.timeout))
+            before = time.perf_counter()
+            end = before + (spin if wait.timeout is None else min(spin, wait.timeout))
             while store.pushes() == wait.pushes:
                 os.sched_yield()  # a busy core goes to whoever has work
-                if time.perf_counter() > end:
+                now = time.perf_counter()
+                if now > end:
                     self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
                     break
+                if now - before > YIELD_LOST_CORE:  # another task took the core:
+                    break  # none is spare, stop (not a miss: the budget stays)
+                before = now
             wait.spin = 0.0
-            return WaitState.POP
+            return POP
         remaining = None if wait.deadline is None else wait.deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-            return WaitState.TIMED_OUT
-        if state is WaitState.SLEEP:
+            return TIMED_OUT
+        if state is SLEEP:
             wait.slept_at = time.perf_counter()
             self._sleep(store, wait.held[0],
                         RING_SAFETY if remaining is None else min(remaining, RING_SAFETY))
         else:
             time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
-        return WaitState.POP
+        return POP
 
     @staticmethod
     def _sleep(store: Store, slot: int, wait: float) -> None:
@@ -486,3 +500,8 @@ class _Wait:
         #: when the last doorbell sleep began (a quick wake-up restores the spin)
         self.slept_at = 0.0
         self.got: tuple[int, bytes, bytes] | None = None
+
+
+#: the states as plain module names: ``WaitState.POP`` costs a class
+#: attribute lookup at each of a blocking receive's transitions
+POP, SPIN, SLEEP, POLL, GOT, TIMED_OUT = WaitState
