@@ -14,9 +14,9 @@ use the public layer API, like the other workloads.
 - W6: W2 (interleaved send/receive pairs) with 10 KB bytes payloads.
 - W1@1K, W1@10K, W1@50K: W1 with that many messages queued; per-message
   cost must not grow with the backlog.
-- W3busy: W3 and its ``multiprocessing.Queue`` baseline while one
+- W3BUSY: W3 and its ``multiprocessing.Queue`` baseline while one
   CPU-burning process per core runs (a busy host: no spare core).
-- W3ring: W3 and the same stream through a bare ring in posix_ipc shared
+- W3RING: W3 and the same stream through a bare ring in posix_ipc shared
   memory with two posix_ipc semaphores (the classic bounded buffer, msgpack
   bodies): no channel layer at all, the ceiling for W3.
 
@@ -147,7 +147,7 @@ def w3_stream(layer_factory: LayerFactory, count: int = _W3_COUNT) -> dict[str, 
 
 
 class _Burners:
-    """One CPU-burning process per core while the block runs (W3busy)."""
+    """One CPU-burning process per core while the block runs (W3BUSY)."""
 
     def __enter__(self) -> _Burners:
         self.pids = [_fork(_burn) for _ in range(os.cpu_count() or 1)]
@@ -322,10 +322,10 @@ def register(workloads: dict[str, Any], workload_cls: type, w1: Callable, w2: Ca
         f"cross-process ping-pong, {_W4_ROUNDS:,} round trips (vs multiprocessing.Queue)",
         w4_pingpong)
     workloads["W6"] = workload_cls("W2 with a 10 KB bytes payload in each message", w6_big_pairs)
-    workloads["W3busy"] = workload_cls(
+    workloads["W3BUSY"] = workload_cls(
         "W3 with a CPU-burning process per core (vs multiprocessing.Queue, same burners)",
         w3_busy)
-    workloads["W3ring"] = workload_cls(
+    workloads["W3RING"] = workload_cls(
         "W3, then the same stream over a bare posix_ipc ring (the ceiling)", w3_ring)
     for count in (1_000, 10_000, 50_000):
         workloads[f"W1@{count // 1000}K"] = workload_cls(

@@ -25,7 +25,7 @@ _spec.loader.exec_module(bench)  # type: ignore[union-attr]
 def test_each_workload_runs_and_reports_positive_rates(key: str) -> None:
     rates = bench.WORKLOADS[key].run(lambda: InMemoryChannelLayer(capacity=100_000))
     # {} means "does not apply to this layer": only the cross-process
-    # workloads (W3, W3busy, W3ring, W4) may say so for the in-memory layer,
+    # workloads (W3, W3BUSY, W3RING, W4) may say so for the in-memory layer,
     # and they must.
     if key.startswith(("W3", "W4")):
         assert rates == {}, f"{key} is cross-process: the in-memory layer cannot run it"

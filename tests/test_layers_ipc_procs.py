@@ -16,8 +16,6 @@ import threading
 import time
 from collections import defaultdict
 
-import pytest
-
 from .ipc_helpers import (
     SMALL,
     fork,
@@ -260,62 +258,14 @@ def test_sigkill_chaos(make_ipc, tmp_path):
           f"{layer._store.recoveries - recoveries_before} journal rollbacks")
 
 
-def test_spinning_stops_for_a_receiver_that_keeps_waiting(make_ipc, monkeypatch):
+def test_spinning_stops_for_a_receiver_that_keeps_waiting(make_ipc):
     """The pre-sleep spin halves on every miss, so a receiver whose messages
     come rarely (or never) soon sleeps at once; spin=0 never spins."""
-    from chanlite.layers import ipc
-
-    # as on a machine with a spare core (this one may be busy)
-    monkeypatch.setattr(ipc, "spare_core", lambda: True)
-    monkeypatch.setattr(ipc, "YIELD_LOST_CORE", 10.0)
     layer = make_ipc(spin=0.0002)
     for _ in range(8):
         assert layer.receive(["rare"], block=True, timeout=0.001) == (None, None)
     assert layer._spin == 0.0
     assert make_ipc(spin=0)._spin == 0.0
-
-
-@pytest.mark.parametrize("spare", [True, False])
-def test_a_receiver_spins_only_while_a_core_is_spare(make_ipc, monkeypatch, spare):
-    """With every core busy a spin would take CPU from the sender it waits
-    for (issue 16): the receive then registers and sleeps at once, never
-    watching the push counter, and still gets its message."""
-    from chanlite.layers import ipc
-
-    monkeypatch.setattr(ipc, "spare_core", lambda: spare)
-    monkeypatch.setattr(ipc, "YIELD_LOST_CORE", 10.0)
-    layer = make_ipc(spin=0.002)
-    store = layer._store
-    watched = []
-    real_pushes = store.pushes
-
-    def pushes():
-        watched.append(1)
-        return real_pushes()
-
-    monkeypatch.setattr(store, "pushes", pushes)
-    assert layer.receive(["idle"], block=True, timeout=0.01) == (None, None)
-    assert bool(watched) is spare, f"spare core {spare}: watched {len(watched)} times"
-    sender = threading.Timer(0.05, layer.send, ("idle", {"n": 1}))
-    sender.start()
-    try:
-        assert layer.receive(["idle"], block=True, timeout=5) == ("idle", {"n": 1})
-    finally:
-        sender.join()
-
-
-def test_the_spare_core_probe_reads_the_runnable_tasks(monkeypatch):
-    """The probe compares the kernel's count of runnable tasks with the
-    cores, and caches its answer for CHECK_INTERVAL seconds."""
-    from chanlite.layers import _ipc_spin
-
-    assert _ipc_spin.runnable_tasks() >= 1, "this very process is runnable"
-    counts = iter([1.0, 99.0])
-    monkeypatch.setattr(_ipc_spin, "runnable_tasks", lambda: next(counts))
-    monkeypatch.setattr(_ipc_spin._Last, "checked", -1.0)
-    assert _ipc_spin.spare_core(now=100.0) is True  # 1 runnable: a core is spare
-    assert _ipc_spin.spare_core(now=100.0 + _ipc_spin.CHECK_INTERVAL / 2) is True  # cached
-    assert _ipc_spin.spare_core(now=100.0 + 2 * _ipc_spin.CHECK_INTERVAL) is False  # 99 runnable
 
 
 def test_receivers_beyond_the_waiter_slots_still_get_messages(make_ipc):

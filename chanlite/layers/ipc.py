@@ -58,7 +58,6 @@ from ._ipc_layout import (  # noqa: E402
 )
 from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
 from ._ipc_segment import DEFAULT_MODE, remove_prefix  # noqa: E402
-from ._ipc_spin import YIELD_LOST_CORE, spare_core  # noqa: E402
 from ._ipc_store import Store, name_key  # noqa: E402
 from .base import BaseChannelLayer  # noqa: E402
 from .names import MAX_NAME_LENGTH, queue_for_send  # noqa: E402
@@ -124,9 +123,7 @@ class IPCChannelLayer(BaseChannelLayer):
             sleeps on its doorbell: once per call, halved on each miss down
             to nothing, restored by a quick wake-up. Replies and streams
             then skip two sleeps and wake-ups (W4 p50 ~95 -> ~32 µs); a
-            receiver waiting long spins once. It spins only while the
-            runnable tasks fit the cores: with none spare a spin would take
-            CPU from the sender it waits for. 0 never spins.
+            receiver waiting long spins once. 0 never spins.
         mode: permission bits of the segment and doorbells this layer
             creates (default 0o600: this user only); an existing segment
             owned by another uid or with wider bits is refused.
@@ -260,7 +257,7 @@ class IPCChannelLayer(BaseChannelLayer):
         # miss it reads the push counter in the same critical section and
         # _wait starts with the spin. Without a spin, _wait pops again and
         # registers in one critical section (no lost wake-up).
-        spin = bool(block and self._spin and (timeout is None or timeout > 0) and spare_core())
+        spin = bool(block and self._spin and (timeout is None or timeout > 0))
         if block and not spin:
             return self._wait(store, queues, keys, timeout)
         if spin:
@@ -323,13 +320,11 @@ class IPCChannelLayer(BaseChannelLayer):
         POP    one critical section: pop; on a miss read the push counter
                (a spin comes next) or register our doorbell on the queues
                -> GOT, SPIN, SLEEP (registered) or POLL (no slot or room)
-        SPIN   adaptive spin, once per call and only while a core is spare
-               (:mod:`._ipc_spin`): watch the push counter (no lock, no
-               syscall); a stream's or a reply's next message usually comes
-               sooner than a sleep/ring round trip. The budget halves on
-               every miss, so sparse traffic stops spinning at once, and
-               returns on a quick wake-up; a yield that lost the core ends
-               the spin -> POP
+        SPIN   adaptive spin, once per call: watch the push counter (no
+               lock, no syscall); a stream's or a reply's next message
+               usually comes sooner than a sleep/ring round trip. The budget
+               halves on every miss, so sparse traffic stops spinning at
+               once, and returns on a quick wake-up -> POP
         SLEEP  on the doorbell, at most RING_SAFETY s (a sender SIGKILLed
                between its commit and its ring must not strand us) -> POP,
                or TIMED_OUT past the deadline
@@ -347,17 +342,12 @@ class IPCChannelLayer(BaseChannelLayer):
             return SLEEP if registered else POLL
         if state is SPIN:
             spin = wait.spin
-            before = time.perf_counter()
-            end = before + (spin if wait.timeout is None else min(spin, wait.timeout))
+            end = time.perf_counter() + (spin if wait.timeout is None else min(spin, wait.timeout))
             while store.pushes() == wait.pushes:
                 os.sched_yield()  # a busy core goes to whoever has work
-                now = time.perf_counter()
-                if now > end:
+                if time.perf_counter() > end:
                     self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
                     break
-                if now - before > YIELD_LOST_CORE:  # another task took the core:
-                    break  # none is spare, stop (not a miss: the budget stays)
-                before = now
             wait.spin = 0.0
             return POP
         remaining = None if wait.deadline is None else wait.deadline - time.monotonic()
