@@ -14,6 +14,11 @@ use the public layer API, like the other workloads.
 - W6: W2 (interleaved send/receive pairs) with 10 KB bytes payloads.
 - W1@1K, W1@10K, W1@50K: W1 with that many messages queued; per-message
   cost must not grow with the backlog.
+- W3BUSY: W3 and its ``multiprocessing.Queue`` baseline while one
+  CPU-burning process per core runs (a busy host: no spare core).
+- W3RING: W3 and the same stream through a bare ring in posix_ipc shared
+  memory with two posix_ipc semaphores (the classic bounded buffer, msgpack
+  bodies): no channel layer at all, the ceiling for W3.
 
 Children are forked: they build their own layer with the same factory (for
 the IPC layer, the same prefix), which is how real processes share it.
@@ -143,6 +148,99 @@ def w3_stream(layer_factory: LayerFactory, count: int = _W3_COUNT) -> dict[str, 
     return {"msgs/s": ours, "mpq msgs/s": base, "% of mpq": 100 * ours / base}
 
 
+class _Burners:
+    """One CPU-burning process per core while the block runs (W3BUSY)."""
+
+    def __enter__(self) -> _Burners:
+        self.pids = [_fork(_burn) for _ in range(os.cpu_count() or 1)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid in self.pids:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def _burn() -> None:  # pragma: no cover - child
+    while True:
+        pass
+
+
+def w3_busy(layer_factory: LayerFactory, count: int = _W3_COUNT) -> dict[str, float]:
+    """W3 and multiprocessing.Queue with a CPU-bound neighbour on every core."""
+    if _check_shared(layer_factory) is None:
+        return {}
+    with _Burners():
+        ours = _w3_layer(layer_factory, count)
+        base = _w3_mpq(count)
+    assert ours is not None
+    return {"busy msgs/s": ours, "busy mpq msgs/s": base, "busy % of mpq": 100 * ours / base}
+
+
+_RING_SLOTS, _RING_SLOT = 1024, 64
+
+
+def _w3_ring(count: int) -> float:
+    """The W3 stream through a bare posix_ipc ring: fixed 64-byte slots, a
+    semaphore counting filled slots and one counting free ones."""
+    import mmap
+
+    import msgpack
+    import posix_ipc
+
+    name = f"/chanlite-bench-ring-{os.getpid()}"
+    shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, size=_RING_SLOTS * _RING_SLOT)
+    filled = posix_ipc.Semaphore(name + "-filled", posix_ipc.O_CREX, initial_value=0)
+    free = posix_ipc.Semaphore(name + "-free", posix_ipc.O_CREX, initial_value=_RING_SLOTS)
+    ring = mmap.mmap(shm.fd, shm.size)
+    shm.close_fd()
+    go_read, go_write = os.pipe()
+
+    def producer() -> None:
+        os.read(go_read, 1)
+        packb = msgpack.packb
+        for i in range(count):
+            data = packb({"i": i, "text": "hello, world"})
+            free.acquire()
+            at = (i % _RING_SLOTS) * _RING_SLOT
+            ring[at] = len(data)
+            ring[at + 1 : at + 1 + len(data)] = data
+            filled.release()
+
+    try:
+        pid = _fork(producer)
+        unpackb = msgpack.unpackb
+        start = time.perf_counter()
+        os.write(go_write, b"g")
+        for i in range(count):
+            filled.acquire(30)
+            at = (i % _RING_SLOTS) * _RING_SLOT
+            message = unpackb(ring[at + 1 : at + 1 + ring[at]])
+            free.release()
+            if message["i"] != i:
+                raise SystemExit("W3 ring: lost or reordered a message")
+        end = time.perf_counter()
+        os.waitpid(pid, 0)
+    finally:
+        ring.close()
+        for sem in (filled, free):
+            sem.unlink()
+            sem.close()
+        posix_ipc.unlink_shared_memory(name)
+        os.close(go_read)
+        os.close(go_write)
+    return count / (end - start)
+
+
+def w3_ring(layer_factory: LayerFactory, count: int = _W3_COUNT) -> dict[str, float]:
+    """W3, then the same stream through a bare posix_ipc ring (the ceiling)."""
+    ours = _w3_layer(layer_factory, count)
+    if ours is None:
+        return {}
+    ring = _w3_ring(count)
+    return {"msgs/s": ours, "ring msgs/s": ring, "% of ring": 100 * ours / ring}
+
+
 def _percentiles(samples: list[float]) -> tuple[float, float]:
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
@@ -226,6 +324,11 @@ def register(workloads: dict[str, Any], workload_cls: type, w1: Callable, w2: Ca
         f"cross-process ping-pong, {_W4_ROUNDS:,} round trips (vs multiprocessing.Queue)",
         w4_pingpong)
     workloads["W6"] = workload_cls("W2 with a 10 KB bytes payload in each message", w6_big_pairs)
+    workloads["W3BUSY"] = workload_cls(
+        "W3 with a CPU-burning process per core (vs multiprocessing.Queue, same burners)",
+        w3_busy)
+    workloads["W3RING"] = workload_cls(
+        "W3, then the same stream over a bare posix_ipc ring (the ceiling)", w3_ring)
     for count in (1_000, 10_000, 50_000):
         workloads[f"W1@{count // 1000}K"] = workload_cls(
             f"W1 with {count:,} queued (per-message cost must stay flat)",

@@ -14,37 +14,70 @@ way. Freed blocks up to ``QUICK_MAX_ORDER`` therefore go onto a per-order
 LIFO list without coalescing (flag 2) and are reused first; only when the
 buddy system cannot satisfy a request are the quick lists drained into it.
 
-Every block starts with an 8-byte header ``(order u8, flag u8, name_len u8,
-pad, data_len u32)``; a free block keeps ``next``/``prev`` at +8/+16. Block
-offsets are absolute offsets into the segment (0 means "none").
+Every block starts with an 8-byte header (``BLOCK_HEAD`` in
+:mod:`._ipc_layout`); a free block keeps ``next``/``prev`` at
+``B_NEXT``/``B_PREV``. Block offsets are absolute offsets into the segment
+(0 means "none"). The allocator is a component of the store: it changes the
+heap and its lists only through the store's :class:`._ipc_journal.Journal`.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ._ipc_segment import H_BITMAP, H_HEADS, H_QHEADS, H_WAITERS, IPCMemoryFull, Segment
+from . import _ipc_layout as _layout
+from ._ipc_errors import IPCCorrupt, IPCMemoryFull
+from ._ipc_journal import Journal
+from ._ipc_layout import (
+    B_NEXT,
+    B_PREV,
+    BUDDY_BLOCK_SIZE,
+    BUDDY_FREE,
+    BUDDY_HEAD,
+    BUDDY_REGION,
+    H_BITMAP,
+    H_WAITERS,
+    MIN_ORDER,
+    QUICK_FREE,
+    QUICK_HEAD,
+    QUICK_MAX_ORDER,
+    USED,
+)
 
-__all__ = ["Allocator", "MIN_ORDER", "QUICK_MAX_ORDER", "USED", "BUDDY_FREE", "QUICK_FREE"]
+# The structs are bound by assignment, not imported by name: CPython 3.11
+# compiles ``NAME.unpack_from(...)`` on an imported NAME (expecting a module)
+# as an attribute load plus a call of a new bound method instead of a method
+# call, ~25 ns more per pack/unpack (10 % of a push or pop).
+ORDER_FLAG = _layout.ORDER_FLAG
+QUICK_BLOCK = _layout.QUICK_BLOCK
+U64 = _layout.U64
+U64X2 = _layout.U64X2
 
-MIN_ORDER = 6  # 64-byte blocks: the 24-byte message header plus a short message
-QUICK_MAX_ORDER = 16  # blocks up to 64 KiB are cached on quick lists
-USED, BUDDY_FREE, QUICK_FREE = 0, 1, 2
-_BUDDY_REGION = 8 + 8 * 64  # bitmap + heads
+__all__ = ["Allocator", "carve_heap"]
 
-_Q = struct.Struct("<Q")
-_QQ = struct.Struct("<QQ")
-_BB = struct.Struct("<BB")
-_BBQ = struct.Struct("<BBxxxxxxQ")  # order, flag, next (a free block's first 16 bytes)
+_HEAD = U64.size  # a list head
+_QUICK = QUICK_BLOCK.size  # what a quick-list change touches in a block
 
 
-class Allocator(Segment):
-    """Heap allocation on top of the journaled segment."""
+class Allocator:
+    """Heap allocation inside a mapped segment, every change journaled."""
+
+    def __init__(self, mm: Any, heap: int, heapsize: int, maxord: int, journal: Journal,
+                 corrupt: Callable[[str], IPCCorrupt], describe: str) -> None:
+        self.mm: Any = mm
+        self.heap = heap
+        self.heapsize = heapsize
+        self.maxord = maxord
+        self.journal = journal
+        self.corrupt = corrupt
+        #: "prefix 'x', N bytes": names the segment in IPCMemoryFull
+        self._describe = describe
 
     def alloc(self, need: int) -> int:
         """Return the offset of a block of at least ``need`` bytes (header included).
 
-        May :meth:`commit` (to drain quick lists one journaled step at a
+        May commit the journal (to drain quick lists one journaled step at a
         time), so call it only while the shared state is consistent. Raises
         :class:`IPCMemoryFull` when the heap cannot hold the block.
         """
@@ -53,23 +86,24 @@ class Allocator(Segment):
             k = MIN_ORDER
         mm = self.mm
         if k <= QUICK_MAX_ORDER:
-            qh = H_QHEADS + 8 * k
-            (q,) = _Q.unpack_from(mm, qh)
+            qh = QUICK_HEAD[k]
+            q: int = U64.unpack_from(mm, qh)[0]
             if q:
-                self.save(qh, 8)
-                self.save(q, 16)
-                _Q.pack_into(mm, qh, _Q.unpack_from(mm, q + 8)[0])
-                _BB.pack_into(mm, q, k, USED)
+                save = self.journal.save
+                save(qh, _HEAD)
+                save(q, _QUICK)
+                U64.pack_into(mm, qh, U64.unpack_from(mm, q + B_NEXT)[0])
+                ORDER_FLAG.pack_into(mm, q, k, USED)
                 return q
         off = self._buddy_alloc(k)
         if not off:
-            self.commit()
+            self.journal.commit()
             self._drain_quick()
             off = self._buddy_alloc(k)
             if not off:
                 raise IPCMemoryFull(
-                    f"the IPC layer's shared memory (prefix {self.prefix!r}, {self.size} "
-                    f"bytes) has no free block of {1 << k} bytes; consumers are not "
+                    f"the IPC layer's shared memory ({self._describe}) has no free block "
+                    f"of {1 << k} bytes; consumers are not "
                     "keeping up or messages are large: raise 'memory' in the layer "
                     "CONFIG (then remove the old segment: manage.py chanlite_ipc --remove)"
                 )
@@ -79,7 +113,7 @@ class Allocator(Segment):
         """The order of the block at ``off``, checked: a block lies on the
         heap's grid of its size (else the segment is corrupt, and freeing it
         would scribble over the header)."""
-        k = self.mm[off]
+        k: int = self.mm[off]
         rel = off - self.heap
         if not MIN_ORDER <= k <= self.maxord or rel < 0 or rel & ((1 << k) - 1) or (
                 rel + (1 << k) > self.heapsize):
@@ -91,11 +125,12 @@ class Allocator(Segment):
         mm = self.mm
         k = self.block_order(off)
         if k <= QUICK_MAX_ORDER:
-            qh = H_QHEADS + 8 * k
-            self.save(qh, 8)
-            self.save(off, 16)
-            _BBQ.pack_into(mm, off, k, QUICK_FREE, _Q.unpack_from(mm, qh)[0])
-            _Q.pack_into(mm, qh, off)
+            qh = QUICK_HEAD[k]
+            save = self.journal.save
+            save(qh, _HEAD)
+            save(off, _QUICK)
+            QUICK_BLOCK.pack_into(mm, off, k, QUICK_FREE, U64.unpack_from(mm, qh)[0])
+            U64.pack_into(mm, qh, off)
         else:
             self._buddy_free(off, k)
 
@@ -113,42 +148,43 @@ class Allocator(Segment):
         if not off:
             return 0
         mm = self.mm
-        qh = H_QHEADS + 8 * k
-        (nxt,) = _Q.unpack_from(mm, qh)
+        qh = QUICK_HEAD[k]
+        (nxt,) = U64.unpack_from(mm, qh)
         size = 1 << k
         # the pieces lie inside the block just taken from a buddy list: rolling
         # back the buddy list makes them one free block again, so no journaling
         for piece in range(off + (1 << big) - size, off - 1, -size):
-            _BBQ.pack_into(mm, piece, k, QUICK_FREE, nxt)
+            QUICK_BLOCK.pack_into(mm, piece, k, QUICK_FREE, nxt)
             nxt = piece
-        self.save(qh, 8)
-        _Q.pack_into(mm, qh, off)
-        self.commit()
+        self.journal.save(qh, _HEAD)
+        U64.pack_into(mm, qh, off)
+        self.journal.commit()
         return off
 
     # ------------------------------------------------------------ buddy
 
     def _buddy_alloc(self, k: int) -> int:
         mm = self.mm
-        (bitmap,) = _Q.unpack_from(mm, H_BITMAP)
+        (bitmap,) = U64.unpack_from(mm, H_BITMAP)
         avail = bitmap >> k << k
         if not avail:
             return 0
         j = (avail & -avail).bit_length() - 1
-        (off,) = _Q.unpack_from(mm, H_HEADS + 8 * j)
-        self.save(H_BITMAP, _BUDDY_REGION)
-        self.save(off, 24)
+        off: int = U64.unpack_from(mm, BUDDY_HEAD[j])[0]
+        self.journal.save(H_BITMAP, BUDDY_REGION)
+        self.journal.save(off, BUDDY_BLOCK_SIZE)
         self._unlink(off, j)
         while j > k:  # the upper halves lie inside the free block: no journaling
             j -= 1
             self._push_buddy(off + (1 << j), j)
-        _BB.pack_into(mm, off, k, USED)
+        ORDER_FLAG.pack_into(mm, off, k, USED)
         return off
 
     def _buddy_free(self, off: int, k: int) -> None:
         mm = self.mm
-        self.save(H_BITMAP, _BUDDY_REGION)
-        self.save(off, 24)
+        save = self.journal.save
+        save(H_BITMAP, BUDDY_REGION)
+        save(off, BUDDY_BLOCK_SIZE)
         heap, heapsize = self.heap, self.heapsize
         rel = off - heap
         while k < self.maxord:
@@ -156,9 +192,9 @@ class Allocator(Segment):
             if buddy + (1 << k) > heapsize:
                 break
             boff = heap + buddy
-            if mm[boff] != k or mm[boff + 1] != BUDDY_FREE:
+            if ORDER_FLAG.unpack_from(mm, boff) != (k, BUDDY_FREE):
                 break
-            self.save(boff, 24)
+            save(boff, BUDDY_BLOCK_SIZE)
             self._unlink(boff, k)
             rel &= ~(1 << k)
             k += 1
@@ -167,67 +203,61 @@ class Allocator(Segment):
     def _unlink(self, off: int, k: int) -> None:
         """Take a free block off buddy list ``k`` (the list region is saved)."""
         mm = self.mm
-        nxt, prv = _QQ.unpack_from(mm, off + 8)
+        nxt, prv = U64X2.unpack_from(mm, off + B_NEXT)
         if prv:
-            self.save(prv, 24)
-            _Q.pack_into(mm, prv + 8, nxt)
+            self.journal.save(prv, BUDDY_BLOCK_SIZE)
+            U64.pack_into(mm, prv + B_NEXT, nxt)
         else:
-            _Q.pack_into(mm, H_HEADS + 8 * k, nxt)
+            U64.pack_into(mm, BUDDY_HEAD[k], nxt)
         if nxt:
-            self.save(nxt, 24)
-            _Q.pack_into(mm, nxt + 16, prv)
+            self.journal.save(nxt, BUDDY_BLOCK_SIZE)
+            U64.pack_into(mm, nxt + B_PREV, prv)
         elif not prv:
-            (bitmap,) = _Q.unpack_from(mm, H_BITMAP)
-            _Q.pack_into(mm, H_BITMAP, bitmap & ~(1 << k))
+            (bitmap,) = U64.unpack_from(mm, H_BITMAP)
+            U64.pack_into(mm, H_BITMAP, bitmap & ~(1 << k))
 
-    def _push_buddy(self, off: int, k: int, journal: bool = True) -> None:
+    def _push_buddy(self, off: int, k: int) -> None:
         mm = self.mm
-        head = H_HEADS + 8 * k
-        (old,) = _Q.unpack_from(mm, head)
-        _BB.pack_into(mm, off, k, BUDDY_FREE)
-        _QQ.pack_into(mm, off + 8, old, 0)
+        head = BUDDY_HEAD[k]
+        (old,) = U64.unpack_from(mm, head)
+        ORDER_FLAG.pack_into(mm, off, k, BUDDY_FREE)
+        U64X2.pack_into(mm, off + B_NEXT, old, 0)
         if old:
-            if journal:
-                self.save(old, 24)
-            _Q.pack_into(mm, old + 16, off)
-        _Q.pack_into(mm, head, off)
-        (bitmap,) = _Q.unpack_from(mm, H_BITMAP)
-        _Q.pack_into(mm, H_BITMAP, bitmap | (1 << k))
+            self.journal.save(old, BUDDY_BLOCK_SIZE)
+            U64.pack_into(mm, old + B_PREV, off)
+        U64.pack_into(mm, head, off)
+        (bitmap,) = U64.unpack_from(mm, H_BITMAP)
+        U64.pack_into(mm, H_BITMAP, bitmap | (1 << k))
 
     def _drain_quick(self) -> None:
         """Coalesce every quick-listed block, committing after each one."""
         mm = self.mm
+        save = self.journal.save
         for k in range(MIN_ORDER, QUICK_MAX_ORDER + 1):
-            qh = H_QHEADS + 8 * k
+            qh = QUICK_HEAD[k]
             for _ in range((self.heapsize >> k) + 1):  # a cycle must not hang
-                (q,) = _Q.unpack_from(mm, qh)
+                (q,) = U64.unpack_from(mm, qh)
                 if not q:
                     break
-                self.save(qh, 8)
-                self.save(q, 24)  # before its flag changes: rollback must see QUICK_FREE
-                _Q.pack_into(mm, qh, _Q.unpack_from(mm, q + 8)[0])
-                _BB.pack_into(mm, q, k, USED)
+                save(qh, _HEAD)
+                save(q, BUDDY_BLOCK_SIZE)  # before its flag changes: rollback must see QUICK_FREE
+                U64.pack_into(mm, qh, U64.unpack_from(mm, q + B_NEXT)[0])
+                ORDER_FLAG.pack_into(mm, q, k, USED)
                 self._buddy_free(q, k)
-                self.commit()
+                self.journal.commit()
             else:
                 raise self.corrupt(f"quick list {k} is longer than the heap")
 
     def carve_heap(self) -> None:
-        """Make the whole heap free: largest aligned power-of-two blocks first."""
-        mm = self.mm
-        mm[H_BITMAP:H_WAITERS] = bytes(H_WAITERS - H_BITMAP)
-        rel = 0
-        for k in range(self.maxord, MIN_ORDER - 1, -1):
-            while rel + (1 << k) <= self.heapsize:
-                self._push_buddy(self.heap + rel, k, journal=False)
-                rel += 1 << k
+        """Make the whole heap free (creation and flush)."""
+        carve_heap(self.mm, self.heap, self.heapsize, self.maxord)
 
-    def walk_heap(self):
+    def walk_heap(self) -> Iterator[tuple[int, int, int]]:
         """Yield ``(offset, order, flag)`` for every block (diagnostics, tests)."""
         mm = self.mm
         off, end = self.heap, self.heap + self.heapsize
         while off < end:
-            k, flag = _BB.unpack_from(mm, off)
+            k, flag = ORDER_FLAG.unpack_from(mm, off)
             if not MIN_ORDER <= k <= self.maxord:
                 # the carve leaves a tail smaller than MIN_ORDER unused
                 if end - off < (1 << MIN_ORDER):
@@ -235,3 +265,27 @@ class Allocator(Segment):
                 raise AssertionError(f"heap block at {off} has a bad order {k}")
             yield off, k, flag
             off += 1 << k
+
+
+def carve_heap(mm: Any, heap: int, heapsize: int, maxord: int) -> None:
+    """Make the whole heap free: largest aligned power-of-two blocks first.
+
+    Not journaled: it runs at creation (before the segment is valid) and in
+    a flush (redone whole by the next holder if its process dies).
+    """
+    mm[H_BITMAP:H_WAITERS] = bytes(H_WAITERS - H_BITMAP)
+    bitmap = 0
+    rel = 0
+    for k in range(maxord, MIN_ORDER - 1, -1):
+        while rel + (1 << k) <= heapsize:
+            off = heap + rel
+            head = BUDDY_HEAD[k]
+            (old,) = U64.unpack_from(mm, head)
+            ORDER_FLAG.pack_into(mm, off, k, BUDDY_FREE)
+            U64X2.pack_into(mm, off + B_NEXT, old, 0)
+            if old:
+                U64.pack_into(mm, old + B_PREV, off)
+            U64.pack_into(mm, head, off)
+            bitmap |= 1 << k
+            rel += 1 << k
+    U64.pack_into(mm, H_BITMAP, bitmap)

@@ -8,28 +8,46 @@ Why this mutex (see docs/architecture.md, "IPC layer"):
   asgi_ipc;
 * **error-checking**: relocking by the holder answers EDEADLK instead of
   deadlocking and unlocking by another thread answers EPERM, so
-  ``Segment.failed()`` can ask "does this thread hold it?" with a
+  ``SegmentLock.failed()`` can ask "does this thread hold it?" with a
   ``timedlock`` whose deadline is in the past, which never sleeps;
 * **called through ctypes**, no compiled code of ours. Uncontended it never
   enters the kernel.
 
 The mutex lives inside the segment; this module knows how to call it, how
-to read who holds it, and (:class:`SegmentLock`, mixed into
-``_ipc_segment.Segment``) how the segment takes, waits for and releases it.
+to read who holds it, and (:class:`SegmentLock`, a component the store
+holds) how a process takes, waits for and releases it. What to do with a
+dead holder's half-done work is not its business: the store hands it a
+``repair(flushing, jlen)`` and an ``undo()`` callable (the journal's).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import struct
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-from ._ipc_errors import IPCError, IPCLockTimeout
-from ._ipc_layout import CLEAN, H_FLUSHING, H_MUTEX, WORD2
+from . import _ipc_layout as _layout
+from ._ipc_errors import IPCCorrupt, IPCError, IPCLockTimeout
+from ._ipc_layout import (
+    CLEAN,
+    H_FLUSHING,
+    H_MUTEX,
+    MUTEX_SIZE,
+)
+
+# The structs are bound by assignment, not imported by name: CPython 3.11
+# compiles ``NAME.unpack_from(...)`` on an imported NAME (expecting a module)
+# as an attribute load plus a call of a new bound method instead of a method
+# call, ~25 ns more per pack/unpack (10 % of a push or pop).
+U32 = _layout.U32
+WORD2 = _layout.WORD2
 
 __all__ = [
     "LOCK_SLICE",
@@ -48,8 +66,6 @@ __all__ = [
     "thread_pid",
 ]
 
-#: bytes reserved for a pthread_mutex_t (40 on glibc x86-64, 24-40 elsewhere)
-MUTEX_SIZE = 64
 #: trylock attempts before sleeping on a busy mutex
 LOCK_SPINS = 20
 #: seconds of one slice of a blocking lock wait (between holder checks)
@@ -97,7 +113,7 @@ mutex_timedlock.restype = ctypes.c_int
 _PAST = ctypes.byref(_Timespec(0, 0))
 
 
-def deadline_in(seconds: float | None) -> object:
+def deadline_in(seconds: float | None) -> Any:
     """A timedlock deadline ``seconds`` from now; None: one in the past (no wait)."""
     if seconds is None:
         return _PAST
@@ -105,7 +121,7 @@ def deadline_in(seconds: float | None) -> object:
     return ctypes.byref(_Timespec(int(deadline), int(deadline % 1 * 1e9)))
 
 
-def _mutex_attr() -> ctypes.Array:
+def _mutex_attr() -> Any:
     attr = ctypes.create_string_buffer(64)  # pthread_mutexattr_t is 4-8 bytes
     errors = [
         _libc.pthread_mutexattr_init(attr),
@@ -121,7 +137,7 @@ def _mutex_attr() -> ctypes.Array:
 
 def init_mutex(address: int) -> int:
     """Initialise the mutex at ``address`` (in the mapping); 0 or an errno."""
-    return _libc.pthread_mutex_init(address, _mutex_attr())
+    return int(_libc.pthread_mutex_init(address, _mutex_attr()))
 
 
 def _find_lock_word() -> int:
@@ -181,28 +197,52 @@ def _describe_holder(tid: int, pid: int | None, waited: float, path: str) -> str
 
 
 class SegmentLock:
-    """The lock methods of :class:`._ipc_segment.Segment` (a mixin).
+    """Take, wait for and release the segment's mutex (a component of the store).
 
-    The segment provides ``mm``, ``path``, ``_mref``/``_maddr`` (a ctypes
-    reference to and the address of the mutex in the mapping) and the
-    journal methods ``corrupt()``, ``abort()`` and ``_recover()`` that
-    repair a dead holder's work.
+    ``repair(flushing, jlen)`` is called by :meth:`lock` when the commit
+    words say the previous holder died mid-operation (the journal rolls it
+    back); ``undo()`` by :meth:`release_if_held` when an exception left this
+    thread holding the lock (the store rolls its journal back and forgets
+    the doorbells it meant to ring); ``corrupt(problem)`` builds the error
+    for a segment that cannot be trusted.
     """
 
-    #: waiter bits collected by pushes under the lock, rung after unlocking
-    rings = 0
     #: seconds a lock wait on a live holder may last before IPCLockTimeout;
     #: None waits (logging every LOCK_WARN_AFTER s) as long as the holder lives
     lock_timeout: float | None = None
+
+    def __init__(
+        self, mm: Any, path: str, repair: Callable[[int, int], None],
+        undo: Callable[[], None], corrupt: Callable[[str], IPCCorrupt],
+    ) -> None:
+        self.mm: Any = mm
+        self.path = path
+        self._repair = repair
+        self._undo = undo
+        self.corrupt = corrupt
+        self._mbuf: Any = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
+        self.maddr = ctypes.addressof(self._mbuf)
+        #: ``ctypes.byref`` of the mutex, what ``mutex_trylock`` takes (keeps
+        #: ``_mbuf``, hence the mapping, alive)
+        self.mref: Any = ctypes.byref(self._mbuf)
+        #: ``unlock()``: one C call, no Python frame (it never blocks or fails
+        #: for the owner; called on every operation)
+        self.unlock: Callable[[], int] = functools.partial(mutex_unlock, self.mref)
+
+    def close(self) -> None:
+        """Drop the ctypes view (it pins the mapping) before the mapping closes."""
+        self._mbuf = self.mref = self.mm = None
+        self.unlock = _closed
 
     def lock(self) -> None:
         """Take the robust mutex; repair a dead holder's half-done work.
 
         The uncontended case is one trylock and one read of the commit
-        words; the hot paths in :mod:`.ipc` inline exactly these two lines
-        (a Python call costs as much as the trylock itself).
+        words; :meth:`._ipc_store.Store.run_locked` (the one critical-section
+        helper) inlines exactly these two lines (a Python call costs as much
+        as the trylock itself).
         """
-        err = mutex_trylock(self._mref)
+        err = mutex_trylock(self.mref)
         if err or WORD2.unpack_from(self.mm, H_FLUSHING) != CLEAN:
             self.lock_slow(err)
 
@@ -215,7 +255,7 @@ class SegmentLock:
         owner's mutex is made consistent and its journal rolled back.
         """
         if err == errno.EBUSY:
-            ref = self._mref
+            ref = self.mref
             for _ in range(LOCK_SPINS):
                 err = mutex_trylock(ref)
                 if err != errno.EBUSY:
@@ -224,7 +264,7 @@ class SegmentLock:
                 err = self._wait_lock()
         if err:
             if err == errno.EOWNERDEAD:
-                mutex_consistent(self._maddr)  # the journal says what to undo
+                mutex_consistent(self.maddr)  # the journal says what to undo
             elif err == errno.EDEADLK:
                 # This thread holds it already: an exception escaped a critical
                 # section before failed() could release it. Its journal is
@@ -235,7 +275,7 @@ class SegmentLock:
                 raise self.corrupt(f"its lock cannot be taken ({os.strerror(err)})")
         flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
         if flushing or jlen:
-            self._recover(flushing, jlen)
+            self._repair(flushing, jlen)
 
     def _wait_lock(self) -> int:
         """Sleep on the busy mutex in slices of LOCK_SLICE s; between slices
@@ -250,7 +290,7 @@ class SegmentLock:
         while True:
             wait = LOCK_SLICE if limit is None else max(
                 0.0, min(LOCK_SLICE, started + limit - time.monotonic()))
-            err = mutex_timedlock(self._maddr, deadline_in(wait))
+            err: int = mutex_timedlock(self.maddr, deadline_in(wait))
             if err != errno.ETIMEDOUT:
                 return err
             tid, pid = self.holder()
@@ -266,17 +306,14 @@ class SegmentLock:
     def holder(self) -> tuple[int, int | None]:
         """``(thread id, pid)`` holding the lock, read without it: ``(0, None)``
         when free, pid None when no such thread exists."""
-        tid = struct.unpack_from("<I", self.mm, _LOCK_WORD)[0] & TID_MASK
+        tid = U32.unpack_from(self.mm, _LOCK_WORD)[0] & TID_MASK
         return (tid, thread_pid(tid)) if tid else (0, None)
-
-    def unlock(self) -> None:  # replaced per instance by a partial (see __init__)
-        mutex_unlock(self._mref)
 
     def failed(self, exc: BaseException) -> BaseException:
         """Clean up after ``exc`` escaped a critical section; return what to raise.
 
         Every critical section is ``try: lock; ...; unlock  except
-        BaseException as exc: raise seg.failed(exc)``, so an exception at
+        BaseException as exc: raise lock.failed(exc)``, so an exception at
         any point — before the lock was taken, inside the operation, in a
         repair, after the unlock — lands here. The mutex, not a Python
         variable, says whether this thread holds it (EDEADLK): then the
@@ -292,14 +329,12 @@ class SegmentLock:
 
     def release_if_held(self) -> bool:
         """Undo and release the lock if this thread holds it; True if it did."""
-        mm = self.mm
-        if mm is None or self._mref is None:
+        if self.mm is None or self.mref is None:
             return False
-        err = mutex_timedlock(self._maddr, deadline_in(None))  # in the past: never sleeps
+        err = mutex_timedlock(self.maddr, deadline_in(None))  # in the past: never sleeps
         if err == errno.EDEADLK:  # held by this thread
-            self.rings = 0  # the operation is undone: nothing to ring
             try:
-                self.abort()
+                self._undo()
             except Exception:  # noqa: BLE001 - a corrupt journal: the next holder reports it
                 logger.exception("%s: cannot roll back an interrupted operation", self.path)
             finally:
@@ -307,6 +342,11 @@ class SegmentLock:
             return True
         if err in (0, errno.EOWNERDEAD):  # it was free (or its holder died): give it back
             if err:
-                mutex_consistent(self._maddr)  # the journal stays for the next holder
+                mutex_consistent(self.maddr)  # the journal stays for the next holder
             self.unlock()
         return False
+
+
+def _closed() -> int:
+    """``unlock`` of a closed lock: nothing is mapped any more."""
+    return 0

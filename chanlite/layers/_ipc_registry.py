@@ -47,7 +47,7 @@ def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for store, _ in _registry.values():
-        store._jlen = 0
+        store.journal.jlen = 0
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

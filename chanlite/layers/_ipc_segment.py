@@ -1,4 +1,9 @@
-"""The shared-memory segment of the IPC layer: layout, lock and undo journal.
+"""The shared-memory segment of the IPC layer: the file, its mapping and header.
+
+The store (:mod:`._ipc_store`) composes it with the lock
+(:mod:`._ipc_mutex`), the undo journal (:mod:`._ipc_journal`), the
+allocator, the tables and the groups; the byte layout is in
+:mod:`._ipc_layout`.
 
 Why this shape (see docs/architecture.md, "IPC layer"):
 
@@ -19,8 +24,8 @@ Why this shape (see docs/architecture.md, "IPC layer"):
   first. Memory that was free before the operation (a new message body) is
   not journaled: rolling the allocator back makes it free again.
 * **An exception is as harmless as a SIGKILL.** Every critical section ends
-  in ``except BaseException: raise segment.failed(exc)``: whichever line a
-  KeyboardInterrupt, SystemExit or error hits, :meth:`Segment.failed` asks
+  in ``except BaseException: raise lock.failed(exc)``: whichever line a
+  KeyboardInterrupt, SystemExit or error hits, ``SegmentLock.failed`` asks
   the mutex (an *error-checking* one) whether this thread holds it, and if
   so rolls the journal back and unlocks. Nothing relies on a Python
   variable being set at the moment of the exception.
@@ -37,93 +42,65 @@ Why this shape (see docs/architecture.md, "IPC layer"):
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import errno
 import fcntl
-import functools
-import logging
 import mmap
 import os
 import stat
-import struct
-import threading
 import time
-import weakref
+from collections.abc import Callable
+from typing import Any
 
 import posix_ipc
 
-# Names defined in the modules split out of this one stay importable from
-# here (``from ._ipc_segment import H_JLEN, IPCError, ...``).
-from ._ipc_errors import (  # noqa: F401
+from . import _ipc_layout as _layout
+from ._ipc_errors import (
     IPCCorrupt,
     IPCError,
     IPCFormatError,
     IPCLockTimeout,
-    IPCMemoryFull,
     IPCPermissionError,
 )
-from ._ipc_layout import (  # noqa: F401
-    _JENTRY,
-    _Q,
-    _QI,
-    CLEAN,
-    ENTRY,
+from ._ipc_layout import (
     FORMAT_VERSION,
-    H_BITMAP,
     H_FLUSHING,
-    H_GUSED,
-    H_HEADS,
-    H_HEAP,
-    H_JLEN,
     H_MAGIC,
-    H_MAXORD,
     H_MUTEX,
-    H_PUSHES,
-    H_QHEADS,
-    H_QMAX,
-    H_QSLOTS,
     H_QUSED,
-    H_RECOVERIES,
-    H_SIZE,
-    H_VERSION,
-    H_WAITERS,
     HEADER_SIZE,
     JOURNAL_SIZE,
     MAGIC,
+    MAGIC_SIZE,
     MAX_WAITERS,
-    WORD,
-    WORD2,
+    MUTEX_SIZE,
+    PAGE,
+    Header,
     check_prefix,
     layout,
+    read_header,
     segment_name,
+    segment_path,
     semaphore_name,
     table_slots,
+    write_header,
 )
-from ._ipc_mutex import _LOCK_WORD, MUTEX_SIZE, SegmentLock, init_mutex, mutex_unlock  # noqa: F401
+from ._ipc_mutex import init_mutex
 from ._ipc_procs import ProcessTable
 
-__all__ = [
-    "CLEAN",
-    "FORMAT_VERSION",
-    "WORD",
-    "WORD2",
-    "MAGIC",
-    "DEFAULT_MODE",
-    "IPCCorrupt",
-    "IPCError",
-    "IPCFormatError",
-    "IPCLockTimeout",
-    "IPCMemoryFull",
-    "IPCPermissionError",
-    "Segment",
-    "check_prefix",
-    "remove_prefix",
-    "segment_name",
-    "semaphore_name",
-]
+# The structs are bound by assignment, not imported by name: CPython 3.11
+# compiles ``NAME.unpack_from(...)`` on an imported NAME (expecting a module)
+# as an attribute load plus a call of a new bound method instead of a method
+# call, ~25 ns more per pack/unpack (10 % of a push or pop).
+U32X2 = _layout.U32X2
+WORD2 = _layout.WORD2
 
-logger = logging.getLogger("chanlite.layers.ipc")
+__all__ = [
+    "DEFAULT_MODE",
+    "Segment",
+    "check_trust",
+    "remove_prefix",
+]
 
 #: permission bits of a new segment and its doorbells (``mode`` in CONFIG)
 DEFAULT_MODE = 0o600
@@ -153,9 +130,7 @@ def remove_prefix(prefix: str) -> bool:
     return existed
 
 
-
-
-def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
+def check_trust(st: os.stat_result, what: str, mode: int) -> None:
     """Refuse a file another user made or that others may access beyond ``mode``."""
     uid = os.geteuid()
     if st.st_uid != uid:
@@ -174,21 +149,17 @@ def _check_trust(st: os.stat_result, what: str, mode: int) -> None:
         )
 
 
+class Segment(ProcessTable):
+    """A mapped, validated segment: the file, its header and its pid table.
 
-#: every open segment, so that interpreter shutdown can release a lock the
-#: main thread still holds (see _release_at_exit)
-_open_segments: weakref.WeakSet = weakref.WeakSet()
-
-
-class Segment(SegmentLock, ProcessTable):
-    """A mapped segment with its cross-process lock and undo journal.
-
-    Subclasses (the allocator and the store) call :meth:`save` before every
-    change to shared state, and :meth:`commit` when the state is consistent.
-    The lock methods (``lock``, ``unlock``, ``failed``, ``release_if_held``,
-    ``holder``) come from :class:`._ipc_mutex.SegmentLock`, the attached-pid
-    table (``attached_pids``, ``detached``) from :class:`._ipc_procs.ProcessTable`.
+    ``carve(header)`` makes a new segment's heap free (the allocator's job)
+    before the magic is written. The header's layout fields are attributes
+    (``size``, ``qslots``, ``heap``, ``jbase``...; see :class:`Header`).
+    The attached-pid table (``attached_pids``, ``detached``) comes from
+    :class:`._ipc_procs.ProcessTable`.
     """
+
+    header: Header
 
     def __init__(
         self,
@@ -196,12 +167,14 @@ class Segment(SegmentLock, ProcessTable):
         memory: int,
         max_channels: int,
         max_groups: int,
+        carve: Callable[[Any, Header], None],
         journal_size: int = JOURNAL_SIZE,
         mode: int = DEFAULT_MODE,
     ) -> None:
         self.prefix = check_prefix(prefix)
         self.mode = mode
-        self.path = f"/dev/shm{segment_name(prefix)}"
+        self.path = segment_path(prefix)
+        self.mm: Any = None
         self._shm, created = self._open()
         self._fd = self._shm.fd
         try:
@@ -214,9 +187,9 @@ class Segment(SegmentLock, ProcessTable):
                 elif size < HEADER_SIZE:
                     raise self.corrupt(f"the file is only {size} bytes (truncated?)")
                 self.mm = mmap.mmap(self._fd, size)
-                magic = bytes(self.mm[H_MAGIC : H_MAGIC + 8])
-                if magic == bytes(8):  # new, or its creator died while initialising it
-                    self._initialise(size, max_channels, max_groups, journal_size)
+                magic = bytes(self.mm[H_MAGIC : H_MAGIC + MAGIC_SIZE])
+                if magic == bytes(MAGIC_SIZE):  # new, or its creator died initialising it
+                    self._initialise(size, max_channels, max_groups, journal_size, carve)
                 elif magic != MAGIC:
                     raise IPCFormatError(
                         f"{self.path} is not a chanlite IPC segment; choose another 'prefix'"
@@ -237,14 +210,6 @@ class Segment(SegmentLock, ProcessTable):
                     pass
             self.close()
             raise
-        self._jlen = 0
-        self._mbuf = (ctypes.c_char * MUTEX_SIZE).from_buffer(self.mm, H_MUTEX)
-        self._maddr = ctypes.addressof(self._mbuf)
-        self._mref = ctypes.byref(self._mbuf)  # keeps _mbuf (and the mapping) alive
-        #: ``unlock()``: one C call, no Python frame (it never blocks or fails
-        #: for the owner; called on every operation)
-        self.unlock = functools.partial(mutex_unlock, self._mref)
-        _open_segments.add(self)
 
     # ---------------------------------------------------------- creation
 
@@ -271,7 +236,7 @@ class Segment(SegmentLock, ProcessTable):
                     "another 'prefix'"
                 ) from None
             try:
-                _check_trust(os.fstat(shm.fd), self.path, self.mode)
+                check_trust(os.fstat(shm.fd), self.path, self.mode)
             except BaseException:
                 shm.close_fd()
                 raise
@@ -310,34 +275,30 @@ class Segment(SegmentLock, ProcessTable):
                 "'memory' in the layer CONFIG"
             ) from exc
 
-    def _initialise(self, size: int, max_channels: int, max_groups: int, jsize: int) -> None:
+    def _initialise(self, size: int, max_channels: int, max_groups: int, jsize: int,
+                    carve: Callable[[Any, Header], None]) -> None:
         mm = self.mm
         qslots, gslots = table_slots(max_channels, max_groups)
         qtable, gtable, heap, heapsize, maxord = layout(size, qslots, gslots, jsize)
-        if heap + 4096 > size:
+        if heap + PAGE > size:
             raise ValueError(
                 f"memory={size} is too small for max_channels={max_channels} and "
                 f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
             )
-        mm[0:heap] = bytes(heap)
-        _Q.pack_into(mm, H_SIZE, size)
-        struct.pack_into("<II", mm, H_QSLOTS, qslots, gslots)
-        struct.pack_into("<QQQQQQ", mm, H_HEAP, heap, heapsize, qtable, gtable, HEADER_SIZE, jsize)
-        struct.pack_into("<I", mm, H_MAXORD, maxord)
-        struct.pack_into("<II", mm, H_QMAX, max_channels, max_groups)
-        struct.pack_into("<I", mm, H_VERSION, FORMAT_VERSION)
-        self._load_layout()
-        self._jlen = 0
-        self.reset_heap()
+        mm[0:heap] = bytes(heap)  # the header, the journal and both tables: empty
+        header = Header(FORMAT_VERSION, size, qslots, gslots, heap, heapsize, qtable, gtable,
+                        HEADER_SIZE, jsize, maxord, max_channels, max_groups)
+        write_header(mm, header)
+        carve(mm, header)
         view = (ctypes.c_char * MUTEX_SIZE).from_buffer(mm, H_MUTEX)
         err = init_mutex(ctypes.addressof(view))
-        view = None  # release the export so the mapping can be closed
+        del view  # release the export so the mapping can be closed
         if err:
             raise IPCError(f"cannot create the IPC layer's mutex: {os.strerror(err)}")
-        mm[H_MAGIC : H_MAGIC + 8] = MAGIC  # last: the segment is now valid
+        mm[H_MAGIC : H_MAGIC + MAGIC_SIZE] = MAGIC  # last: the segment is now valid
 
     def _check_version(self) -> None:
-        (version,) = struct.unpack_from("<I", self.mm, H_VERSION)
+        version = read_header(self.mm).version
         if version != FORMAT_VERSION:
             raise IPCFormatError(
                 f"{self.path} uses chanlite IPC format "
@@ -347,37 +308,36 @@ class Segment(SegmentLock, ProcessTable):
             )
 
     def _load_layout(self) -> None:
-        mm = self.mm
-        (self.size,) = _Q.unpack_from(mm, H_SIZE)
-        self.qslots, self.gslots = struct.unpack_from("<II", mm, H_QSLOTS)
-        self.qmask = self.qslots - 1
-        (self.heap, self.heapsize, self.qtable, self.gtable, self.jbase, self.jsize) = (
-            struct.unpack_from("<QQQQQQ", mm, H_HEAP)
-        )
-        (self.maxord,) = struct.unpack_from("<I", mm, H_MAXORD)
-        self.qmax, self.gmax = struct.unpack_from("<II", mm, H_QMAX)
+        h = self.header = read_header(self.mm)
+        self.size = h.size
+        self.qslots, self.gslots = h.qslots, h.gslots
+        self.heap, self.heapsize = h.heap, h.heapsize
+        self.qtable, self.gtable = h.qtable, h.gtable
+        self.jbase, self.jsize = h.jbase, h.jsize
+        self.maxord = h.maxord
+        self.qmax, self.gmax = h.qmax, h.gmax
 
     def _validate(self, size: int) -> None:
         """The header must describe exactly the layout its own sizes imply."""
         def bad_slots(n: int) -> bool:
-            return n < 2 or n > 1 << 22 or n & (n - 1)
+            return bool(n < 2 or n > 1 << 22 or n & (n - 1))
 
         problem = None
         if self.size != size:
             problem = f"its header says {self.size} bytes but the file has {size} (truncated?)"
         elif bad_slots(self.qslots) or bad_slots(self.gslots):
             problem = f"bad table sizes {self.qslots}/{self.gslots}"
-        elif not 4096 <= self.jsize < size or self.jbase != HEADER_SIZE:
+        elif not PAGE <= self.jsize < size or self.jbase != HEADER_SIZE:
             problem = f"bad journal position {self.jbase}+{self.jsize}"
         elif (self.qtable, self.gtable, self.heap, self.heapsize, self.maxord) != layout(
-                size, self.qslots, self.gslots, self.jsize) or self.heapsize < 4096:
+                size, self.qslots, self.gslots, self.jsize) or self.heapsize < PAGE:
             problem = "its table and heap offsets do not match its sizes"
         elif not (1 <= self.qmax <= self.qslots * 3 // 4
                   and 1 <= self.gmax <= self.gslots * 3 // 4):
             problem = f"bad limits max_channels={self.qmax} max_groups={self.gmax}"
         else:
             flushing, jlen = WORD2.unpack_from(self.mm, H_FLUSHING)
-            qused, gused = struct.unpack_from("<II", self.mm, H_QUSED)
+            qused, gused = U32X2.unpack_from(self.mm, H_QUSED)
             if flushing > 1 or jlen > self.jsize or qused > self.qslots or gused > self.gslots:
                 problem = "its journal or table counters are out of range"
         if problem:
@@ -391,93 +351,13 @@ class Segment(SegmentLock, ProcessTable):
             "--remove` (queued messages are lost)"
         )
 
-    def reset_heap(self) -> None:
-        """Make the whole heap free and the tables empty (creation and flush)."""
-        raise NotImplementedError
-
-    # ------------------------------------------------------------ journal
-
-    def save(self, off: int, n: int) -> None:
-        """Journal ``n`` bytes at ``off`` before they are changed."""
-        mm = self.mm
-        jlen = self._jlen
-        end = jlen + _JENTRY + n
-        if end > self.jsize:
-            raise IPCError("IPC journal overflow (an operation touched too much state)")
-        j = self.jbase + jlen
-        _QI.pack_into(mm, j, off, n)
-        j += _JENTRY
-        mm[j : j + n] = mm[off : off + n]
-        WORD.pack_into(mm, H_JLEN, end)  # the entry exists from this store on
-        self._jlen = end
-
-    def commit(self) -> None:
-        """The shared state is consistent: forget the journal (one store)."""
-        if self._jlen:
-            WORD.pack_into(self.mm, H_JLEN, 0)
-            self._jlen = 0
-
-    def abort(self) -> None:
-        """Undo this thread's uncommitted changes (an exception mid-operation).
-
-        The journal length in the segment, not ``_jlen``, says what to undo:
-        an exception may strike between the two stores that update them.
-        """
-        (jlen,) = WORD.unpack_from(self.mm, H_JLEN)
-        if jlen:
-            self._rollback(jlen)
-        self._jlen = 0
-
-    def _rollback(self, jlen: int) -> None:
-        mm = self.mm
-        entries = []
-        pos, end = self.jbase, self.jbase + jlen
-        if jlen > self.jsize:
-            raise self.corrupt(f"its journal length {jlen} exceeds the journal")
-        while pos < end:
-            off, n = _QI.unpack_from(mm, pos)
-            if not n or pos + _JENTRY + n > end or not (
-                H_QUSED <= off and off + n <= H_MUTEX or self.qtable <= off and off + n <= self.size
-            ):
-                raise self.corrupt(f"its journal holds a bad entry ({n} bytes at {off})")
-            entries.append((off, pos + _JENTRY, n))
-            pos += _JENTRY + n
-        for off, src, n in reversed(entries):  # oldest copy of a range wins
-            mm[off : off + n] = mm[src : src + n]
-        WORD.pack_into(mm, H_JLEN, 0)  # idempotent up to here: a crash just redoes it
-        self._jlen = 0
-
-    def _recover(self, flushing: int, jlen: int) -> None:
-        if jlen:
-            self._rollback(jlen)
-        (count,) = _Q.unpack_from(self.mm, H_RECOVERIES)
-        _Q.pack_into(self.mm, H_RECOVERIES, count + 1)
-        if flushing:
-            self.flush_locked()
-
-    def flush_locked(self) -> None:
-        """Empty everything; idempotent, so a dead flusher's work is redone."""
-        raise NotImplementedError
-
-    def pushes(self) -> int:
-        """The push counter, read without the lock (a hint only)."""
-        return WORD.unpack_from(self.mm, H_PUSHES)[0]
-
-    @property
-    def recoveries(self) -> int:
-        """How many times a holder repaired a dead holder's half-done work."""
-        return _Q.unpack_from(self.mm, H_RECOVERIES)[0]
-
-
     def close(self) -> None:
-        _open_segments.discard(self)
+        """Unregister this process and unmap (a view still exported: GC does it)."""
         try:
             self._unregister_process()
         except (OSError, ValueError):  # pragma: no cover - closing anyway
             pass
-        self._mbuf = self._mref = None  # the ctypes view pins the mapping
-        self.__dict__.pop("unlock", None)  # the partial holds _mref too
-        mm = getattr(self, "mm", None)
+        mm = self.mm
         if mm is not None:
             try:
                 mm.close()
@@ -488,19 +368,3 @@ class Segment(SegmentLock, ProcessTable):
         if shm is not None and self._fd >= 0:
             shm.close_fd()
             self._fd = -1
-
-
-def _release_at_exit() -> None:
-    """Interpreter shutdown: release a lock the main thread still holds, before
-    non-daemon threads (which may wait for it) are joined."""
-    for segment in list(_open_segments):
-        try:
-            segment.release_if_held()
-        except Exception:  # noqa: BLE001 - never block the exit
-            logger.exception("releasing %s at exit", segment.path)
-
-
-try:  # before threading joins non-daemon threads (as concurrent.futures does)
-    threading._register_atexit(_release_at_exit)  # type: ignore[attr-defined]
-except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
-    atexit.register(_release_at_exit)

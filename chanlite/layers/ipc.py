@@ -13,7 +13,8 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
 * the mutex is a robust pthread mutex the kernel hands over when its holder
   dies, and every change is journaled, so a SIGKILLed process neither blocks
   nor corrupts the others; every critical section ends in
-  ``except BaseException as exc: raise store.failed(exc)``, so an exception
+  ``except BaseException as exc: raise lock.failed(exc)`` (in
+  ``Store.run_locked``, the one lock helper), so an exception
   (KeyboardInterrupt, SystemExit, a bug) at any line is as harmless;
 * a segment is used only if this uid made it with no wider mode than
   ``mode``, and its header must match its layout (``IPCCorrupt`` otherwise);
@@ -24,6 +25,7 @@ Why it looks like this (details in docs/architecture.md, "IPC layer"):
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 from typing import Any
@@ -38,28 +40,27 @@ check_ipc_support()
 import posix_ipc  # noqa: E402
 
 from ._ipc_diag import info  # noqa: E402
-from ._ipc_mutex import mutex_trylock as _trylock  # noqa: E402
-from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
-from ._ipc_segment import (  # noqa: E402
-    CLEAN,
-    DEFAULT_MODE,
-    H_FLUSHING,
-    JOURNAL_SIZE,
-    WORD2,
+from ._ipc_errors import (  # noqa: E402
     IPCCorrupt,
     IPCError,
     IPCFormatError,
     IPCLockTimeout,
     IPCMemoryFull,
     IPCPermissionError,
+)
+from ._ipc_layout import (  # noqa: E402
+    JOURNAL_SIZE,
+    PAGE,
     check_prefix,
     layout,
-    remove_prefix,
+    message_order,
     table_slots,
 )
+from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
+from ._ipc_segment import DEFAULT_MODE, remove_prefix  # noqa: E402
 from ._ipc_store import Store, name_key  # noqa: E402
 from .base import BaseChannelLayer  # noqa: E402
-from .names import queue_for_send  # noqa: E402
+from .names import MAX_NAME_LENGTH, queue_for_send  # noqa: E402
 
 __all__ = [
     "DEFAULT_MEMORY",
@@ -170,7 +171,7 @@ class IPCChannelLayer(BaseChannelLayer):
         # Every check that can fail comes before the segment is created, so
         # a refused configuration leaves nothing behind in /dev/shm.
         heap, _, maxord = layout(memory, *table_slots(max_channels, max_groups), JOURNAL_SIZE)[2:]
-        if heap + 4096 > memory:
+        if heap + PAGE > memory:
             raise ValueError(
                 f"memory={memory} is too small for max_channels={max_channels} and "
                 f"max_groups={max_groups} (tables need {heap} bytes); raise 'memory'"
@@ -190,7 +191,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self._spin = self.spin  # adaptive budget: halves on a miss
 
     def _check_message_fits(self, maxord: int, size: int) -> None:
-        needed = (self.max_message_size + 24 + 100 - 1).bit_length()
+        needed = message_order(MAX_NAME_LENGTH, self.max_message_size)
         if needed > maxord:
             raise ValueError(
                 f"the IPC segment for prefix {self.prefix!r} ({size} bytes) cannot hold "
@@ -209,24 +210,18 @@ class IPCChannelLayer(BaseChannelLayer):
             key = self._keys[name] = name_key(name)
             return key
 
-    def _locked(self, method: str, *args: Any) -> Any:
-        """Run a store operation under the lock; undo it if anything raises.
-
-        The shape of every critical section in this module: lock, operate
-        and unlock inside one ``try``, and ``raise store.failed(exc)`` — an
-        exception at any point (even between the lock and the ``try`` of a
-        naive version, or in the unlock line) is undone and the lock released.
-        """
+    def _open(self) -> Store:
+        """The store, or IPCError if this layer is closed."""
         store = self._store
         if store is None:
             raise IPCError(f"{self!r} is closed")
-        try:
-            store.lock()
-            result = getattr(store, method)(*args)
-            store.unlock()
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904 - failed() chains what it converts
-        return result
+        return store
+
+    def _locked(self, method: str, *args: Any) -> Any:
+        """Run the store's operation ``method`` as one critical section
+        (:meth:`._ipc_store.Store.run_locked`, the one lock helper)."""
+        store = self._open()
+        return store.run_locked(getattr(store, method), *args)
 
     # ---------------------------------------------------------- storage
 
@@ -234,42 +229,19 @@ class IPCChannelLayer(BaseChannelLayer):
         key = self._keys.get(queue) or self._key(queue)
         chan = b"" if channel == queue else channel.encode("ascii")
         store = self._store
-        try:
-            # store.lock(), inlined (the uncontended case of every send)
-            err = _trylock(store._mref)
-            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                store.lock_slow(err)
-            ok = store.push(key[0], key[1], chan, data, expires, expires - self.expiry, capacity)
-            rings = store.rings
-            if rings:
-                store.rings = 0
-            store.unlock()
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904
-        if rings:
-            store.ring_mask(rings)
-        return ok
+        assert store is not None, "the layer is closed"
+        return store.run_locked(store.push, key[0], key[1], chan, data, expires,
+                                expires - self.expiry, capacity)
 
     def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
-        now = expires - self.expiry
-        store = self._store
-        skipped = 0
-        try:
-            store.lock()
-            for channel in channels:
-                queue = queue_for_send(channel)
-                qkey, qh = self._key(queue)
-                chan = b"" if channel == queue else channel.encode("ascii")
-                if not store.push_member(qkey, qh, chan, data, expires, now,
-                                         self.capacity_for(queue)):
-                    skipped += 1
-            rings, store.rings = store.rings, 0
-            store.unlock()
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904
-        if rings:
-            store.ring_mask(rings)
-        return skipped
+        members = []
+        for channel in channels:
+            queue = queue_for_send(channel)
+            qkey, qh = self._key(queue)
+            chan = b"" if channel == queue else channel.encode("ascii")
+            members.append((qkey, qh, chan, self.capacity_for(queue)))
+        store = self._open()
+        return store.run_locked(store.push_many, members, data, expires, expires - self.expiry)
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None
@@ -279,31 +251,25 @@ class IPCChannelLayer(BaseChannelLayer):
         else:
             keys = [self._keys.get(q) or self._key(q) for q in queues]
         store = self._store
+        assert store is not None, "the layer is closed"
         # A blocking receive that will spin on a miss tries one plain pop
         # first (a stream's consumer almost always finds a message): on a
         # miss it reads the push counter in the same critical section and
         # _wait starts with the spin. Without a spin, _wait pops again and
         # registers in one critical section (no lost wake-up).
-        spin = block and self._spin and (timeout is None or timeout > 0)
+        spin = bool(block and self._spin and (timeout is None or timeout > 0))
         if block and not spin:
             return self._wait(store, queues, keys, timeout)
-        try:
-            # store.lock(), inlined (the uncontended case of every receive)
-            err = _trylock(store._mref)
-            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                store.lock_slow(err)
-            got = store.pop(keys, self.clock())
-            if got is None and spin:
-                pushes = store.pushes()
-            store.unlock()
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904
-        if got is not None:
+        if spin:
+            got = store.run_locked(store.pop_or_watch, keys, self.clock(), True)
+        else:
+            got = store.run_locked(store.pop, keys, self.clock())
+        if type(got) is tuple:
             # (a forged name is shown, not trusted: the message itself is
             # checked by BaseChannelLayer.receive)
             return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
         if spin:
-            return self._wait(store, queues, keys, timeout, pushes)
+            return self._wait(store, queues, keys, timeout, got)  # type: ignore[arg-type]
         return None
 
     def _wait(
@@ -318,103 +284,82 @@ class IPCChannelLayer(BaseChannelLayer):
         ``pushes``: the caller's pop just missed, with the push counter at
         that value (read under the same lock): start with the spin.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        held = [-1]  # our waiter slot; claim/release set it before they commit
-        # No try statement may sit inside this one (the loop and each of its
-        # critical sections are functions of their own): whatever line an
-        # exception hits, the slot is released (release_waiter is idempotent).
+        # _receive spins only if it popped first (and passes ``pushes``)
+        wait = _Wait(store, keys, timeout, pushes, 0.0 if pushes is None else self._spin)
+        # No try statement may sit inside this one (the steps and each of
+        # their critical sections are functions of their own): whatever line
+        # an exception hits, the slot is released (release_waiter is idempotent).
         try:
-            got = self._wait_loop(store, keys, timeout, pushes, deadline, held)
-            if held[0] >= 0:
-                self._locked("release_waiter", held[0], keys, held)
+            got = self._run(wait)
+            if wait.held[0] >= 0:
+                store.run_locked(store.release_waiter, wait.held[0], keys, wait.held)
         except BaseException:
-            if held[0] >= 0 and self._store is not None:
-                self._locked("release_waiter", held[0], keys, held)
+            if wait.held[0] >= 0 and self._store is not None:
+                store.run_locked(store.release_waiter, wait.held[0], keys, wait.held)
             raise
         if got is None:
             return None
         return (got[1].decode("ascii", "replace") or queues[got[0]]), got[2]
 
-    def _wait_loop(
-        self, store: Store, keys: list[tuple[bytes, int]], timeout: float | None,
-        pushes: int | None, deadline: float | None, held: list[int],
-    ) -> tuple[int, bytes, bytes] | None:
-        """The body of :meth:`_wait`: pop, spin, register, sleep, until a
-        message or the deadline (the slot in ``held`` is released by the caller)."""
-        spin = self._spin
-        slept_at = 0.0
-        skip = spin and pushes is not None
-        while True:
-            registered = False
-            if skip:  # the caller popped and missed: spin first
-                skip = False
-                got = None
-            else:
-                got, registered, pushes = self._wait_step(
-                    store, keys, held, bool(spin and (timeout is None or timeout > 0)))
-            if got is not None:
-                if slept_at and time.perf_counter() - slept_at < self.spin:
-                    self._spin = self.spin  # a quick answer: spin next time
-                return got
-            if spin and (timeout is None or timeout > 0):
-                # Adaptive spin, once per call: watch the push counter (no
-                # lock, no syscall); a stream's or a reply's next message
-                # usually comes sooner than a sleep/ring round trip. The
-                # budget halves on every miss, so sparse traffic stops
-                # spinning at once, and returns on a quick wake-up.
-                end = time.perf_counter() + (spin if timeout is None else min(spin, timeout))
-                while store.pushes() == pushes:
-                    os.sched_yield()  # a busy core goes to whoever has work
-                    if time.perf_counter() > end:
-                        self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
-                        break
-                spin = 0.0
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return None
-            if registered:
-                # At most RING_SAFETY s per sleep: a sender SIGKILLed between
-                # its commit and its ring must not strand us (see docs).
-                slept_at = time.perf_counter()
-                self._sleep(store, held[0],
-                            RING_SAFETY if remaining is None else min(remaining, RING_SAFETY))
-            else:
-                time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
+    def _run(self, wait: _Wait) -> tuple[int, bytes, bytes] | None:
+        """Drive :meth:`_step` from the first state to GOT or TIMED_OUT (the
+        slot in ``wait.held`` is released by the caller)."""
+        state = SPIN if wait.spin else POP
+        while state is not GOT and state is not TIMED_OUT:
+            state = self._step(state, wait)
+        if state is TIMED_OUT:
+            return None
+        if wait.slept_at and time.perf_counter() - wait.slept_at < self.spin:
+            self._spin = self.spin  # a quick answer: spin next time
+        return wait.got
 
-    def _wait_step(
-        self, store: Store, keys: list[tuple[bytes, int]], held: list[int], watch: bool,
-    ) -> tuple[tuple[int, bytes, bytes] | None, bool, int | None]:
-        """One critical section of a blocking receive: pop; on a miss read the
-        push counter (``watch``: a spin comes next) or register our doorbell
-        on ``keys``, in the same critical section as the failed pop, so a
-        sender that queues a message afterwards sees the registration and
-        rings. Returns ``(got, registered, pushes)``."""
-        registered = False
-        pushes = None
-        try:
-            err = _trylock(store._mref)  # store.lock(), inlined
-            if err or WORD2.unpack_from(store.mm, H_FLUSHING) != CLEAN:
-                store.lock_slow(err)
-            got = store.pop(keys, self.clock())
+    def _step(self, state: WaitState, wait: _Wait) -> WaitState:
+        """The transition function of a blocking receive: do ``state``'s
+        work, return the next state.
+
+        POP    one critical section: pop; on a miss read the push counter
+               (a spin comes next) or register our doorbell on the queues
+               -> GOT, SPIN, SLEEP (registered) or POLL (no slot or room)
+        SPIN   adaptive spin, once per call: watch the push counter (no
+               lock, no syscall); a stream's or a reply's next message
+               usually comes sooner than a sleep/ring round trip. The budget
+               halves on every miss, so sparse traffic stops spinning at
+               once, and returns on a quick wake-up -> POP
+        SLEEP  on the doorbell, at most RING_SAFETY s (a sender SIGKILLed
+               between its commit and its ring must not strand us) -> POP,
+               or TIMED_OUT past the deadline
+        POLL   sleep POLL_INTERVAL -> POP, or TIMED_OUT past the deadline
+        """
+        store = wait.store
+        if state is POP:
+            got, registered, wait.pushes = store.run_locked(
+                store.wait_step, wait.keys, self.clock(), wait.held, bool(wait.spin))
             if got is not None:
-                if held[0] >= 0:
-                    store.release_waiter(held[0], keys, held)
-            elif watch:
-                pushes = store.pushes()
-            else:
-                if held[0] < 0:
-                    store.claim_waiter(held)
-                if held[0] >= 0:
-                    store.set_waiting(held[0], keys, True)
-                    registered = True
-            store.unlock()
-        except IPCMemoryFull:  # no table room to register: poll instead
-            store.release_if_held()  # undo the registration, unlock
-            return None, False, None
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904
-        return got, registered, pushes
+                wait.got = got
+                return GOT
+            if wait.spin:
+                return SPIN
+            return SLEEP if registered else POLL
+        if state is SPIN:
+            spin = wait.spin
+            end = time.perf_counter() + (spin if wait.timeout is None else min(spin, wait.timeout))
+            while store.pushes() == wait.pushes:
+                os.sched_yield()  # a busy core goes to whoever has work
+                if time.perf_counter() > end:
+                    self._spin = spin / 2 if spin > 4 * MIN_SPIN else 0.0
+                    break
+            wait.spin = 0.0
+            return POP
+        remaining = None if wait.deadline is None else wait.deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return TIMED_OUT
+        if state is SLEEP:
+            wait.slept_at = time.perf_counter()
+            self._sleep(store, wait.held[0],
+                        RING_SAFETY if remaining is None else min(remaining, RING_SAFETY))
+        else:
+            time.sleep(POLL_INTERVAL if remaining is None else min(remaining, POLL_INTERVAL))
+        return POP
 
     @staticmethod
     def _sleep(store: Store, slot: int, wait: float) -> None:
@@ -428,51 +373,48 @@ class IPCChannelLayer(BaseChannelLayer):
 
     def _group_add(self, group: str, channel: str, now: float) -> None:
         gkey, gh = self._key(group)
-        self._locked("group_add", gkey, gh, channel.encode("ascii"), now)
+        store = self._open()
+        store.run_locked(store.group_add, gkey, gh, channel.encode("ascii"), now)
 
     def _group_discard(self, group: str, channel: str) -> None:
         gkey, gh = self._key(group)
-        self._locked("group_discard", gkey, gh, channel.encode("ascii"))
+        store = self._open()
+        store.run_locked(store.group_discard, gkey, gh, channel.encode("ascii"))
 
     def _group_members(self, group: str, added_after: float) -> list[str]:
         gkey, gh = self._key(group)
-        return self._locked("group_members", gkey, gh, added_after)
+        store = self._open()
+        return store.run_locked(store.group_members, gkey, gh, added_after)
 
     def _flush(self) -> None:
-        self._locked("flush_locked")
+        store = self._open()
+        store.run_locked(store.flush_locked)
 
     def _queue_stats(self, queue: str, now: float) -> tuple[int, float | None, int]:
         qkey, qh = self._key(queue)
-        return self._locked("queue_stats", qkey, qh, now)
+        store = self._open()
+        return store.run_locked(store.queue_stats, qkey, qh, now)
 
     def _global_stats(self, now: float) -> tuple[int, int]:
-        return self._locked("global_stats", now)
+        store = self._open()
+        return store.run_locked(store.global_stats, now)
 
     # ------------------------------------------------------- lifecycle
 
     def segment_info(self) -> dict[str, Any]:
         """Figures about the segment itself (``manage.py chanlite_ipc --stats``)."""
-        return self._call_locked(info)
+        store = self._open()
+        return store.run_locked(info, store)
 
     def check(self) -> dict[str, int]:
         """Verify every invariant of the shared store; raises ``IPCCorrupt``."""
-        return self._locked("check")
+        store = self._open()
+        return store.run_locked(store.check)
 
-    def dump(self) -> dict[str, dict[str, list[tuple]]]:
+    def dump(self) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
         """Every queued message and group member, read without changing them."""
-        return self._locked("dump")
-
-    def _call_locked(self, fn: Any) -> Any:
-        store = self._store
-        if store is None:
-            raise IPCError(f"{self!r} is closed")
-        try:
-            store.lock()
-            result = fn(store)
-            store.unlock()
-        except BaseException as exc:
-            raise store.failed(exc)  # noqa: B904
-        return result
+        store = self._open()
+        return store.run_locked(store.dump)
 
     def attached_pids(self) -> list[int]:
         """Other live processes using this prefix (``chanlite_ipc --remove``)."""
@@ -514,3 +456,42 @@ class IPCChannelLayer(BaseChannelLayer):
             f"<IPCChannelLayer prefix={self.prefix!r} expiry={self.expiry} "
             f"capacity={self.capacity}>"
         )
+
+
+class WaitState(enum.Enum):
+    """The states of a blocking receive (see :meth:`IPCChannelLayer._step`)."""
+
+    POP = "pop"
+    SPIN = "spin"
+    SLEEP = "sleep"
+    POLL = "poll"
+    GOT = "got"
+    TIMED_OUT = "timed out"
+
+
+class _Wait:
+    """What one blocking receive carries from state to state."""
+
+    __slots__ = ("deadline", "got", "held", "keys", "pushes", "slept_at", "spin", "store",
+                 "timeout")
+
+    def __init__(self, store: Store, keys: list[tuple[bytes, int]], timeout: float | None,
+                 pushes: int | None, spin: float) -> None:
+        self.store = store
+        self.keys = keys
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        #: the push counter at the last miss (what SPIN watches)
+        self.pushes = pushes
+        #: spin budget left for this call (0 after one spin)
+        self.spin = spin
+        #: our waiter slot; claim/release set it before they commit
+        self.held = [-1]
+        #: when the last doorbell sleep began (a quick wake-up restores the spin)
+        self.slept_at = 0.0
+        self.got: tuple[int, bytes, bytes] | None = None
+
+
+#: the states as plain module names: ``WaitState.POP`` costs a class
+#: attribute lookup at each of a blocking receive's transitions
+POP, SPIN, SLEEP, POLL, GOT, TIMED_OUT = WaitState

@@ -26,7 +26,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from chanlite.layers._ipc_segment import H_JLEN, WORD
+from chanlite.layers._ipc_layout import H_JLEN, WORD
 from chanlite.layers.ipc import IPCChannelLayer, IPCCorrupt, IPCLockTimeout
 from chanlite.testing.clock import FakeClock
 
@@ -35,7 +35,8 @@ from ..test_layers_ipc import _live, _scenarios
 
 _TRACED = {
     os.path.abspath(f"chanlite/layers/{name}.py")
-    for name in ("ipc", "_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups")
+    for name in ("ipc", "_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups",
+                 "_ipc_journal", "_ipc_table", "_ipc_waiters", "_ipc_queues")
 }
 #: interruption points per scenario and way (the first 4 and last 2 lines
 #: plus evenly spread ones: ~190 per way, ~10 s); CHANLITE_INTERRUPT_POINTS=0
@@ -359,7 +360,7 @@ def test_a_lock_held_by_a_thread_that_does_not_exist_is_corrupt(ipc_prefix):
     a couple of lock slices, not a wait forever."""
     layer = IPCChannelLayer(prefix=ipc_prefix, **SMALL)
     store = layer._store
-    from chanlite.layers._ipc_segment import _LOCK_WORD  # where the holder tid is
+    from chanlite.layers._ipc_mutex import _LOCK_WORD  # where the holder tid is
 
     tid = 0x3FFFFFF0  # above any possible pid_max (2**22)
     struct.pack_into("<I", store.mm, _LOCK_WORD, tid)

@@ -26,8 +26,7 @@ import posix_ipc
 import pytest
 from django.core.management import CommandError, call_command
 
-from chanlite.layers._ipc_segment import H_QSLOTS, H_SIZE
-from chanlite.layers._ipc_store import ENTRY
+from chanlite.layers._ipc_layout import ENTRY, H_QSLOTS, H_SIZE
 from chanlite.layers.ipc import (
     IPCChannelLayer,
     IPCCorrupt,
