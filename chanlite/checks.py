@@ -24,6 +24,7 @@ from django.core.management.base import SystemCheckError
 from django.utils.module_loading import import_string
 
 from .layers import layer_settings
+from .layers._ipc_layout import check_prefix
 from .layers._ipc_platform import ALTERNATIVES, IPCUnavailable, describe, missing_ipc_support
 from .layers.base import BaseChannelLayer
 from .layers.memory import InMemoryChannelLayer
@@ -119,7 +120,6 @@ def _config_value_error(cls: type, config: dict[str, Any]) -> str | None:
         InMemoryChannelLayer(**{k: v for k, v in config.items() if k in base_keys})
         ipc_layer = _ipc_layer_class()
         if ipc_layer is not None and issubclass(cls, ipc_layer):
-            from .layers._ipc_segment import check_prefix  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
             from .layers.ipc import check_sizes  # noqa: PLC0415 — the IPC layer needs posix_ipc (optional off Linux)
 
             check_prefix(config.get("prefix", "chanlite"))
