@@ -42,7 +42,8 @@ ALTERNATIVES = (
 )
 
 
-class IPCUnavailable(ImproperlyConfigured, ImportError):
+# Django ships no type stubs, so ImproperlyConfigured is Any to mypy here.
+class IPCUnavailable(ImproperlyConfigured, ImportError):  # type: ignore[misc]
     """The IPC layer cannot run here; the message names what is missing.
 
     Also an ``ImportError``: ``import chanlite.layers.ipc`` raises it, and code
@@ -63,7 +64,7 @@ def _posix_ipc() -> tuple[object | None, str | None]:
 
 def _libc_missing() -> list[str]:
     try:
-        import ctypes
+        import ctypes  # noqa: PLC0415 — its ImportError is what this check reports
 
         libc = ctypes.CDLL(None)
     except (ImportError, OSError, TypeError) as exc:  # Windows: CDLL(None) is a TypeError

@@ -225,15 +225,15 @@ class IPCChannelLayer(BaseChannelLayer):
 
     # ---------------------------------------------------------- storage
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         key = self._keys.get(queue) or self._key(queue)
         chan = b"" if channel == queue else channel.encode("ascii")
         store = self._store
         assert store is not None, "the layer is closed"
-        return store.run_locked(store.push, key[0], key[1], chan, data, expires,
-                                expires - self.expiry, capacity)
+        return store.run_locked(store.push, key[0], key[1], chan, data, expires, now, capacity)
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         members = []
         for channel in channels:
             queue = queue_for_send(channel)
@@ -241,7 +241,7 @@ class IPCChannelLayer(BaseChannelLayer):
             chan = b"" if channel == queue else channel.encode("ascii")
             members.append((qkey, qh, chan, self.capacity_for(queue)))
         store = self._open()
-        return store.run_locked(store.push_many, members, data, expires, expires - self.expiry)
+        return store.run_locked(store.push_many, members, data, expires, now)
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None
