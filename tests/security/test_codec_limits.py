@@ -22,8 +22,8 @@ from chanlite.layers.codec import MAX_DEPTH
 from chanlite.layers.ipc import IPCMemoryFull
 from chanlite.layers.memory import InMemoryChannelLayer
 
-from ..ipc_helpers import ipc_prefix, make_ipc  # noqa: F401 (fixtures)
-from ..redis_server import SHARED_URL, shared_redis_unavailable
+from ..layers.ipc_helpers import ipc_prefix, make_ipc  # noqa: F401 (fixtures)
+from ..layers.redis_server import SHARED_URL, shared_redis_unavailable
 
 
 @pytest.fixture

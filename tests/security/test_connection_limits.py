@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
+from ..server.server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 from . import server_app
 from .server_app import channel_routing

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
+from ..server.server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 
 

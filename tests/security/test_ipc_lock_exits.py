@@ -26,15 +26,17 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+import chanlite.layers
 from chanlite.layers._ipc_segment import H_JLEN, WORD
 from chanlite.layers.ipc import IPCChannelLayer, IPCCorrupt, IPCLockTimeout
 from chanlite.testing.clock import FakeClock
 
-from ..ipc_helpers import SMALL, fork, ipc_prefix, make_ipc, wait_exit  # noqa: F401
-from ..test_layers_ipc import _live, _scenarios
+from ..layers.ipc_helpers import SMALL, fork, ipc_prefix, make_ipc, wait_exit  # noqa: F401
+from ..layers.test_layers_ipc import _live, _scenarios
 
 _TRACED = {
-    os.path.abspath(f"chanlite/layers/{name}.py")
+    # the imported modules' files, not paths relative to the working directory
+    os.path.join(os.path.dirname(os.path.abspath(chanlite.layers.__file__)), f"{name}.py")
     for name in ("ipc", "_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups")
 }
 #: interruption points per scenario and way (the first 4 and last 2 lines

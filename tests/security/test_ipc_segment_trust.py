@@ -35,7 +35,7 @@ from chanlite.layers.ipc import (
     IPCPermissionError,
 )
 
-from ..ipc_helpers import SMALL, fork, ipc_prefix, leftovers, make_ipc, wait_exit  # noqa: F401
+from ..layers.ipc_helpers import SMALL, fork, ipc_prefix, leftovers, make_ipc, wait_exit  # noqa: F401
 
 BOUND = 10.0
 

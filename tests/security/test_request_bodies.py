@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
+from ..server.server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 from .server_app import channel_routing
 

@@ -19,7 +19,7 @@ from django.test import Client
 
 from chanlite.sessions import session_key_for_reply_channel
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
+from ..server.server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 from .server_app import channel_routing
 
