@@ -1,4 +1,5 @@
-"""Shared fixtures and child-process bodies for the IPC layer's tests.
+"""Helpers and child-process bodies for the IPC layer's tests (its fixtures,
+``ipc_prefix`` and ``make_ipc``, are in tests/conftest.py).
 
 Every test uses its own prefix and removes it afterwards, then asserts that
 nothing of it is left in /dev/shm, so the suite never leaks segments or
@@ -15,14 +16,42 @@ import struct
 import sys
 import time
 
-import pytest
-
 from chanlite.layers.ipc import IPCChannelLayer, remove_prefix
+from chanlite.testing import eventually
 
 _counter = itertools.count()
 
 #: small tables and heap: fast to create, still fits a 1 MiB message
 SMALL = {"memory": 4 << 20, "max_channels": 512, "max_groups": 64}
+
+
+class ReplayClock:
+    """A fake clock that a test may set back, to replay one scenario from the
+    same instant (the kill-at-every-line tests run an operation hundreds of
+    times from one state, whose expiry times must match exactly).
+
+    ``FakeClock`` is documented as never going back, because the layers keep
+    queues sorted by expiry; so these tests use this clock instead, and set it
+    back with :meth:`replay_from` only just before the scenario's setup
+    flushes the layer, so no message outlives the instant it was stored at.
+    """
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self._now = float(start)
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move time forward by ``seconds`` (>= 0), as ``FakeClock.advance``."""
+        if seconds < 0:
+            raise ValueError(f"ReplayClock.advance() cannot go back ({seconds!r}): use replay_from()")
+        self._now += seconds
+        return self._now
+
+    def replay_from(self, instant: float) -> None:
+        """Set the time back to ``instant`` for the next replay of a scenario."""
+        self._now = float(instant)
 
 
 def unique_prefix() -> str:
@@ -35,30 +64,6 @@ def leftovers(prefix: str) -> list[str]:
     return sorted(
         name for name in os.listdir("/dev/shm") if name == tag or name.startswith(f"sem.{tag}.")
     )
-
-
-@pytest.fixture
-def ipc_prefix():
-    """A fresh prefix; removed after the test, which then checks /dev/shm."""
-    prefix = unique_prefix()
-    yield prefix
-    IPCChannelLayer.remove_prefix(prefix)
-    assert leftovers(prefix) == [], f"test left {leftovers(prefix)} in /dev/shm"
-
-
-@pytest.fixture
-def make_ipc(ipc_prefix):
-    """Build IPC layers on the test's prefix (default: SMALL sizes)."""
-    layers = []
-
-    def make(**config) -> IPCChannelLayer:
-        layer = IPCChannelLayer(prefix=config.pop("prefix", ipc_prefix), **{**SMALL, **config})
-        layers.append(layer)
-        return layer
-
-    yield make
-    for layer in layers:
-        layer.close()
 
 
 def record(fd: int, *values: int) -> None:
@@ -131,25 +136,19 @@ def fork(fn, *args) -> int:
 
 
 def wait_exit(pid: int, timeout: float) -> int:
-    """Wait up to ``timeout`` s for ``pid``; return its status or fail clearly."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait up to ``timeout`` s for ``pid``; return its status or fail clearly
+    (killing and reaping it first, so a hung child does not outlive the test)."""
+
+    def reaped() -> tuple[int, int] | None:
         done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.01)
-    kill(pid)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"process {pid} did not finish within {timeout} s")
+        return (done, status) if done else None  # a tuple: truthy even for status 0
 
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    """Bounded wait for a condition another process brings about."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.002)
+    try:
+        return eventually(reaped, f"process {pid} to finish", timeout=timeout)[1]
+    except AssertionError:
+        kill(pid)
+        os.waitpid(pid, 0)
+        raise
 
 
 def kill(pid: int) -> None:
@@ -162,12 +161,9 @@ def kill(pid: int) -> None:
 __all__ = [
     "SMALL",
     "fork",
-    "ipc_prefix",
     "kill",
     "wait_exit",
-    "wait_for",
     "leftovers",
-    "make_ipc",
     "read_records",
     "receiver_main",
     "record",

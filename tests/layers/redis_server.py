@@ -19,6 +19,8 @@ import time
 
 import redis
 
+from chanlite.testing import eventually
+
 SHARED_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -159,18 +161,10 @@ class RedisServer:
 
 
 def wait_for(condition, what: str, timeout: float = 20.0, every: float = 0.05):
-    """Poll ``condition()`` until truthy (returned) or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+    """Poll ``condition()`` until truthy (returned) or fail naming ``what``;
+    Redis errors count as "not yet" (a server that is restarting or failing over)."""
+    return eventually(condition, what, timeout=timeout, interval=every,
+                      ignore=(redis.ConnectionError, redis.TimeoutError, redis.ResponseError))
 
 
 class SentinelCluster:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """``manage.py chanlite_ipc``: stats, check, flush and remove of an IPC segment."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from .ipc_helpers import ipc_prefix, leftovers, make_ipc  # noqa: F401 (fixtures)
+from .ipc_helpers import leftovers
 
 
 def run(*args: str) -> str:

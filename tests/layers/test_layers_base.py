@@ -13,6 +13,7 @@ import pytest
 
 from chanlite.layers import ChannelFull, MessageTooLarge
 from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 
@@ -249,7 +250,6 @@ def test_blocked_receivers_counts_threads_inside_a_blocking_receive():
     thread blocks in ``receive(block=True)`` and falls when it returns
     (message or timeout); non-blocking receives never count."""
     import threading
-    import time
 
     from chanlite.layers.memory import InMemoryChannelLayer
 
@@ -263,10 +263,8 @@ def test_blocked_receivers_counts_threads_inside_a_blocking_receive():
                for _ in range(2)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 20
-    while layer.blocked_receivers < 2:
-        assert time.monotonic() < deadline, "receivers never counted as blocked"
-        time.sleep(0.001)
+    eventually(lambda: layer.blocked_receivers >= 2, "both receivers to count as blocked",
+               timeout=20, interval=0.001)
     layer.send("wake", {"n": 1})
     layer.send("wake", {"n": 2})
     for thread in threads:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """The POSIX shared-memory layer in one process: semantics, limits, lifecycle,
 and atomicity (a process killed at every line of an operation).
 
@@ -30,7 +29,7 @@ from chanlite.layers.ipc import (
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.testing.clock import FakeClock
 
-from .ipc_helpers import SMALL, ipc_prefix, leftovers, make_ipc, unique_prefix  # noqa: F401
+from .ipc_helpers import SMALL, ReplayClock, leftovers, unique_prefix
 
 
 def test_basic_send_receive_and_process_specific(make_ipc):
@@ -391,7 +390,7 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
     """For each operation, kill a forked child at its 1st, 2nd, ... line inside
     the store modules; the state must then be exactly the before or the
     after state (up to expired messages), and every invariant must hold."""
-    clock = FakeClock()
+    clock = ReplayClock()
     layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5)
     recoveries = layer._store.recoveries
     kills = 0
@@ -408,7 +407,7 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
             {*range(1, 11), *range(lines - 9, lines + 1), *range(1, lines + 1, lines // 20)}
         )
         for kill_at in points:
-            clock._now = start
+            clock.replay_from(start)
             setup()
             assert _run_child(op, kill_at) == -1
             state = _live(layer.dump(), now)  # takes the lock: repairs first
@@ -435,7 +434,7 @@ def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
     process that repairs it at each line of the repair (lock, rollback):
     the next holder must still restore exactly the state before the
     operation, with every invariant (rollback is idempotent)."""
-    clock = FakeClock()
+    clock = ReplayClock()
     layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5)
     scenarios = _scenarios(layer, clock)
     kills = 0
@@ -452,7 +451,7 @@ def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
         # the latest line of the operation at which a kill leaves the most to undo
         best, first = 0, 0
         for kill_at in range(lines, 0, -1):
-            clock._now = start
+            clock.replay_from(start)
             setup()
             assert _run_child(op, kill_at) == -1
             left = _jlen(layer)
@@ -463,7 +462,7 @@ def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
         assert best, f"{name}: no kill left a journal to roll back"
 
         def killed_mid_operation(start=start, setup=setup, op=op, first=first, best=best):
-            clock._now = start
+            clock.replay_from(start)
             setup()
             assert _run_child(op, first) == -1
             assert _jlen(layer) == best

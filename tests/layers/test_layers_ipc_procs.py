@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """The IPC layer across processes: blocking wake-ups, CPU of a blocked
 receiver, many senders and receivers at once, and SIGKILL chaos.
 
@@ -16,17 +15,16 @@ import threading
 import time
 from collections import defaultdict
 
+from chanlite.testing import eventually
+
 from .ipc_helpers import (
     SMALL,
     fork,
-    ipc_prefix,  # noqa: F401 (fixture)
     kill,
-    make_ipc,  # noqa: F401 (fixture)
     read_records,
     receiver_main,
     sender_main,
     wait_exit,
-    wait_for,
 )
 
 
@@ -44,7 +42,7 @@ def test_blocking_receive_is_woken_by_another_process(make_ipc):
         os._exit(0)
 
     pid = fork(child)
-    wait_for(_blocked(layer), 10, "the child to block in receive()")
+    eventually(_blocked(layer), "the child to block in receive()", timeout=10, interval=0.002)
     sent_at = time.time()
     layer.send("wake", {"n": 1})
     assert wait_exit(pid, 10) == 0
@@ -62,7 +60,7 @@ def test_blocking_receive_is_woken_by_another_thread(make_ipc):
         target=lambda: results.append(layer.receive(["a", "b"], block=True, timeout=20))
     )
     thread.start()
-    wait_for(_blocked(layer), 10, "the thread to block in receive()")
+    eventually(_blocked(layer), "the thread to block in receive()", timeout=10, interval=0.002)
     layer.send("b", {"x": 1})
     thread.join(10)
     assert not thread.is_alive()
@@ -149,8 +147,8 @@ def test_many_processes_at_most_once_and_fifo(make_ipc, tmp_path):
                  for i in range(3)]
     for pid in senders.values():
         assert wait_exit(pid, 60) == 0
-    wait_for(lambda: layer.global_statistics()["messages_pending"] == 0, 30,
-             "the receivers to take every message")
+    eventually(lambda: layer.global_statistics()["messages_pending"] == 0,
+               "the receivers to take every message", timeout=30, interval=0.002)
     for _ in receivers:
         layer.send("ctl", {})
     for pid in receivers:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 
@@ -30,10 +31,8 @@ def start(target) -> threading.Thread:
 
 def wait_until_blocked(layer: InMemoryChannelLayer, waiters: int = 1) -> None:
     """Bounded wait until ``waiters`` threads are inside the layer's wait."""
-    deadline = time.monotonic() + 10
-    while layer._waiting < waiters:
-        assert time.monotonic() < deadline, "receiver never started waiting"
-        time.sleep(0.001)
+    eventually(lambda: layer._waiting >= waiters, f"{waiters} receiver(s) to start waiting",
+               timeout=10, interval=0.001)
 
 
 def test_blocking_receive_is_woken_by_a_send_from_another_thread(layer) -> None:

@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 from .redis_server import (
@@ -90,15 +91,6 @@ def private_server():
     server = RedisServer().start()
     yield server
     server.stop()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    """Bounded wait on a condition; fails with ``what`` instead of hanging."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------- basics
@@ -251,7 +243,8 @@ def test_blocking_receive_wakes_up_on_send_without_polling(private_server):
         target=lambda: got.append(layer.receive(["idle", "wake"], block=True, timeout=10))
     )
     thread.start()
-    wait_until(lambda: admin.info("clients")["blocked_clients"] == 1, 5, "the receiver to block")
+    eventually(lambda: admin.info("clients")["blocked_clients"] == 1, "the receiver to block",
+               timeout=5)
     time.sleep(0.5)  # idle on purpose: a polling receiver would issue commands now
     calls = admin.info("commandstats")
     assert calls["cmdstat_blpop"]["calls"] == 1, calls
@@ -408,8 +401,8 @@ def test_restarted_redis_send_fails_clearly_then_recovers(private_server, caplog
         target=lambda: got.append(layer.receive(["a"], block=True, timeout=20))
     )
     receiver.start()
-    wait_until(lambda: any("reconnecting" in r.getMessage() for r in caplog.records), 5,
-               "the blocking receive to log its reconnect attempts")
+    eventually(lambda: any("reconnecting" in r.getMessage() for r in caplog.records),
+               "the blocking receive to log its reconnect attempts", timeout=5)
     private_server.start()
     # The restarted server lost the script cache (NOSCRIPT path) and all data.
     layer.send("a", {"after": 1})
@@ -465,8 +458,8 @@ def test_connections_killed_mid_traffic_never_duplicate(private_server):
             failures += 1
         if i % 300 == 150:
             killed += admin.client_kill_filter(_type="normal", skipme=True)
-    wait_until(lambda: layer.channel_statistics("k")["messages_pending"] == 0, 10,
-               "the receivers to drain the queue")
+    eventually(lambda: layer.channel_statistics("k")["messages_pending"] == 0,
+               "the receivers to drain the queue", timeout=10)
     stop.set()
     for thread in threads:
         thread.join(5)

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from chanlite.testing import eventually
+
 from .redis_server import private_servers, redis_server_missing
 
 _REASON = redis_server_missing()
@@ -92,20 +94,16 @@ def test_blocking_receive_across_hosts_wakes_on_either_without_delay(layer, serv
         )
         thread.start()
         admin = [s.client() for s in servers]
-        deadline = time.monotonic() + 5
-        while sum(a.info("clients")["blocked_clients"] for a in admin) < 2:
-            assert time.monotonic() < deadline, "receiver did not block on both hosts"
-            time.sleep(0.01)
+        eventually(lambda admin=admin: sum(a.info("clients")["blocked_clients"] for a in admin) >= 2,
+                   "the receiver to block on both hosts", timeout=5)
         start = time.monotonic()
         layer.send(target, {"to": target})
         thread.join(5)
         assert got == [(target, {"to": target})]
         assert time.monotonic() - start < 1  # no slice/poll latency on either host
         # The cancelled pop on the other host left nobody blocked.
-        deadline = time.monotonic() + 5
-        while sum(a.info("clients")["blocked_clients"] for a in admin) != 0:
-            assert time.monotonic() < deadline, "a BLPOP was left blocked"
-            time.sleep(0.01)
+        eventually(lambda admin=admin: sum(a.info("clients")["blocked_clients"] for a in admin) == 0,
+                   "no BLPOP left blocked", timeout=5)
 
 
 def test_blocking_timeout_across_hosts(layer, servers):
@@ -174,11 +172,11 @@ def test_one_host_down_is_named_and_does_not_block_the_other(layer, servers, cap
     # Observable signal instead of a fixed sleep: the receiver has noticed
     # host B is down and is blocked on host A alone.
     admin_a = servers[0].client()
-    deadline = time.monotonic() + 5
-    while admin_a.info("clients")["blocked_clients"] < 1:
-        assert time.monotonic() < deadline, "receiver never blocked on the live host A"
+    def blocked_on_a() -> bool:
         assert thread.is_alive(), f"receiver returned instead of blocking on A: {got}"
-        time.sleep(0.01)
+        return admin_a.info("clients")["blocked_clients"] >= 1
+
+    eventually(blocked_on_a, "the receiver to block on the live host A", timeout=5)
     layer.send(on_a, {"later": 1})
     thread.join(5)
     assert not thread.is_alive(), "receiver on A was not woken by the send"

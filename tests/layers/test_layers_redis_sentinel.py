@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from chanlite.testing import eventually
+
 from .redis_server import SentinelCluster, redis_server_missing, wait_for
 
 _REASON = redis_server_missing()
@@ -121,14 +123,8 @@ def test_manual_failover_with_the_old_master_still_running(cluster, caplog):
     assert writer.receive(["manual.w"]) == ("manual.w", {"n": 0})  # replicated before
     assert writer.receive(["manual.w"]) == ("manual.w", {"n": 2})
     writer.close()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            layer.send("manual", {"n": 1})
-            break
-        except RedisUnavailable:
-            assert time.monotonic() < deadline, "never reached the new master"
-            time.sleep(0.05)
+    eventually(lambda: layer.send("manual", {"n": 1}) or True, "a send to reach the new master",
+               timeout=10, interval=0.05, ignore=(RedisUnavailable,))
     assert new.client().llen("sentinel-manual:q:manual") == 1
     assert layer.receive(["manual"], block=True, timeout=2) == ("manual", {"n": 1})
     assert str(new.port) in layer.host_for_queue("manual")
@@ -188,32 +184,25 @@ def test_failover_under_traffic(cluster, caplog):
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(received) < 200:
-            assert time.monotonic() < deadline, "traffic did not start"
-            time.sleep(0.01)
+        eventually(lambda: len(received) >= 200, "traffic to start", timeout=10)
         old_port = cluster.master.port
         killed_at = time.monotonic()
         cluster.master.kill()
         # Recovered: a send succeeded after the kill *and* was received.
-        deadline = killed_at + 25
-        while True:
+        def recovered() -> bool:
             after = [seq for seq, at in sent_ok if at > killed_at]
-            if after and after[0] in set(received):
-                break
-            assert time.monotonic() < deadline, (
-                f"no recovery 25 s after killing the master: {len(send_errors)} send errors, "
-                f"Sentinels report master port {cluster.current_master_port()}"
-            )
-            time.sleep(0.01)
+            return bool(after) and after[0] in set(received)
+
+        eventually(recovered, lambda: (
+            f"recovery after killing the master: {len(send_errors)} send errors, "
+            f"Sentinels report master port {cluster.current_master_port()}"
+        ), timeout=max(killed_at + 25 - time.monotonic(), 0))
         first_ok_after = min(at for seq, at in sent_ok if at > killed_at)
         recovery = first_ok_after - killed_at
         # Keep going a little on the new master, then drain.
         resume_mark = len(sent_ok)
-        deadline = time.monotonic() + 10
-        while len(sent_ok) < resume_mark + 200:
-            assert time.monotonic() < deadline, "sending stalled after recovery"
-            time.sleep(0.01)
+        eventually(lambda: len(sent_ok) >= resume_mark + 200, "sending to go on after recovery",
+                   timeout=10)
     finally:
         stop.set()
         for thread in threads:

@@ -9,15 +9,8 @@ from django.test import Client
 
 from chanlite.auth import channel_session_user, channel_session_user_from_http, http_session_user
 from chanlite.generic import WebsocketConsumer
-from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route, route_class
 from chanlite.worker import dispatch
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
-
-
-@pytest.fixture
-def layer():
-    return InMemoryChannelLayer()
 
 
 @pytest.fixture

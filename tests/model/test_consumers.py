@@ -16,20 +16,8 @@ from chanlite.generic import (
     WebsocketDemultiplexer,
     WebsocketMultiplexer,
 )
-from chanlite.layers import set_channel_layer
-from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route, route_class
 from chanlite.worker import dispatch
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
-
-
-@pytest.fixture
-def layer():
-    """A fresh layer installed as "default", so Group(name) in class methods uses it."""
-    layer = InMemoryChannelLayer()
-    previous = set_channel_layer("default", layer)
-    yield layer
-    set_channel_layer("default", previous)
 
 
 def replies(layer, prefix="r!"):

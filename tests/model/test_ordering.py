@@ -8,13 +8,11 @@ import threading
 import pytest
 
 from chanlite.generic import WebsocketConsumer
-from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.ordering import ORDER_KEY, enforce_ordering, wait_channel_for
 from chanlite.routing import Router, route, route_class
 from chanlite.sessions import enforce_ordering as enforce_ordering_1x_path
 from chanlite.sessions import session_for_reply_channel
 from chanlite.worker import WorkerPool, dispatch
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 WAIT = 10.0
 
@@ -28,11 +26,6 @@ def cache_sessions(settings):
     cache.clear()  # sessions are keyed by reply channel; tests reuse "r!1"
     yield
     cache.clear()
-
-
-@pytest.fixture
-def layer():
-    return InMemoryChannelLayer()
 
 
 def msg(order, reply="r!1", **extra):

@@ -7,7 +7,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from chanlite.generic import WebsocketConsumer
 from chanlite.routing import Router, get_router, include, reset_routers, route, route_class
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 
 def a(message, **kwargs):

@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chanlite.delay import DELAY_CHANNEL
+from chanlite.testing import eventually
 
 from ..layers.redis_server import SHARED_URL, shared_redis_unavailable
 from .process_output import Output
@@ -72,12 +72,9 @@ class Deployment:
             return conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
     def wait_stored(self, count: int) -> None:
-        deadline = time.monotonic() + WAIT
-        while self.stored() != count:
-            if time.monotonic() > deadline:
-                pytest.fail(f"rundelay did not store {count} message(s) within {WAIT}s "
-                            f"(table holds {self.stored()})")
-            time.sleep(0.02)
+        eventually(lambda: self.stored() == count,
+                   lambda: f"rundelay to store {count} message(s) (table holds {self.stored()})",
+                   timeout=WAIT, interval=0.02)
 
     def request(self, n: int, delay_ms: int) -> None:
         self.layer.send(DELAY_CHANNEL, {"channel": OUT, "content": {"n": n}, "delay": delay_ms})

@@ -16,11 +16,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 
-from chanlite.layers import set_channel_layer
-from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route_class
 from chanlite.worker import dispatch
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 CLASS_CONSUMER = '''
 from channels.generic.websockets import WebsocketConsumer
@@ -130,14 +127,6 @@ def port(source: str) -> dict:
     namespace: dict = {"__name__": "seed_example"}
     exec(compile(ported, "<seed example>", "exec"), namespace)
     return namespace
-
-
-@pytest.fixture
-def layer():
-    layer = InMemoryChannelLayer()
-    previous = set_channel_layer("default", layer)
-    yield layer
-    set_channel_layer("default", previous)
 
 
 @pytest.fixture

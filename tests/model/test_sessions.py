@@ -20,7 +20,6 @@ from chanlite.sessions import (
     session_key_for_reply_channel,
 )
 from chanlite.worker import dispatch
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture

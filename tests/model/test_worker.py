@@ -14,7 +14,6 @@ from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route
 from chanlite.signals import consumer_finished, consumer_started
 from chanlite.worker import GracefulShutdown, Worker, WorkerPool, dispatch, filter_channels
-from tests.model.consumer_helpers import consumer_db_hygiene  # noqa: F401 (autouse fixture)
 
 WAIT = 10.0  # generous bound for cross-thread waits; failures say what did not happen
 

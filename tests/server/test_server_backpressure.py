@@ -7,7 +7,6 @@ in-memory layer, by a bounded backoff on cross-process layers. Only a channel
 that stays full for ``backpressure_timeout`` closes (1013 / 503, covered in
 test_server_protocol_edges.py).
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -24,11 +23,11 @@ import pytest
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import route
 from chanlite.server.ws_session import _PARSE_BATCH
+from chanlite.testing import eventually
 
 from .server_consumers import ws_accept, ws_echo
 from .server_fixtures import (
     WAIT,
-    chanlite_server,  # noqa: F401 (fixture)
     layer_wait,
 )
 
@@ -226,11 +225,9 @@ def test_a_flooding_client_is_paused_with_bounded_server_memory(chanlite_server)
         time.sleep(0.3)  # the client made no progress for a while: TCP pushes back
         return not conn.reading and progress["sent"] == before < len(data)
 
-    deadline = time.monotonic() + WAIT * 2
-    while not stalled():
-        assert time.monotonic() < deadline, (
-            f"the server never paused the flood ({progress['sent']} of {len(data)} bytes "
-            f"sent, reading={conn.reading})")
+    eventually(stalled, lambda: (
+        f"the server to pause the flood ({progress['sent']} of {len(data)} bytes "
+        f"sent, reading={conn.reading})"), timeout=WAIT * 2)
     session = conn.session
     # What the server holds for this connection is bounded by what it read,
     # not by what the client sent: a batch of parsed messages at most, and
@@ -242,10 +239,9 @@ def test_a_flooding_client_is_paused_with_bounded_server_memory(chanlite_server)
     flood_gate.set()
     flooder.join(WAIT * 4)
     assert not flooder.is_alive(), "the flood never finished after consumers caught up"
-    deadline = time.monotonic() + WAIT * 4
-    while len(flood_seen) < total:
-        assert time.monotonic() < deadline, f"{len(flood_seen)} of {total} messages arrived"
-        time.sleep(0.02)
+    eventually(lambda: len(flood_seen) >= total,
+               lambda: f"every message to arrive ({len(flood_seen)} of {total} did)",
+               timeout=WAIT * 4, interval=0.02)
     assert flood_seen == [b"%06d" % i for i in range(total)], "lost or reordered"
     assert conn in server.connections and not conn.closed
     sock.close()
@@ -312,10 +308,7 @@ def _paused_connection_resumes(server, layer, max_retries: int) -> None:
     layer.send("websocket.receive", {"filler": True})  # full
     ws.send("first")
     ws.send("second")
-    deadline = time.monotonic() + WAIT
-    while not server.sender.waiting:
-        assert time.monotonic() < deadline, "the connection never waited for room"
-        time.sleep(0.01)
+    eventually(lambda: server.sender.waiting, "the connection to wait for room", timeout=WAIT)
     before = server.sender.retries
     time.sleep(1.0)  # measuring: how many retries does one second of waiting cost?
     retries = server.sender.retries - before
@@ -422,10 +415,7 @@ def test_an_http_request_waits_for_room_instead_of_503(chanlite_server):
     thread = threading.Thread(
         target=lambda: result.setdefault("r", http_request(server, "GET", "/chan/hello/")))
     thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.sender.waiting:
-        assert time.monotonic() < deadline, "the request never waited for room"
-        time.sleep(0.01)
+    eventually(lambda: server.sender.waiting, "the request to wait for room", timeout=WAIT)
     assert layer_wait(layer, "http.request") == {"filler": True}
     request = layer_wait(layer, "http.request")
     assert request["path"] == "/chan/hello/"
@@ -443,10 +433,7 @@ def test_a_handshake_waits_for_room_on_websocket_connect(chanlite_server):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("ws", ws_connect(server, "/echo/")))
     thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.sender.waiting:
-        assert time.monotonic() < deadline, "the handshake never waited for room"
-        time.sleep(0.01)
+    eventually(lambda: server.sender.waiting, "the handshake to wait for room", timeout=WAIT)
     assert layer_wait(layer, "websocket.connect") == {"filler": True}
     connect = layer_wait(layer, "websocket.connect")
     layer.send(connect["reply_channel"], {"accept": True})
@@ -473,17 +460,11 @@ def test_a_request_body_waits_for_room_on_its_body_channel(chanlite_server):
     request = layer_wait(layer, "http.request")  # the first chunk rides on it
     body_channel = request["body_channel"]
 
-    def wait_until(predicate, what):
-        deadline = time.monotonic() + WAIT
-        while not predicate():
-            assert time.monotonic() < deadline, what
-            time.sleep(0.01)
-
     sock.sendall(pieces[1])
-    wait_until(lambda: layer.channel_statistics(body_channel)["messages_pending"] == 1,
-               "the second chunk never reached the body channel")
+    eventually(lambda: layer.channel_statistics(body_channel)["messages_pending"] == 1,
+               "the second chunk to reach the body channel", timeout=WAIT)
     sock.sendall(pieces[2])
-    wait_until(lambda: server.sender.waiting, "the third chunk never waited for room")
+    eventually(lambda: server.sender.waiting, "the third chunk to wait for room", timeout=WAIT)
     sock.sendall(pieces[3])
     received = request["body"]
     while True:
@@ -510,10 +491,7 @@ def test_a_paused_websocket_is_not_closed_for_a_pong_it_could_not_read(chanlite_
     layer.send("websocket.receive", {"filler": True})
     ws.send("waits")
     [conn] = server.connections
-    deadline = time.monotonic() + WAIT
-    while conn.reading:
-        assert time.monotonic() < deadline, "back-pressure never paused the connection"
-        time.sleep(0.01)
+    eventually(lambda: not conn.reading, "back-pressure to pause the connection", timeout=WAIT)
     time.sleep(1.0)  # several ping timeouts pass while paused
     from chanlite.server.ws_session import OPEN
 

@@ -1,5 +1,4 @@
 """Misbehaving clients over real sockets: each is answered or cut off, nothing leaks."""
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -9,9 +8,10 @@ import time
 
 import websocket
 
+from chanlite.testing import eventually
+
 from .server_fixtures import (
     WAIT,
-    chanlite_server,  # noqa: F401 (fixture)
     http_request,
     raw_socket,
     read_until_closed,
@@ -21,10 +21,9 @@ from .server_fixtures import (
 
 
 def wait_no_connections(server, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while server.connections:
-        assert time.monotonic() < deadline, f"connections leaked: {len(server.connections)}"
-        time.sleep(0.01)
+    eventually(lambda: not server.connections,
+               lambda: f"every connection to close ({len(server.connections)} leaked)",
+               timeout=timeout)
 
 
 def send_raw(server, data: bytes) -> bytes:

@@ -6,7 +6,6 @@ timeout) and one log line naming the path and the reason; a timeout that
 does happen says which of these it could be; the ``websocket.disconnect``
 of an unrouted path is not logged a second time.
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -19,11 +18,12 @@ import websocket
 
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import Router, route
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 from chanlite.worker import Worker
 
 from .server_consumers import noop, ws_accept, ws_silent
-from .server_fixtures import WAIT, chanlite_server, ws_connect  # noqa: F401 (fixture)
+from .server_fixtures import WAIT, ws_connect
 
 SLOW = 30  # a connect timeout no test may reach: rejections must come at once
 
@@ -111,11 +111,9 @@ def test_worker_rejects_an_unrouted_connect_and_does_not_log_its_disconnect(
     try:
         status, took = refused(server, "/elsewhere/")
         assert status == 403 and took < WAIT / 2
-        deadline = time.monotonic() + WAIT
-        while layer.channel_statistics("websocket.disconnect")["messages_pending"] or not any(
-                "websocket.disconnect" in r.getMessage() for r in caplog.records):
-            assert time.monotonic() < deadline, "the disconnect was never handled"
-            time.sleep(0.01)
+        eventually(lambda: not layer.channel_statistics("websocket.disconnect")["messages_pending"]
+                   and any("websocket.disconnect" in r.getMessage() for r in caplog.records),
+                   "the worker to handle the disconnect", timeout=WAIT)
     finally:
         worker.stop()
         thread.join(WAIT)
@@ -134,10 +132,8 @@ def test_connect_timeout_says_no_worker_took_it(chanlite_server, caplog):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", refused(server, "/ok/")))
     thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.layer.channel_statistics("websocket.connect")["messages_pending"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: server.layer.channel_statistics("websocket.connect")["messages_pending"],
+               "the server to send websocket.connect", timeout=WAIT)
     clock.advance(0.5)
     thread.join(WAIT)
     assert result["r"][0] == 403

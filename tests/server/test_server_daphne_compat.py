@@ -10,11 +10,10 @@ import pytest
 
 from ..security import rawclient as raw
 from .server_compat_app import channel_routing
-from .server_fixtures import chanlite_server  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def start(chanlite_server, settings):  # noqa: F811
+def start(chanlite_server, settings):
     settings.ROOT_URLCONF = "tests.server.server_compat_app"
     return lambda **config: chanlite_server(routing=channel_routing, **config)
 

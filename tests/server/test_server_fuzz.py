@@ -5,11 +5,8 @@ server gets the same over real sockets and must keep answering a normal
 request afterwards with no connection left behind. Bounded by the active
 Hypothesis profile (``--hypothesis-profile=ci`` in CI).
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
-
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +15,9 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from chanlite.server.http import Disconnected, EndOfBody, HTTPCore, Reject, RequestHead
 from chanlite.server.websocket import Closed, WebSocketCore
+from chanlite.testing import eventually
 
-from .server_fixtures import WAIT, chanlite_server, http_request, raw_socket  # noqa: F401
+from .server_fixtures import WAIT, http_request, raw_socket
 
 VALID_REQUESTS = [
     b"GET /hello/ HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -145,10 +143,9 @@ def test_live_server_survives_fuzzed_requests_and_frames(chanlite_server, caplog
     fuzz()
     # Still healthy, and every fuzzing connection was cleaned up.
     assert http_request(server, "GET", "/hello/")[0] == 200
-    deadline = time.monotonic() + WAIT
-    while server.connections:
-        assert time.monotonic() < deadline, f"{len(server.connections)} connection(s) leaked"
-        time.sleep(0.01)
+    eventually(lambda: not server.connections,
+               lambda: f"every fuzzing connection to close ({len(server.connections)} leaked)",
+               timeout=WAIT)
     assert not server.replies, "reply channels leaked"
     crashes = [r for r in caplog.records if r.exc_info and r.name.startswith("chanlite.server")]
     assert not crashes, f"server code raised: {crashes[0].getMessage()}"

@@ -4,7 +4,6 @@ Every test runs twice (``layered_server``): on the in-memory layer with
 embedded workers, and on the IPC layer with consumers in a separate
 ``runworker`` process.
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -12,18 +11,16 @@ import http.client
 import json
 import socket
 import threading
-import time
 
 import pytest
 import websocket
 
+from chanlite.testing import eventually
+
 from .server_fixtures import (
     WAIT,
-    chanlite_server,  # noqa: F401 (fixture)
     http_request,
-    ipc_runworker,  # noqa: F401 (fixture)
     layer_wait,
-    layered_server,  # noqa: F401 (fixture)
     raw_socket,
     read_until_closed,
     recv_close_code,
@@ -262,15 +259,15 @@ def test_graceful_shutdown(layered_server):
     assert recv_close_code(ws) == 1001
     ws.close()
     # The listener is closed: new connections are refused.
-    deadline = time.monotonic() + WAIT  # bounded poll, generous for a loaded machine
-    while True:
+    def refused() -> bool:
         try:
             socket.create_connection(server.address[:2], timeout=WAIT).close()
         except OSError:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"server still accepting connections {WAIT}s into shutdown")
-        time.sleep(0.02)
+            return True
+        return False
+
+    eventually(refused, "the listener to refuse connections during shutdown", timeout=WAIT,
+               interval=0.02)
     # The in-flight long-poll still gets its answer.
     server.layer.send_group("poll", {"status": 200, "headers": [], "content": b"bye"})
     poller.join(WAIT)

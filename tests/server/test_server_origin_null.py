@@ -6,14 +6,13 @@ client. Treating it like a *missing* Origin (which means "not a browser,
 nothing to protect") would let any such page open a WebSocket with the user's
 cookies. It must be refused like a foreign origin.
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
 import pytest
 import websocket
 
-from .server_fixtures import chanlite_server, ws_connect  # noqa: F401 (fixture)
+from .server_fixtures import ws_connect
 
 
 def test_origin_null_is_refused_but_a_missing_origin_is_not(chanlite_server):

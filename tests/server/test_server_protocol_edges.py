@@ -6,7 +6,6 @@ channel layer that is full or failing. Every test here runs a live server on
 the in-memory layer (embedded workers unless the test needs none) with its
 own routing, and checks both what the client sees and what the server logs.
 """
-# ruff: noqa: F811  (pytest fixtures imported from server_fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -22,10 +21,10 @@ from chanlite.exceptions import DenyConnection
 from chanlite.generic.websockets import JsonWebsocketConsumer, WebsocketDemultiplexer
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.routing import route, route_class
+from chanlite.testing import eventually
 
 from .server_fixtures import (
     WAIT,
-    chanlite_server,  # noqa: F401 (fixture)
     http_request,
     layer_wait,
     raw_socket,
@@ -35,16 +34,6 @@ from .server_fixtures import (
 )
 
 SERVER_LOG = "chanlite.server"
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def server_records(caplog, level: int = logging.DEBUG) -> list[logging.LogRecord]:
@@ -71,8 +60,8 @@ def left_after_stop(server, *channels: str) -> list:
 
 def wait_idle(server) -> None:
     """Every connection closed and every reply channel forgotten (no leak)."""
-    wait_for(lambda: not server.connections and not server.replies,
-             f"no connections/replies (have {len(server.connections)} / {server.replies})")
+    eventually(lambda: not server.connections and not server.replies,
+               lambda: f"no connections/replies (have {len(server.connections)} / {server.replies})")
 
 
 # ----------------------------------------------------------- consumers
@@ -292,8 +281,8 @@ def test_replies_for_a_closed_websocket_are_dropped_quietly(server, caplog):
     for message in ({"text": "late"}, {"accept": True}, {"close": True},
                     {"status": 200, "headers": [], "content": b"wrong kind"}):
         srv.layer.send(reply_channel, message)
-    wait_for(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 4,
-             "four 'gone' debug lines")
+    eventually(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 4,
+               "four 'gone' debug lines")
     gone = [r for r in server_records(caplog) if "which is gone" in r.getMessage()]
     assert {r.levelno for r in gone} == {logging.DEBUG}
     assert all(reply_channel in r.getMessage() for r in gone)
@@ -322,8 +311,8 @@ def test_http_response_chunks_after_the_client_left_are_dropped_quietly(server, 
     wait_idle(srv)
     srv.layer.send(reply_channel, {"content": b"late,", "more_content": True})
     srv.layer.send(reply_channel, {"content": b"end"})
-    wait_for(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 2,
-             "two 'gone' debug lines")
+    eventually(lambda: sum("which is gone" in r.getMessage() for r in caplog.records) >= 2,
+               "two 'gone' debug lines")
     assert_no_server_errors(caplog)
     status, _, body = http_request(srv, "GET", "/chan/hello/")
     assert (status, body) == (200, b"hello")
@@ -549,21 +538,21 @@ def test_reply_pump_hands_over_a_bounded_number_of_batches():
     pump.start()
     try:
         assert arrived.wait(WAIT)
-        wait_for(lambda: len(batches) >= 2, "the second batch to be handed over")
+        eventually(lambda: len(batches) >= 2, "the second batch to be handed over")
         # An unbounded pump would hand over a third batch now; the assertion
         # is that none comes while the pump is refused a slot three times.
         refused = slots.refused
-        wait_for(lambda: slots.refused >= refused + 3 or len(batches) > 2,
-                 "the pump to be refused a batch slot three times")
+        eventually(lambda: slots.refused >= refused + 3 or len(batches) > 2,
+                   "the pump to be refused a batch slot three times")
         assert len(batches) == 2, f"{len(batches)} batches handed over, bound is 2"
         assert sum(map(len, batches)) == 512  # 2 x _BATCH; the other 1488 wait in the layer
         for _ in range(len(batches)):
             pump.done()
-        wait_for(lambda: len(batches) == 4, "two more batches after done()")
+        eventually(lambda: len(batches) == 4, "two more batches after done()")
         while sum(map(len, batches)) < 2000:  # processing as the loop would: all arrive, in order
             before = len(batches)
             pump.done()
-            wait_for(lambda b=before: len(batches) > b or sum(map(len, batches)) == 2000, "more")
+            eventually(lambda b=before: len(batches) > b or sum(map(len, batches)) == 2000, "more")
         assert [m["n"] for b in batches for _, m in b] == list(range(2000))
     finally:
         assert pump.stop(WAIT)
@@ -575,7 +564,7 @@ def test_accepted_tcp_sockets_have_tcp_nodelay(server):
     srv = server()
     sock = raw_socket(srv)
     try:
-        conns = wait_for(lambda: list(srv.connections), "the server to accept")
+        conns = eventually(lambda: list(srv.connections), "the server to accept")
         assert conns[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         sock.close()
@@ -673,7 +662,7 @@ def test_frames_sent_before_the_101_are_delivered_after_accept(server):
                 return True
         return False
 
-    wait_for(frame_held_before_101, "the server to read the early frame before the accept")
+    eventually(frame_held_before_101, "the server to read the early frame before the accept")
     srv.layer.send(reply_channel, {"accept": True})
     assert layer_wait(srv.layer, "websocket.receive")["text"] == "early"
     head = sock.recv(4096)

@@ -7,7 +7,7 @@ answering 500, or no login (and so no session-authenticated WebSocket) works.
 
 from __future__ import annotations
 
-from .server_fixtures import chanlite_server, http_request  # noqa: F401
+from .server_fixtures import http_request
 
 
 def _app(environ, start_response):
@@ -17,7 +17,7 @@ def _app(environ, start_response):
     return [b"ok"]
 
 
-def test_leading_space_in_header_value_is_stripped(chanlite_server):  # noqa: F811
+def test_leading_space_in_header_value_is_stripped(chanlite_server):
     server = chanlite_server(workers=0, wsgi_app=_app)
     status, headers, body = http_request(server, "GET", "/")
     assert (status, body) == (200, b"ok")

@@ -1,4 +1,5 @@
-"""Shared fixtures for the programming-model tests (import them into a test module)."""
+"""Fixtures of the programming-model tests (routing, consumers, sessions,
+ordering, worker, channel, binding, delay)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,10 @@ def consumer_db_hygiene(request):
         return
     with db_hygiene_disabled():
         yield
+
+
+@pytest.fixture
+def layer(channel_layer):
+    """The plugin's ``channel_layer`` (a fresh in-memory layer on a fake clock,
+    installed as "default"), under the name these tests have always used."""
+    return channel_layer
