@@ -45,7 +45,8 @@ class ReplayClock:
     def advance(self, seconds: float) -> float:
         """Move time forward by ``seconds`` (>= 0), as ``FakeClock.advance``."""
         if seconds < 0:
-            raise ValueError(f"ReplayClock.advance() cannot go back ({seconds!r}): use replay_from()")
+            raise ValueError(
+                f"ReplayClock.advance() cannot go back ({seconds!r}): use replay_from()")
         self._now += seconds
         return self._now
 

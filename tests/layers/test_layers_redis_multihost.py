@@ -85,6 +85,11 @@ def test_process_specific_channels_live_with_their_prefix(layer, servers):
     assert [layer.receive(["reply!"])[0] for _ in range(8)] == [f"reply!{t}" for t in "abcdefgh"]
 
 
+def blocked_clients(admin) -> int:
+    """Clients blocked (in BLPOP) over all hosts."""
+    return sum(a.info("clients")["blocked_clients"] for a in admin)
+
+
 def test_blocking_receive_across_hosts_wakes_on_either_without_delay(layer, servers):
     (on_a,), (on_b,) = channels_on_each_host(layer, servers)
     for target in (on_a, on_b):
@@ -94,7 +99,7 @@ def test_blocking_receive_across_hosts_wakes_on_either_without_delay(layer, serv
         )
         thread.start()
         admin = [s.client() for s in servers]
-        eventually(lambda admin=admin: sum(a.info("clients")["blocked_clients"] for a in admin) >= 2,
+        eventually(lambda admin=admin: blocked_clients(admin) >= 2,
                    "the receiver to block on both hosts", timeout=5)
         start = time.monotonic()
         layer.send(target, {"to": target})
@@ -102,8 +107,8 @@ def test_blocking_receive_across_hosts_wakes_on_either_without_delay(layer, serv
         assert got == [(target, {"to": target})]
         assert time.monotonic() - start < 1  # no slice/poll latency on either host
         # The cancelled pop on the other host left nobody blocked.
-        eventually(lambda admin=admin: sum(a.info("clients")["blocked_clients"] for a in admin) == 0,
-                   "no BLPOP left blocked", timeout=5)
+        eventually(lambda admin=admin: blocked_clients(admin) == 0, "no BLPOP left blocked",
+                   timeout=5)
 
 
 def test_blocking_timeout_across_hosts(layer, servers):

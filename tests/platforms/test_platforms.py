@@ -158,7 +158,8 @@ except ImproperlyConfigured as exc:
 def test_check_is_silent_where_the_ipc_layer_runs():
     done = subprocess.run([sys.executable, "-m", "django", "check"], cwd=ROOT, text=True,
                           capture_output=True, timeout=120,
-                          env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.server.server_ipc_settings"))
+                          env=dict(os.environ,
+                                   DJANGO_SETTINGS_MODULE="tests.server.server_ipc_settings"))
     assert done.returncode == 0 and "E101" not in done.stderr, done.stderr
 
 
@@ -168,8 +169,9 @@ def test_check_is_silent_where_the_ipc_layer_runs():
 #: as real processes over TCP. Deselected: tests of the IPC layer, of Unix
 #: sockets, and one Redis test that itself interrupts a receive with SIGALRM.
 REPRESENTATIVE = [
-    "tests/layers/test_layers_memory.py", "tests/model/test_worker.py", "tests/toolkit/test_testing_cases.py",
-    "tests/toolkit/test_testing_pytest.py", "tests/toolkit/test_testing_live.py", "tests/server/test_server_live.py",
+    "tests/layers/test_layers_memory.py", "tests/model/test_worker.py",
+    "tests/toolkit/test_testing_cases.py", "tests/toolkit/test_testing_pytest.py",
+    "tests/toolkit/test_testing_live.py", "tests/server/test_server_live.py",
     "tests/server/test_server_commands.py", "tests/layers/test_layers_redis.py",
     "tests/layers/test_layers_redis_multihost.py",
 ]

@@ -1,4 +1,5 @@
-"""The ``asgi.py`` of the server command tests: ``chanlite serve tests.server.server_asgi:channel_layer``."""
+"""The ``asgi.py`` of the server command tests:
+``chanlite serve tests.server.server_asgi:channel_layer``."""
 
 import os
 

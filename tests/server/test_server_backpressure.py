@@ -393,7 +393,8 @@ def test_chanlite_serve_flags_are_validated_before_serving(flag, value, error):
         [sys.executable, "-m", "chanlite.server", "serve", "tests.server.server_asgi:channel_layer",
          "--port", "0", flag, value],
         cwd=root, capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.server.server_settings"))
+        env=dict(os.environ,
+                 DJANGO_SETTINGS_MODULE="tests.server.server_settings"))
     assert out.returncode != 0 and error in out.stderr, out.stderr
 
 

@@ -133,7 +133,8 @@ def test_every_limit_and_timeout_is_a_serve_flag():
 def test_chanlite_serve_rejects_a_non_layer():
     out = subprocess.run([sys.executable, "-m", "chanlite.server", "serve", "os:path"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, DJANGO_SETTINGS_MODULE="tests.server.server_settings"))
+                         env=dict(os.environ,
+                                  DJANGO_SETTINGS_MODULE="tests.server.server_settings"))
     assert out.returncode != 0 and "not a channel layer" in out.stderr
 
 

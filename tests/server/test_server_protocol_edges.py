@@ -61,7 +61,8 @@ def left_after_stop(server, *channels: str) -> list:
 def wait_idle(server) -> None:
     """Every connection closed and every reply channel forgotten (no leak)."""
     eventually(lambda: not server.connections and not server.replies,
-               lambda: f"no connections/replies (have {len(server.connections)} / {server.replies})")
+               lambda: f"no connections/replies "
+                       f"(have {len(server.connections)} / {server.replies})")
 
 
 # ----------------------------------------------------------- consumers
