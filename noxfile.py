@@ -8,7 +8,7 @@ which conflicts with Django's asgiref) lives in its own environment.
 ``scripts/test`` stays the one-line CI entry (README's test command); the
 sessions below run the same steps with the same installs and pytest
 arguments, one session per row of its summary table. STEPS and MATRIX are
-plain literals so that tests/test_test_matrix.py can read them and check
+plain literals so that tests/docs/test_test_matrix.py can read them and check
 them against scripts/test: change both together.
 """
 
@@ -38,10 +38,11 @@ STEPS: list[dict[str, Any]] = [
 #: Tests that do not depend on Django's or Python's version run once, in the
 #: first run (scripts/test's ``once_only``).
 ONCE_ONLY: list[str] = [
-    "--ignore=tests/test_e2e_browser.py", "--ignore=tests/docs", "--ignore=tests/test_packaging.py",
-    "--ignore=tests/test_platforms.py", "--ignore=tests/test_layers_ipc_procs.py",
+    "--ignore=tests/examples/test_e2e_browser.py", "--ignore=tests/docs",
+    "--ignore=tests/platforms/test_packaging.py",
+    "--ignore=tests/platforms/test_platforms.py", "--ignore=tests/layers/test_layers_ipc_procs.py",
     "--ignore=tests/security/test_ipc_lock_exits.py",
-    "--ignore=tests/test_layers_redis_sentinel.py",
+    "--ignore=tests/layers/test_layers_redis_sentinel.py",
 ]
 
 #: scripts/test's three pytest runs. ``python`` None: the interpreter nox

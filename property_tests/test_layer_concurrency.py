@@ -14,13 +14,13 @@ all N messages were received; if a message were lost the bounded wait fails.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 from .layers import LAYERS
@@ -69,12 +69,9 @@ def test_every_message_received_exactly_once(
         threads = [threading.Thread(target=receive_until_stopped) for _ in range(receivers)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + BOUND
-        while layer.blocked_receivers < receivers:
-            assert time.monotonic() < deadline, (
-                f"only {layer.blocked_receivers} of {receivers} receivers blocked within {BOUND}s"
-            )
-            time.sleep(0.001)
+        eventually(lambda: layer.blocked_receivers >= receivers,
+                   lambda: f"{receivers} receivers to block ({layer.blocked_receivers} did)",
+                   timeout=BOUND, interval=0.001)
         assert layer.blocked_receivers == receivers
         for n, channel in enumerate(targets):
             layer.send(channel, {"n": n})

@@ -1,4 +1,5 @@
-"""Testing helpers for chanlite: test cases, clients, routes, fake clock, live server.
+"""Testing helpers for chanlite: test cases, clients, routes, fake clock, live server,
+and ``eventually()`` for bounded waits on other threads and processes.
 
 Everything is importable from here (``from chanlite.testing import WSClient``).
 Names are loaded lazily because the pytest plugin imports this package
@@ -8,6 +9,7 @@ before pytest-django has configured settings, and ``django.test`` needs them.
 from typing import Any
 
 from .clock import FakeClock
+from .waiting import eventually
 
 _LAZY = {
     "ChannelTestCase": "cases",
@@ -27,7 +29,7 @@ _LAZY = {
     "LiveServer": "live",
 }
 
-__all__ = ["FakeClock", *_LAZY]
+__all__ = ["FakeClock", "eventually", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

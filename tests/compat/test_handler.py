@@ -218,7 +218,7 @@ def http_request(test_client, path, **content):
     return test_client.receive_all()
 
 
-@override_settings(ROOT_URLCONF="tests.handler_urls")
+@override_settings(ROOT_URLCONF="tests.compat.handler_urls")
 class ViewConsumerTests(ChannelTestCase):
     """Views routed by ``route("http.request", "chanlite.handler.ViewConsumer")``."""
 

@@ -20,7 +20,7 @@ from chanlite.routing import Router
 from chanlite.server.config import ServerConfig
 from chanlite.server.server import Server
 
-from ..server_fixtures import http_request as _http_request
+from ..server.server_fixtures import http_request as _http_request
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # bounds every wait, including the worker's Django start-up
@@ -35,7 +35,7 @@ def view_worker():
     """(prefix, pid) of a runworker process running ViewConsumer on a fresh IPC prefix."""
     prefix = "hv" + secrets.token_hex(4)
     env = dict(os.environ, CHANLITE_TEST_IPC_PREFIX=prefix,
-               DJANGO_SETTINGS_MODULE="tests.handler_ipc_settings", PYTHONPATH=str(ROOT))
+               DJANGO_SETTINGS_MODULE="tests.compat.handler_ipc_settings", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "django", "runworker", "--workers", "2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -59,7 +59,7 @@ def server(view_worker):
     small ``body_chunk_size`` so request bodies travel on ``body_channel``."""
     from django.core.wsgi import get_wsgi_application
 
-    from tests.handler_routing import channel_routing
+    from tests.compat.handler_routing import channel_routing
 
     layer = IPCChannelLayer(prefix=view_worker[0], memory=8 << 20, max_channels=256,
                             max_groups=16, max_message_size=64 * 1024)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """Issue 13, item 7 (layer and codec part): limits that say the truth.
 
 * ``max_channels`` / ``max_groups`` of the IPC layer are exactly what was
@@ -22,8 +21,7 @@ from chanlite.layers.codec import MAX_DEPTH
 from chanlite.layers.ipc import IPCMemoryFull
 from chanlite.layers.memory import InMemoryChannelLayer
 
-from ..ipc_helpers import ipc_prefix, make_ipc  # noqa: F401 (fixtures)
-from ..redis_server import SHARED_URL, shared_redis_unavailable
+from ..layers.redis_server import SHARED_URL, shared_redis_unavailable
 
 
 @pytest.fixture

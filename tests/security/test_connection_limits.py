@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 from . import server_app
 from .server_app import channel_routing
@@ -20,7 +19,7 @@ from .server_app import channel_routing
 HELLO = b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def test_beyond_max_connections_the_server_stops_accepting(chanlite_server, caplog):  # noqa: F811
+def test_beyond_max_connections_the_server_stops_accepting(chanlite_server, caplog):
     caplog.set_level(logging.WARNING, logger="chanlite.server")
     server = chanlite_server(max_connections=3)
     held = [raw.connect(server) for _ in range(3)]
@@ -59,7 +58,7 @@ def test_default_connection_limit_leaves_room_under_the_fd_limit():
     assert out == ["192", "7"]
 
 
-def test_wsgi_queue_is_bounded_with_503_and_retry_after(chanlite_server, settings):  # noqa: F811
+def test_wsgi_queue_is_bounded_with_503_and_retry_after(chanlite_server, settings):
     settings.ROOT_URLCONF = "tests.security.server_app"
     server_app.SLOW_RELEASE.clear()
     server_app.SLOW_STARTED.clear()

@@ -7,12 +7,11 @@ import os
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 
 
 @pytest.fixture
-def server(chanlite_server):  # noqa: F811
+def server(chanlite_server):
     return chanlite_server()
 
 
@@ -66,7 +65,7 @@ def test_origin_check_compares_scheme_and_port(server):
         assert raw.status_of(refused) == 403, origin
 
 
-def test_origin_check_of_host_only_can_be_configured(chanlite_server):  # noqa: F811
+def test_origin_check_of_host_only_can_be_configured(chanlite_server):
     server = chanlite_server(check_origin_scheme_port=False)
     response = raw.request(server, raw.ws_handshake(
         "/echo/", {"Origin": f"https://127.0.0.1:{server.address[1] + 1}"}))

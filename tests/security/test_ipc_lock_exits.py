@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """Issue 13, item 1: a process that leaves a critical section by an exception
 (Ctrl-C, ``sys.exit()``, a failed repair) or exits while holding the IPC
 segment lock must not wedge the host.
@@ -26,15 +25,16 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+import chanlite.layers
 from chanlite.layers._ipc_layout import H_JLEN, WORD
 from chanlite.layers.ipc import IPCChannelLayer, IPCCorrupt, IPCLockTimeout
-from chanlite.testing.clock import FakeClock
 
-from ..ipc_helpers import SMALL, fork, ipc_prefix, make_ipc, wait_exit  # noqa: F401
-from ..test_layers_ipc import _live, _scenarios
+from ..layers.ipc_helpers import SMALL, ReplayClock, fork, wait_exit
+from ..layers.test_layers_ipc import _live, _scenarios
 
 _TRACED = {
-    os.path.abspath(f"chanlite/layers/{name}.py")
+    # the imported modules' files, not paths relative to the working directory
+    os.path.join(os.path.dirname(os.path.abspath(chanlite.layers.__file__)), f"{name}.py")
     for name in ("ipc", "_ipc_segment", "_ipc_alloc", "_ipc_store", "_ipc_groups",
                  "_ipc_journal", "_ipc_table", "_ipc_waiters", "_ipc_queues")
 }
@@ -146,7 +146,7 @@ def _points(lines: int) -> list[int]:
 
 @pytest.mark.parametrize("how", ["sigint", "sys.exit"])
 def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
-    clock = FakeClock()
+    clock = ReplayClock()
     layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5, lock_timeout=BOUND)
     scenarios = _scenarios(layer, clock)
     runs = interrupted = 0
@@ -161,7 +161,7 @@ def test_interrupted_at_any_line_nothing_wedges(make_ipc, how):
         assert isinstance(lines, int) and lines > 0, name
         after = _live(layer.dump(), now)
         for at in _points(lines):
-            clock._now = start
+            clock.replay_from(start)
             setup()
             try:
                 outcome = _run(layer, op, at, how)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from ipc_helpers are parameters here)
 """Issue 13, item 2: IPC segments and doorbells another user planted, and
 segments whose contents are corrupt.
 
@@ -34,7 +33,7 @@ from chanlite.layers.ipc import (
     IPCPermissionError,
 )
 
-from ..ipc_helpers import SMALL, fork, ipc_prefix, leftovers, make_ipc, wait_exit  # noqa: F401
+from ..layers.ipc_helpers import SMALL, fork, leftovers, wait_exit
 
 BOUND = 10.0
 

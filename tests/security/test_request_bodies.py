@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
+from chanlite.testing import eventually
+
 from . import rawclient as raw
 from .server_app import channel_routing
 
 
 @pytest.fixture
-def start(chanlite_server, settings):  # noqa: F811
+def start(chanlite_server, settings):
     settings.ROOT_URLCONF = "tests.security.server_app"
     return lambda **config: chanlite_server(routing=channel_routing, **config)
 
@@ -35,10 +36,9 @@ def test_a_large_body_reaches_the_view_from_a_file(start):
     assert raw.body_of(small) == b"10000 BytesIO"  # small bodies stay in memory
     # Given back once the pool thread is done with the view (just after it
     # hands the response to the I/O loop, so allow it a moment).
-    deadline = time.monotonic() + raw.WAIT
-    while server.body_memory.used and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.body_memory.used == 0
+    eventually(lambda: server.body_memory.used == 0,
+               lambda: f"the body memory to be given back ({server.body_memory.used} B held)",
+               timeout=raw.WAIT)
 
 
 def test_body_memory_is_bounded_across_connections(start):
@@ -50,10 +50,9 @@ def test_body_memory_is_bounded_across_connections(start):
             sock.sendall(post_head("/upload/", 130_000) + b"x" * 120_000)
             holders.append(sock)
         # Once the server has read all of it, at most max_body_memory is in memory.
-        deadline = time.monotonic() + raw.WAIT
-        while time.monotonic() < deadline and sum(
-                c.session.core.body_received for c in list(server.connections)) < 480_000:
-            time.sleep(0.01)
+        eventually(lambda: sum(
+                c.session.core.body_received for c in list(server.connections)) >= 480_000,
+                   "the server to read all 480 kB", timeout=raw.WAIT)
         assert server.body_memory.used <= 200_000
         # The budget is used up, so even a small body now goes to a file.
         response = raw.request(server, post_head("/upload/", 90_000) + b"y" * 90_000)
@@ -61,10 +60,9 @@ def test_body_memory_is_bounded_across_connections(start):
     finally:
         for sock in holders:
             sock.close()
-    deadline = time.monotonic() + raw.WAIT
-    while server.body_memory.used and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.body_memory.used == 0, "closed connections must give their memory back"
+    eventually(lambda: server.body_memory.used == 0,
+               lambda: f"closed connections to give their memory back "
+                       f"({server.body_memory.used} B held)", timeout=raw.WAIT)
 
 
 @pytest.mark.parametrize("path", ["/upload/", "/chan/echo/"])  # a view, a consumer

@@ -19,7 +19,6 @@ from django.test import Client
 
 from chanlite.sessions import session_key_for_reply_channel
 
-from ..server_fixtures import chanlite_server  # noqa: F401 (fixture)
 from . import rawclient as raw
 from .server_app import channel_routing
 
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def app_server(chanlite_server, settings):  # noqa: F811
+def app_server(chanlite_server, settings):
     settings.ROOT_URLCONF = "tests.security.server_app"
     return chanlite_server(routing=channel_routing)
 
