@@ -375,6 +375,8 @@ def test_release_follows_the_session_as_the_consumer_left_it(layer):
     router = Router([route(["websocket.connect", "websocket.receive"], consumer)])
     dispatch(layer, router, "websocket.receive", msg(1))  # waits for connect
     dispatch(layer, router, "websocket.connect", msg(0))
+    assert layer.channel_statistics("websocket.receive")["messages_pending"] == 0, (
+        "frame 1 was released although the session says the connection is not connected")
     pump(layer, router)
     assert seen == [0]
     assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1

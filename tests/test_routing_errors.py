@@ -294,3 +294,49 @@ def test_get_router_invalid_route_names_the_setting(routing_setting):
 
 def test_reset_routers_of_an_alias_never_built_is_fine():
     reset_routers("tpin-never-built")
+
+
+def test_a_syntax_error_shows_the_line_and_the_caret(package):
+    filename = package("broken", "channel_routing = [\n    route(\n")
+    with pytest.raises(RoutingImportError) as excinfo:
+        import_routing("tpin_routing.broken.channel_routing")
+    text = error_text(excinfo)
+    assert text.startswith(
+        "cannot import routing 'tpin_routing.broken.channel_routing': importing "
+        f"'tpin_routing.broken' raised File \"{filename}\", line 2\n")
+    assert text.endswith("SyntaxError: '(' was never closed")
+    assert "XX" not in text and "\n    route(\n" in text
+    assert excinfo.value.filename == filename, excinfo.value.filename
+
+
+def test_an_attribute_error_without_a_name_is_reported_as_raised(package):
+    package("custom", "raise AttributeError('the settings object is not ready')\n")
+    with pytest.raises(RoutingImportError) as excinfo:
+        import_routing("tpin_routing.custom.channel_routing")
+    assert error_text(excinfo).endswith(
+        "raised AttributeError: the settings object is not ready")
+
+
+def test_a_namespace_package_without_the_list_has_no_file_to_name(tmp_path, monkeypatch):
+    (tmp_path / "tpin_namespace").mkdir()  # no __init__.py: a namespace package, no __file__
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(RoutingImportError) as excinfo:
+            import_routing("tpin_namespace.channel_routing")
+    finally:
+        sys.modules.pop("tpin_namespace", None)
+    assert error_text(excinfo) == (
+        "cannot import routing 'tpin_namespace.channel_routing': module 'tpin_namespace' has "
+        "no attribute 'channel_routing'."
+    )
+    assert getattr(excinfo.value, "filename", None) is None
+
+
+def test_a_layer_without_routing_says_what_to_add(routing_setting):
+    routing_setting(None)
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        get_router()
+    assert error_text(excinfo) == (
+        "CHANNEL_LAYERS['default'] has no 'ROUTING'; add 'ROUTING': "
+        "'myproject.routing.channel_routing' (a list of route() entries)"
+    )
