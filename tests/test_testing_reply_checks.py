@@ -5,6 +5,7 @@ passing in tests and failing (500, dropped frame) in production."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import BACKEND_SESSION_KEY
 
 from chanlite.routing import route
 from chanlite.server.http import check_response
@@ -136,3 +137,104 @@ def test_handshake_frame_comes_before_later_replies(ws_client, routes):
     routes([route("websocket.connect", replying({"text": "1"}, {"text": "2"}))])
     ws_client.connect("/")
     assert [ws_client.receive(), ws_client.receive(), ws_client.receive()] == [1, 2, None]
+
+
+# --- More of WSClient's own behaviour, found unpinned by the mutation run of
+# chanlite/testing/websocket.py: header lookups, the cookie refusal, who may
+# log in and with which backend, logout ending the session server-side, the
+# accept check's message, what connect()/disconnect() put in their messages.
+
+MODEL = "django.contrib.auth.backends.ModelBackend"
+ALLOW_ALL = "django.contrib.auth.backends.AllowAllUsersModelBackend"
+
+
+def recording(seen, *replies):
+    def consumer(message, **kwargs):
+        seen.append((message.channel.name, dict(message.content)))
+        for reply in replies:
+            message.reply_channel.send(reply)
+    return consumer
+
+
+def test_headers_answer_names_case_insensitively_and_indexes_as_a_list(ws_client):
+    ws_client.set_header("X-Token", "abc")
+    headers = ws_client.headers
+    assert headers[0] == [b"host", b"testserver"]
+    assert headers[b"HOST"] == b"testserver" and headers["x-token"] == b"abc"
+    assert "X-TOKEN" in headers and b"host" in headers and "cookie" not in headers
+    assert [b"host", b"testserver"] in headers
+    with pytest.raises(KeyError) as excinfo:
+        headers["cookie"]
+    assert excinfo.value.args == ("cookie",)
+
+
+def test_set_header_refuses_cookies_saying_what_to_use(ws_client):
+    with pytest.raises(ValueError) as excinfo:
+        ws_client.set_header(b"Cookie", b"a=b")
+    assert str(excinfo.value) == "use set_cookie(key, value) for cookies"
+
+
+@pytest.mark.django_db
+def test_login_refuses_an_inactive_user_even_if_a_backend_authenticates_it(ws_client, settings):
+    from django.contrib.auth.models import User
+
+    settings.AUTHENTICATION_BACKENDS = [ALLOW_ALL]
+    User.objects.create_user("ina", password="pw", is_active=False)
+    User.objects.create_user("act", password="pw")
+    assert ws_client.login(username="ina", password="pw") is False
+    assert ws_client.get_cookies() == {}, "a refused login must not create a session"
+    assert ws_client.login(username="act", password="pw") is True
+    assert ws_client.session[BACKEND_SESSION_KEY] == ALLOW_ALL
+
+
+@pytest.mark.django_db
+def test_force_login_uses_the_first_backend_or_the_one_given(ws_client, settings):
+    from django.contrib.auth.models import User
+
+    settings.AUTHENTICATION_BACKENDS = [MODEL, ALLOW_ALL]
+    user = User.objects.create_user("fay")
+    ws_client.force_login(user)
+    assert ws_client.session[BACKEND_SESSION_KEY] == MODEL
+    ws_client.logout()
+    ws_client.force_login(user, backend=ALLOW_ALL)
+    assert ws_client.session[BACKEND_SESSION_KEY] == ALLOW_ALL
+
+
+@pytest.mark.django_db
+def test_logout_ends_the_session_in_the_store(ws_client):
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    ws_client.force_login(User.objects.create_user("lou"))
+    key = ws_client.session.session_key
+    assert SessionStore().exists(key)
+    ws_client.logout()
+    assert not SessionStore().exists(key), "a stolen cookie would still log in as lou"
+
+
+def test_connect_that_sends_nothing_fails_saying_what_the_server_would_do(ws_client, routes):
+    routes([route("websocket.connect", lambda message: None)])
+    with pytest.raises(AssertionError) as excinfo:
+        ws_client.connect("/")
+    assert str(excinfo.value) == (
+        "the websocket.connect consumer sent nothing: the server would reject the handshake "
+        "after its timeout; send {'accept': True}"
+    )
+
+
+def test_connect_and_disconnect_put_path_content_and_code_in_the_messages(ws_client, routes):
+    seen = []
+    routes([route("websocket.connect", recording(seen, {"accept": True})),
+            route("websocket.disconnect", recording(seen))])
+    ws_client.connect(subprotocols=["chat"])
+    ws_client.disconnect()
+    ws_client.connect("/room/")
+    ws_client.disconnect(code=4001)
+    summary = [(channel, c["path"], c.get("subprotocols"), c.get("code"), c["order"])
+               for channel, c in seen]
+    assert summary == [
+        ("websocket.connect", "/", ["chat"], None, 0),
+        ("websocket.disconnect", "/", None, 1000, 1),
+        ("websocket.connect", "/room/", None, None, 0),
+        ("websocket.disconnect", "/room/", None, 4001, 1),
+    ]
