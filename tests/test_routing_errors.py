@@ -340,3 +340,27 @@ def test_a_layer_without_routing_says_what_to_add(routing_setting):
         "CHANNEL_LAYERS['default'] has no 'ROUTING'; add 'ROUTING': "
         "'myproject.routing.channel_routing' (a list of route() entries)"
     )
+
+
+def test_code_run_by_exec_in_the_routing_module_names_the_routing_module(package):
+    """Frames and syntax errors of exec'd strings ("<string>") are no file to
+    fix: the file named is the routing module that ran them."""
+    runtime = package("execs", "exec(\"raise RuntimeError('from exec')\")\n")
+    with pytest.raises(RoutingImportError) as excinfo:
+        import_routing("tpin_routing.execs.channel_routing")
+    assert error_text(excinfo).endswith("raised RuntimeError: from exec")
+    assert excinfo.value.filename == runtime
+    syntax = package("execs_syntax", "exec('channel_routing = [')\n")
+    with pytest.raises(RoutingImportError) as excinfo:
+        import_routing("tpin_routing.execs_syntax.channel_routing")
+    assert excinfo.value.filename == syntax
+
+
+def test_a_builtin_module_without_the_list_has_no_file_to_name():
+    with pytest.raises(RoutingImportError) as excinfo:
+        import_routing("sys.channel_routing")
+    assert error_text(excinfo) == (
+        "cannot import routing 'sys.channel_routing': module 'sys' has no attribute "
+        "'channel_routing'."
+    )
+    assert getattr(excinfo.value, "filename", None) is None
