@@ -238,3 +238,96 @@ def test_connect_and_disconnect_put_path_content_and_code_in_the_messages(ws_cli
         ("websocket.connect", "/room/", None, None, 0),
         ("websocket.disconnect", "/room/", None, 4001, 1),
     ]
+
+
+def test_a_test_that_starts_mid_connection_still_gets_websocket_checks(ws_client, routes):
+    """1.x tests often send websocket.receive without a connect: the client
+    then judges replies as an open WebSocket (and numbers orders from 1)."""
+    seen = []
+    routes([route("websocket.receive", recording(seen, {"close": True}, {"text": "late"}))])
+    ws_client.send_and_consume("websocket.receive", {"text": {"n": 1}})
+    assert [(c["path"], c["order"], c["text"]) for _, c in seen] == [("/", 1, '{"n": 1}')]
+    assert ws_client.receive() == {"close": True}
+    with pytest.raises(AssertionError, match="after the connection was closed"):
+        ws_client.receive()
+
+
+def test_an_invalid_frame_mid_connection_fails_with_the_exact_message(ws_client, routes):
+    routes([route("websocket.receive", replying({"txt": "x"}))])
+    ws_client.send_and_consume("websocket.receive", text="hi")
+    with pytest.raises(AssertionError) as excinfo:
+        ws_client.receive()
+    assert str(excinfo.value) == (
+        f"invalid websocket reply on {ws_client.reply_channel}: {check_send({'txt': 'x'})} — "
+        "the server logs this and drops the reply"
+    )
+
+
+def test_replies_on_a_plain_channel_are_not_judged_as_websocket(ws_client, routes):
+    routes([route("thumbnails", replying({"result": 1}))])
+    ws_client.send_and_consume("thumbnails", {"n": 1})
+    assert ws_client.receive() == {"result": 1}
+
+
+def test_after_an_accepted_close_no_reply_is_delivered(ws_client, routes):
+    routes([route("websocket.connect", replying({"accept": True})),
+            route("websocket.receive", replying({"close": 4000}, {"text": "late"}))])
+    ws_client.connect("/")
+    ws_client.send_and_consume("websocket.receive", text="x")
+    assert ws_client.receive() == {"close": 4000}
+    with pytest.raises(AssertionError, match="after the connection was closed"):
+        ws_client.receive()
+
+
+def test_an_invalid_http_response_fails_with_the_exact_message(http_client, routes):
+    reply = {"content": b"no status"}
+    routes([route("http.request", replying(reply))])
+    http_client.send_and_consume("http.request", {"method": "GET"})
+    with pytest.raises(AssertionError) as excinfo:
+        http_client.receive()
+    assert str(excinfo.value) == (
+        f"invalid http.response on {http_client.reply_channel}: "
+        f"{check_response(reply, started=False)} — the server answers 500 (or aborts a "
+        "started response)"
+    )
+
+
+def test_ordered_client_refuses_an_explicit_order_saying_why(routes):
+    from chanlite.testing import WSClient
+
+    with pytest.raises(ValueError) as excinfo:
+        WSClient(ordered=True).send("websocket.receive", {"order": 3})
+    assert str(excinfo.value) == 'do not set "order" yourself on a WSClient(ordered=True)'
+
+
+def test_an_explicit_order_does_not_advance_the_clients_counter(ws_client, routes):
+    seen = []
+    routes([route("websocket.connect", recording(seen, {"accept": True})),
+            route("websocket.receive", recording(seen))])
+    ws_client.connect("/")
+    ws_client.send_and_consume("websocket.receive", {"order": 5, "text": "x"})
+    ws_client.send_and_consume("websocket.receive", text="y")
+    assert [c["order"] for _, c in seen] == [0, 5, 1]
+
+
+def test_consume_checks_the_accept_by_default_and_only_when_a_consumer_ran(ws_client, routes):
+    routes([route("websocket.connect", replying({"close": True}))])
+    assert ws_client.consume("websocket.connect", fail_on_none=False) is None  # nothing queued
+    ws_client.send("websocket.connect", path="/")
+    with pytest.raises(AssertionError, match="the connection was rejected"):
+        ws_client.consume("websocket.connect")
+
+
+def test_send_and_consume_passes_fail_on_none(ws_client, routes):
+    routes([route("websocket.connect", replying({"accept": True}))])
+    assert ws_client.send_and_consume("unrouted", {"n": 1}, fail_on_none=False) is None
+    with pytest.raises(AssertionError, match="no route matches"):
+        ws_client.send_and_consume("unrouted", {"n": 2})
+
+
+def test_client_arguments_reach_the_base_client(channel_layer):
+    from chanlite.testing import WSClient
+
+    assert WSClient("default").alias == "default"
+    client = WSClient(reply_channel="daphne.response.1", host="example.com")
+    assert (client.reply_channel, client.headers["host"]) == ("daphne.response.1", b"example.com")
