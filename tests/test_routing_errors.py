@@ -364,3 +364,57 @@ def test_a_builtin_module_without_the_list_has_no_file_to_name():
         "'channel_routing'."
     )
     assert getattr(excinfo.value, "filename", None) is None
+
+
+def test_every_filter_applies_compiled_bytes_or_str():
+    entry = route("http.request", a, path=re.compile(r"^/a"), query_string=b"^q=(?P<q>\\w+)",
+                  method="^GET$")
+    assert entry.match("http.request", {"path": "/a", "query_string": b"q=1",
+                                        "method": "GET"}) == (a, {"q": "1"})
+    assert entry.match("http.request", {"path": "/a", "query_string": b"x=1",
+                                        "method": "GET"}) is None
+    assert entry.match("http.request", {"path": "/a", "query_string": b"q=1",
+                                        "method": "POST"}) is None
+
+
+@pytest.mark.parametrize(("routing", "shown"), [
+    (42, "42 is a int"),
+    ("tests.routing_fixtures.not_a_list", "'tests.routing_fixtures.not_a_list' is a "),
+])
+def test_a_routing_that_is_no_list_says_what_it_is(routing, shown):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        Router(routing)
+    assert error_text(excinfo).startswith(f"routing {shown}")
+    assert error_text(excinfo).endswith(
+        "; it must be a list of route()/route_class()/include() entries (or a dotted path to one)")
+
+
+@pytest.mark.parametrize(("entry", "hint"), [
+    (42, ""),
+    (("websocket.connect", a), " (a tuple: did you mean route(channel, consumer)?)"),
+    (WebsocketConsumer, " (a class: did you mean route_class(WebsocketConsumer)?)"),
+])
+def test_a_bad_entry_is_named_with_its_index_and_a_hint(entry, hint):
+    routing = [route("x", a), entry]
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        Router(routing)
+    assert error_text(excinfo) == (
+        f"entry 1 of routing {routing!r:.80} is {entry!r:.80}{hint}; every entry must be "
+        "route(), route_class() or include()"
+    )
+
+
+def test_a_router_can_be_the_routing_of_another():
+    inner = Router([route("x", a), route("y", b)])
+    outer = Router(inner)
+    assert outer.channels == {"x", "y"} and outer.match("y", {}) == (b, {})
+
+
+def test_get_router_of_a_missing_module_has_no_file_to_name(routing_setting):
+    routing_setting("tpin_nowhere.routing.channel_routing")
+    with pytest.raises(RoutingImportError) as excinfo:
+        get_router()
+    assert error_text(excinfo).startswith(
+        "CHANNEL_LAYERS['default']['ROUTING']: cannot import routing "
+        "'tpin_nowhere.routing.channel_routing': there is no module 'tpin_nowhere'.")
+    assert getattr(excinfo.value, "filename", None) is None
