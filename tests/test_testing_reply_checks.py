@@ -311,8 +311,12 @@ def test_an_explicit_order_does_not_advance_the_clients_counter(ws_client, route
 
 
 def test_consume_checks_the_accept_by_default_and_only_when_a_consumer_ran(ws_client, routes):
+    routes([route("websocket.connect", replying({"accept": True})),
+            route("websocket.receive", replying({"close": True}))])
+    ws_client.connect("/")
+    # Nothing queued: no consumer ran, so there is no accept to check.
+    assert ws_client.consume("websocket.connect", fail_on_none=False) is None
     routes([route("websocket.connect", replying({"close": True}))])
-    assert ws_client.consume("websocket.connect", fail_on_none=False) is None  # nothing queued
     ws_client.send("websocket.connect", path="/")
     with pytest.raises(AssertionError, match="the connection was rejected"):
         ws_client.consume("websocket.connect")
@@ -328,6 +332,6 @@ def test_send_and_consume_passes_fail_on_none(ws_client, routes):
 def test_client_arguments_reach_the_base_client(channel_layer):
     from chanlite.testing import WSClient
 
-    assert WSClient("default").alias == "default"
+    assert WSClient("other").alias == "other"
     client = WSClient(reply_channel="daphne.response.1", host="example.com")
     assert (client.reply_channel, client.headers["host"]) == ("daphne.response.1", b"example.com")
