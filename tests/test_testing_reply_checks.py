@@ -335,3 +335,15 @@ def test_client_arguments_reach_the_base_client(channel_layer):
     assert WSClient("other").alias == "other"
     client = WSClient(reply_channel="daphne.response.1", host="example.com")
     assert (client.reply_channel, client.headers["host"]) == ("daphne.response.1", b"example.com")
+
+
+def test_after_the_accept_a_late_accept_false_rejects_nothing(ws_client, routes):
+    """``accept`` only acts on a pending handshake (``handshake_action``):
+    once accepted, ``{"accept": False}`` does not close the connection, so
+    later frames are still delivered, as the server does."""
+    routes([route("websocket.connect", replying({"accept": True})),
+            route("websocket.receive", replying({"accept": False}, {"text": '"still open"'}))])
+    ws_client.connect("/")
+    ws_client.send_and_consume("websocket.receive", text="x")
+    assert ws_client.receive() == {"accept": False}
+    assert ws_client.receive() == "still open"
