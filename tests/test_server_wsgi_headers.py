@@ -72,3 +72,41 @@ def test_a_wsgi_app_that_fails_before_responding_gets_a_plain_500(chanlite_serve
     server = chanlite_server(workers=0, wsgi_app=_fails_before_start)
     status, headers, body = http_request(server, "GET", "/")
     assert (status, headers["content-type"], body) == (500, "text/plain", b"Internal Server Error\n")
+
+
+def _bad_status(environ, start_response):
+    start_response("abc OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def _unencodable_header(environ, start_response):
+    start_response("200 OK", [("X-Name", "\u20ac"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_an_invalid_wsgi_status_is_answered_500_closed_and_logged(chanlite_server, caplog):  # noqa: F811
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="chanlite.server")
+    server = chanlite_server(workers=0, wsgi_app=_bad_status)
+    status, headers, body = http_request(server, "GET", "/bad")
+    assert (status, headers["connection"], body) == (
+        500, "close", b"500 Internal Server Error\ninvalid response\n")
+    messages = [r.getMessage() for r in caplog.records if r.name == "chanlite.server"]
+    assert any(m.startswith("invalid WSGI response for /bad: invalid literal for int()")
+               for m in messages), messages
+
+
+def test_a_header_the_server_cannot_encode_gets_a_plain_500(chanlite_server):  # noqa: F811
+    import http.client
+
+    server = chanlite_server(workers=0, wsgi_app=_unencodable_header)
+    conn = http.client.HTTPConnection(*server.address[:2], timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert (response.status, response.reason, response.getheader("content-type"),
+                response.read()) == (500, "Internal Server Error", "text/plain",
+                                     b"Internal Server Error\n")
+    finally:
+        conn.close()
