@@ -160,6 +160,7 @@ MUTATION_MODULES = [
     "chanlite.layers.names", "chanlite.layers.codec", "chanlite.layers.memory",
     "chanlite.layers.base", "chanlite.ordering", "chanlite.sessions", "chanlite.routing",
     "chanlite.testing.websocket", "chanlite.server.ws_session", "chanlite.server.http_session",
+    "chanlite.server.http_wsgi",
 ]
 
 

@@ -269,7 +269,15 @@ class RoutingImportError(ImproperlyConfigured):
 
 
 def _failing_file(exc: BaseException) -> str | None:
-    """The last real source file in ``exc``'s traceback (not importlib's frames)."""
+    """The last real source file in ``exc``'s traceback (not importlib's frames).
+
+    A ``SyntaxError`` happens while compiling, before any frame of the broken
+    file runs: the traceback ends in importlib, and the file to fix is the
+    one the error names.
+    """
+    if isinstance(exc, SyntaxError) and exc.filename and not exc.filename.startswith("<"):
+        return exc.filename
+
     files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)
              if not frame.filename.startswith("<")]
     return files[-1] if files else None

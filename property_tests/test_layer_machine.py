@@ -312,7 +312,12 @@ class LayerMachine(RuleBasedStateMachine):
     def advance_to_a_deadline(self, data: st.DataObject) -> None:
         """Jump to exactly when a queued message or a group membership
         expires (the boundary where off-by-one expiry bugs live) and use it
-        right there: receive from that queue, or (often) send to that group."""
+        right there: receive from that queue, read its statistics, or send to
+        it; or (often) send to that group.
+
+        Each is a separate choice because each path drops expired messages on
+        its own (a receive first would hide a statistics or capacity path that
+        keeps a message alive at exactly its deadline, and the reverse)."""
         deadlines = sorted(
             {(m[3], "queue", q) for q, items in self.queues.items() for m in items}
             | {(added + GROUP_EXPIRY, "group", g)
@@ -328,7 +333,20 @@ class LayerMachine(RuleBasedStateMachine):
         assert self.clock() == deadline  # exact: both are near 1e6 (Sterbenz)
         event(f"advance: to a {kind} deadline")
         if kind == "queue":
-            self.check_received(self.layer.receive([name]), [name])
+            use = data.draw(st.sampled_from(["receive", "statistics", "send"]))
+            event(f"advance: then {use}")
+            if use == "receive":
+                self.check_received(self.layer.receive([name]), [name])
+            elif use == "statistics":
+                items = self.live(name)
+                stats = self.layer.channel_statistics(name)
+                assert stats["messages_pending"] == len(items), (
+                    f"{name!r} at {deadline}: {stats} but the model holds {len(items)} "
+                    "(a message is deliverable only while now < its expiry)"
+                )
+            else:  # the expired head must free its place in a full queue
+                channel = self.queues[name][0][1]  # non-empty: the deadline came from it
+                self._send(channel, None)
         elif data.draw(st.booleans()):
             self._send_group(name, None)
 

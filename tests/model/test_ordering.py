@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from chanlite.generic import WebsocketConsumer
+from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.ordering import ORDER_KEY, enforce_ordering, wait_channel_for
 from chanlite.routing import Router, route, route_class
 from chanlite.sessions import enforce_ordering as enforce_ordering_1x_path
@@ -231,3 +232,170 @@ def test_strict_ordering_class_consumer_with_a_worker_pool(layer):
     for reply in ("r!a", "r!b"):
         orders = [order for r, order in Ordered.log if r == reply]
         assert orders == list(range(1, frames + 1)), f"{reply} ran out of order: {orders}"
+
+
+# --- Behaviours the mutation run found unpinned (issue 20) -----------------
+
+WAIT_CHANNELS = "__chanlite.wait.*"
+
+
+def ordering_errors(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == "chanlite.ordering" and r.levelname == "ERROR"]
+
+
+def test_a_full_wait_channel_drop_is_logged_with_the_connection_and_capacity(caplog):
+    """The wait channel holds one message: the second early frame cannot park,
+    and the error says whose frame was dropped and the capacity to raise."""
+    layer = InMemoryChannelLayer(channel_capacity={WAIT_CHANNELS: 1})
+    seen = []
+
+    @enforce_ordering
+    def receive(message):
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(2))  # parked: the wait channel is now full
+    dispatch(layer, router, "websocket.receive", msg(3))  # cannot park
+    assert ordering_errors(caplog) == [
+        "dropping an out-of-order message of r!1: its wait channel is full (1 messages ahead "
+        "of a missing one); raise the layer capacity"
+    ]
+    dispatch(layer, router, "websocket.receive", msg(1))
+    pump(layer, router)
+    assert seen == [0, 1, 2], "only the dropped frame may be missing"
+
+
+def test_a_parked_message_that_cannot_be_parked_again_is_logged(caplog):
+    """Releasing drains the wait channel and parks back what may not run yet;
+    if another worker parked a frame in between and filled it, the frame that
+    could not go back is dropped with an error naming the connection."""
+    layer = InMemoryChannelLayer(channel_capacity={WAIT_CHANNELS: 1})
+    wait = wait_channel_for("r!1")
+    seen = []
+
+    @enforce_ordering
+    def receive(message):
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(3))  # parked behind 1 and 2
+    real_receive = layer.receive
+
+    def receive_then_another_worker_parks(channels, *args, **kwargs):
+        channel, content = real_receive(channels, *args, **kwargs)
+        if channels == [wait] and channel is None:
+            layer.send(wait, {**msg(4), "__chanlite_channel": "websocket.receive"})
+        return channel, content
+
+    layer.receive = receive_then_another_worker_parks
+    # releases: 3 must go back, but 4 took its place
+    dispatch(layer, router, "websocket.receive", msg(1))
+    layer.receive = real_receive
+    assert ordering_errors(caplog) == ["dropped a parked message of r!1: wait channel full"]
+    assert seen == [0, 1]
+
+
+def test_slight_parked_message_is_released_if_connect_ran_while_parking(layer, monkeypatch):
+    """The parking race under slight ordering: frame 2 finds the connection not
+    yet connected, connect finishes before 2 is parked; the re-check after
+    parking must use the slight rule (connected = anything runs)."""
+    seen = []
+
+    @enforce_ordering(slight=True)
+    def consumer(message):
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], consumer)])
+    real_send = layer.send
+
+    def send(channel, content):
+        if channel == wait_channel_for("r!1"):
+            session = session_for_reply_channel("r!1")
+            session[ORDER_KEY] = 1  # connect ran on "another worker" right now
+            session.save()
+            seen.append(0)
+        return real_send(channel, content)
+
+    monkeypatch.setattr(layer, "send", send)
+    dispatch(layer, router, "websocket.receive", msg(2))
+    monkeypatch.undo()
+    pump(layer, router)
+    assert seen == [0, 2], "frame 2 was stranded in the wait channel"
+
+
+def test_slight_connect_releases_every_parked_frame_at_once(layer):
+    """Under slight ordering everything may run once connected, so connect
+    requeues all waiting frames together (strict requeues one at a time)."""
+    @enforce_ordering(slight=True)
+    def consumer(message):
+        pass
+
+    router = Router([route(["websocket.connect", "websocket.receive"], consumer)])
+    dispatch(layer, router, "websocket.receive", msg(1))
+    dispatch(layer, router, "websocket.receive", msg(2))
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 2
+    dispatch(layer, router, "websocket.connect", msg(0))
+    assert layer.channel_statistics("websocket.receive")["messages_pending"] == 2
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 0
+
+
+def test_strict_release_requeues_only_the_next_frame(layer):
+    @enforce_ordering
+    def receive(message):
+        pass
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    for order in (3, 2):
+        dispatch(layer, router, "websocket.receive", msg(order))
+    dispatch(layer, router, "websocket.receive", msg(1))
+    assert layer.receive(["websocket.receive"], block=False)[1]["order"] == 2
+    assert layer.receive(["websocket.receive"], block=False) == (None, None)
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1
+
+
+def test_release_follows_the_session_as_the_consumer_left_it(layer):
+    """A consumer that empties its channel session resets the connection to
+    "not connected": a parked frame stays parked, as a new one would, and
+    releasing does not fail on the missing order."""
+    seen = []
+
+    @enforce_ordering(slight=True)
+    def consumer(message):
+        seen.append(message["order"])
+        if message["order"] == 0:
+            message.channel_session.clear()
+
+    router = Router([route(["websocket.connect", "websocket.receive"], consumer)])
+    dispatch(layer, router, "websocket.receive", msg(1))  # waits for connect
+    dispatch(layer, router, "websocket.connect", msg(0))
+    assert layer.channel_statistics("websocket.receive")["messages_pending"] == 0, (
+        "frame 1 was released although the session says the connection is not connected")
+    pump(layer, router)
+    assert seen == [0]
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1
+    dispatch(layer, router, "websocket.receive", msg(2))  # a new frame waits too
+    assert seen == [0]
+
+
+def test_a_released_message_goes_back_to_its_own_channel_without_the_marker(layer):
+    """A parked disconnect is requeued on websocket.disconnect (not on
+    websocket.receive), and the key remembering its channel is removed."""
+    seen = []
+
+    @enforce_ordering
+    def consumer(message):
+        seen.append((message.channel.name, message["order"], sorted(message.content)))
+
+    channels = ("websocket.connect", "websocket.receive", "websocket.disconnect")
+    router = Router([route(list(channels), consumer)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.disconnect", msg(2))  # before frame 1: waits
+    dispatch(layer, router, "websocket.receive", msg(1))
+    pump(layer, router, channels)
+    keys = ["order", "path", "reply_channel"]
+    assert seen == [("websocket.connect", 0, keys), ("websocket.receive", 1, keys),
+                    ("websocket.disconnect", 2, keys)]

@@ -27,6 +27,18 @@ def layer():
     return InMemoryChannelLayer()
 
 
+@pytest.fixture
+def empty_cache():
+    """The locmem cache outlives a test (and a whole pytest run when mutmut
+    runs pytest several times in one process): a session a test counts in it
+    must start from nothing."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def cookie_header(session_key):
     return [
         [b"host", b"testserver"],
@@ -62,7 +74,7 @@ def test_channel_session_needs_reply_channel(layer):
         dispatch(layer, router, "thumbnails", {})
 
 
-def test_channel_session_with_cache_engine_needs_no_database(layer, settings):
+def test_channel_session_with_cache_engine_needs_no_database(layer, settings, empty_cache):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
     router = Router([route("websocket.receive", count)])
     dispatch(layer, router, "websocket.receive", {"reply_channel": "r!cache", "text": ""})
@@ -70,7 +82,7 @@ def test_channel_session_with_cache_engine_needs_no_database(layer, settings):
     assert [layer.receive(["r!"])[1]["text"] for _ in range(2)] == ["1", "2"]
 
 
-def test_channel_session_engine_setting_and_signed_cookies_refused(layer, settings):
+def test_channel_session_engine_setting_and_signed_cookies_refused(layer, settings, empty_cache):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
     router = Router([route("websocket.receive", count)])
     with pytest.raises(ImproperlyConfigured, match="CHANNEL_SESSION_ENGINE"):
