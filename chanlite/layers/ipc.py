@@ -60,7 +60,7 @@ from ._ipc_registry import close_store, forget_store, open_store  # noqa: E402
 from ._ipc_segment import DEFAULT_MODE, remove_prefix  # noqa: E402
 from ._ipc_store import Store, name_key  # noqa: E402
 from .base import BaseChannelLayer  # noqa: E402
-from .names import MAX_NAME_LENGTH, queue_for_send  # noqa: E402
+from .names import MAX_NAME_LENGTH, queue_for_send, remember  # noqa: E402
 
 __all__ = [
     "DEFAULT_MEMORY",
@@ -202,13 +202,8 @@ class IPCChannelLayer(BaseChannelLayer):
     # ------------------------------------------------------------ helpers
 
     def _key(self, name: str) -> tuple[bytes, int]:
-        try:
-            return self._keys[name]
-        except KeyError:
-            if len(self._keys) > 10000:
-                self._keys.clear()
-            key = self._keys[name] = name_key(name)
-            return key
+        key = self._keys.get(name)
+        return key if key is not None else remember(self._keys, name, name_key(name), 10000)
 
     def _open(self) -> Store:
         """The store, or IPCError if this layer is closed."""
