@@ -163,7 +163,7 @@ class Host:
         self._side_lock = threading.Lock()
         self._side: Any = None
         self._side_pid = 0
-        self._all: weakref.WeakSet = weakref.WeakSet()  # for close()
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()  # for close()
         #: Reconnect bookkeeping for blocking receivers (see the layer).
         self.failures = 0
         self.retry_at = 0.0
@@ -362,7 +362,8 @@ class Host:
     def note_failure(self, backoff: float, backoff_max: float) -> float:
         """Record a failure; return the delay before the next attempt."""
         self.failures += 1
-        delay = min(backoff_max, backoff * 2 ** (self.failures - 1))
+        doubling: int = 2 ** (self.failures - 1)  # an int: failures >= 1 here
+        delay = min(backoff_max, backoff * doubling)
         self.retry_at = time.monotonic() + delay
         return delay
 
