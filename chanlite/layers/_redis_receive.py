@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+from collections.abc import Callable
 from typing import Any
 
 # The layer's logger: operators filter on one name for the whole layer.
@@ -58,10 +59,12 @@ class BlockingReceiveMixin:
     _network_errors: Any
     _role_changed: Any
     clock: Any
-    _parse: Any
-    _pop_now: Any
+    _parse: Callable[[str | bytes, bytes, float], tuple[str, bytes] | None]
+    _pop_now: Callable[[Any, list[str]], tuple[str, bytes] | None]
 
-    def _wait(self, groups: list[tuple[Any, list[str]]], deadline: float | None) -> Any:
+    def _wait(
+        self, groups: list[tuple[Any, list[str]]], deadline: float | None
+    ) -> tuple[str, bytes] | None:
         """Blocking receive: ``BLPOP`` on every host at once, until ``deadline``.
 
         With one host this is a single ``BLPOP`` round trip. With several,
@@ -136,7 +139,9 @@ class BlockingReceiveMixin:
             self._recovered(host)
         return replies
 
-    def _gather(self, started: list[tuple[Any, Any]], wait: float, replies: list) -> list:
+    def _gather(
+        self, started: list[tuple[Any, Any]], wait: float, replies: list[tuple[Any, Any]]
+    ) -> list[tuple[Any, Any]]:
         """Collect BLPOP replies for up to ``wait`` seconds; return the pending ones."""
         if len(started) != 1:
             return self._poll(started, time.monotonic() + wait, replies) if started else []
@@ -155,7 +160,9 @@ class BlockingReceiveMixin:
             self._failed(host, host.unavailable(exc))
         return []
 
-    def _poll(self, started: list[tuple[Any, Any]], end: float, replies: list) -> list:
+    def _poll(
+        self, started: list[tuple[Any, Any]], end: float, replies: list[tuple[Any, Any]]
+    ) -> list[tuple[Any, Any]]:
         """Wait on several BLPOP sockets (poll(): no FD_SETSIZE limit) until
         one delivers an item or ``end``; return the still pending ones."""
         pending = {conn._sock.fileno(): (host, conn) for host, conn in started}
@@ -182,7 +189,9 @@ class BlockingReceiveMixin:
                 break
         return list(pending.values())
 
-    def _tolerant_pop_now(self, groups: list[tuple[Any, list[str]]]) -> Any:
+    def _tolerant_pop_now(
+        self, groups: list[tuple[Any, list[str]]]
+    ) -> tuple[str, bytes] | None:
         now = time.monotonic()
         for host, keys in groups:
             if host.retry_at > now:

@@ -41,7 +41,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import redis_scripts as _scripts  # plain Lua text: no redis-py needed
 
@@ -54,6 +54,7 @@ from ._redis_receive import (  # noqa: F401
 )
 from .base import MAX_DROPPED, BaseChannelLayer
 from .redis_batch import BatchedReceiveMixin
+from .redis_crypto import MessageCipher  # cryptography itself is imported on use
 from .redis_groups import GroupSendMixin
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
@@ -145,11 +146,24 @@ class RedisChannelLayer(
             channel_capacity=channel_capacity,
             **base,
         )
+        # redis-py is the optional ``redis`` extra: this module must import
+        # without it (its own imports need none), so that constructing the
+        # layer is what fails, saying which extra to install.
         try:
-            from redis.exceptions import OutOfMemoryError, ResponseError
-            from redis.exceptions import TimeoutError as RedisTimeoutError
+            from redis.exceptions import (  # noqa: PLC0415 — optional extra
+                OutOfMemoryError,
+                ResponseError,
+            )
+            from redis.exceptions import (  # noqa: PLC0415 — optional extra
+                TimeoutError as RedisTimeoutError,
+            )
 
-            from .redis_hosts import NETWORK_ERRORS, HashRing, Host, role_changed
+            from .redis_hosts import (  # noqa: PLC0415 — imports redis-py
+                NETWORK_ERRORS,
+                HashRing,
+                Host,
+                role_changed,
+            )
         except ImportError as exc:  # redis-py missing
             raise ImportError(
                 "chanlite.layers.redis.RedisChannelLayer needs redis-py: "
@@ -180,8 +194,6 @@ class RedisChannelLayer(
         self.hosts = [host.url for host in self._hosts]
         self._cipher = None
         if symmetric_encryption_keys is not None:
-            from .redis_crypto import MessageCipher
-
             self._cipher = MessageCipher(symmetric_encryption_keys)
         #: Process-local delivery counters (see :meth:`delivery_statistics`).
         self._unreachable: dict[str, int] = {}
@@ -238,7 +250,9 @@ class RedisChannelLayer(
 
     def host_for_queue(self, queue: str) -> str:
         """The URL (password hidden) of the host holding ``queue`` (for ops/tests)."""
-        return self._hosts[self._ring.index_for(queue)].label
+        # Hosts are typed Any here: Host lives in redis_hosts, which this
+        # module may not import at top level (it needs redis-py).
+        return cast(str, self._hosts[self._ring.index_for(queue)].label)
 
     def _host_of(self, queue: str) -> Any:
         return self._hosts[self._ring.index_for(queue)]
@@ -248,7 +262,7 @@ class RedisChannelLayer(
 
     # encryption -------------------------------------------------------------
 
-    def encode(self, message: dict) -> bytes:
+    def encode(self, message: dict[str, Any]) -> bytes:
         """Validate, encode and (with ``symmetric_encryption_keys``) seal."""
         data = super().encode(message)
         return data if self._cipher is None else self._cipher.seal(data)
@@ -283,7 +297,8 @@ class RedisChannelLayer(
 
     # sending ----------------------------------------------------------------
 
-    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int) -> bool:
+    def _push(self, queue: str, channel: str, data: bytes, expires: float, capacity: int,
+              now: float) -> bool:
         item = f"{expires!r}|{'' if channel == queue else channel}|".encode() + data
         host = self._hosts[0] if len(self._hosts) == 1 else self._host_of(queue)
         keys: tuple[str, ...] = (self._qprefix + queue, self._full_key)
@@ -291,14 +306,14 @@ class RedisChannelLayer(
         if queue[-1] == "!":  # buffered items of its reader count too
             keys += (self._hprefix + queue,)
             if self._reported:
-                before = self._held_fixes((queue,), expires - self.expiry)
+                before = self._held_fixes((queue,), now)
         try:
-            return host.run(
+            queued: int = host.run(  # PUSH returns 1 if queued, 0 if refused as full
                 _scripts.PUSH, keys,
-                (item, repr(expires - self.expiry), capacity, self._queue_ttl, queue,
-                 self._full_ttl),
+                (item, repr(now), capacity, self._queue_ttl, queue, self._full_ttl),
                 before,
-            ) == 1
+            )
+            return queued == 1
         except self._out_of_memory as exc:
             # Back-pressure like a full channel (an interface server answers
             # 503), with the reason: the whole server is full, not the channel.
@@ -325,7 +340,7 @@ class RedisChannelLayer(
     def _parse(self, key: str | bytes, item: bytes, now: float) -> tuple[str, bytes] | None:
         """``(channel, data)`` of a popped item, or None if it has expired
         (or is not an item a layer wrote: that is logged and dropped)."""
-        if type(key) is bytes:
+        if isinstance(key, bytes):  # (redis-py returns exactly bytes)
             key = key.decode()
         try:
             expires, channel, data = item.split(b"|", 2)
@@ -456,14 +471,21 @@ class RedisChannelLayer(
 
     def __repr__(self) -> str:
         hosts = ", ".join(host.label for host in self._hosts)
-        return f"<{type(self).__name__} prefix={self.prefix!r} hosts=[{hosts}] expiry={self.expiry}>"
+        return (
+            f"<{type(self).__name__} prefix={self.prefix!r} hosts=[{hosts}] "
+            f"expiry={self.expiry}>"
+        )
 
 
 def __getattr__(name: str) -> Any:
     # ``chanlite.layers.redis.RedisSentinelChannelLayer`` works too (asgi_redis
     # exported both layers from one module); it lives in its own module.
     if name == "RedisSentinelChannelLayer":
-        from .redis_sentinel import RedisSentinelChannelLayer
+        # redis_sentinel imports this module: importing it here on first
+        # use (not at top level) is what keeps the two out of a circle.
+        from .redis_sentinel import (  # noqa: PLC0415 — it imports this module
+            RedisSentinelChannelLayer,
+        )
 
         return RedisSentinelChannelLayer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,6 +44,7 @@ import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import redis_scripts as _scripts
@@ -79,7 +80,7 @@ class BatchedReceiveMixin:
     _qprefix: str
     _queue_ttl: int
     _host_of: Any
-    _pop_now: Any
+    _pop_now: Callable[[Any, list[str]], tuple[str, bytes] | None]
 
     def _init_batching(self, prefix: str, receive_batch: int) -> None:
         if type(receive_batch) is not int or receive_batch < 1:

@@ -38,7 +38,10 @@ import itertools
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # cryptography is an optional extra: only for the checker here
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["MessageCipher"]
 
@@ -64,8 +67,13 @@ class MessageCipher:
                     f"not {type(key).__name__}"
                 )
         try:
-            from cryptography.exceptions import InvalidTag
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            # cryptography is the optional ``redis-crypto`` extra: the Redis
+            # layer imports this module without it and only a layer given
+            # keys needs it, so that one says which extra to install.
+            from cryptography.exceptions import InvalidTag  # noqa: PLC0415 — optional extra
+            from cryptography.hazmat.primitives.ciphers.aead import (  # noqa: PLC0415 — optional extra
+                AESGCM,
+            )
         except ImportError as exc:
             raise ImportError(
                 "symmetric_encryption_keys needs the cryptography package: "
@@ -73,7 +81,7 @@ class MessageCipher:
             ) from exc
         self._invalid: type[Exception] = InvalidTag
         #: key id -> AESGCM, for opening; the first key seals.
-        self._openers: dict[bytes, Any] = {}
+        self._openers: dict[bytes, AESGCM] = {}
         for key in keys:
             secret = self.derive(key)
             self._openers.setdefault(self.key_id(secret), AESGCM(secret))

@@ -20,6 +20,7 @@ Members are pushed grouped by queue: the members of one process share its
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import redis_scripts as _scripts
@@ -94,6 +95,15 @@ class GroupSendMixin:
     _skips: Any
 
     def _init_groups(self) -> None:
+        # redis-py is the optional ``redis`` extra and this module is imported
+        # (by chanlite.layers.redis) without it; the layer calls this only
+        # once it found redis-py, so these imports cannot fail here.
+        from redis.exceptions import NoScriptError  # noqa: PLC0415 — optional extra
+
+        from .redis_hosts import pack  # noqa: PLC0415 — imports redis-py
+
+        self._no_script: type[Exception] = NoScriptError
+        self._pack: Callable[[Sequence[Any]], bytes] = pack
         #: group -> (version, Plan) as last fetched by this layer object.
         self._group_plans: dict[str, tuple[bytes, Plan]] = {}
 
@@ -127,7 +137,7 @@ class GroupSendMixin:
 
     # sending ----------------------------------------------------------------
 
-    def send_group(self, group: str, message: dict) -> None:
+    def send_group(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every member; full members are skipped.
 
         Skipped members are counted (``channel_full_count``) and logged as a
@@ -143,27 +153,28 @@ class GroupSendMixin:
         skipped = None
         if cached is not None:
             plan = cached[1]
-            skipped = self._push_group(group, cached, data, expires, cutoff)
+            skipped = self._push_group(group, cached, data, expires, cutoff, now)
         if skipped is None:
             version, members = self._members_versioned(group, cutoff)
             plan = Plan(self, members)
             if len(self._group_plans) >= PLAN_CACHE_LIMIT:
                 self._group_plans.clear()
             self._group_plans[group] = (version, plan)
-            skipped = self._push_plan(plan, data, expires) if members else 0
+            skipped = self._push_plan(plan, data, expires, now) if members else 0
         if skipped:
             self._skips.note(skipped, f"group {group!r}, {skipped} of {plan.members}")
 
-    def _push_many(self, channels: list[str], data: bytes, expires: float) -> int:
+    def _push_many(self, channels: list[str], data: bytes, expires: float, now: float) -> int:
         """The base class's hook: push to ``channels``, one script per host."""
-        return self._push_plan(Plan(self, channels), data, expires)
+        return self._push_plan(Plan(self, channels), data, expires, now)
 
-    def _push_args(self, data: bytes, expires: float) -> list[Any]:
-        return [data, repr(expires - self.expiry), self._queue_ttl, self._full_ttl,
+    def _push_args(self, data: bytes, expires: float, now: float) -> list[Any]:
+        return [data, repr(now), self._queue_ttl, self._full_ttl,
                 repr(expires), len(self._qprefix), self._hprefix]
 
     def _push_group(
-        self, group: str, cached: tuple[bytes, Plan], data: bytes, expires: float, cutoff: float
+        self, group: str, cached: tuple[bytes, Plan], data: bytes, expires: float,
+        cutoff: float, now: float,
     ) -> int | None:
         """``PUSH_GROUP`` with the cached plan (one host); None if stale."""
         version, plan = cached
@@ -173,10 +184,9 @@ class GroupSendMixin:
             queues: list[str] = []
         else:
             keys, args, queues = plan.hosts[0]
-        before = self._held_fixes(queues, expires - self.expiry) if self._reported else []
+        before = self._held_fixes(queues, now) if self._reported else []
         host = self._hosts[0]
-        from .redis_hosts import NoScriptError, pack
-
+        pack, no_script = self._pack, self._no_script
         if plan.packed is None:
             all_keys = [*self._group_keys(group), *keys]
             head = pack(("EVALSHA", _scripts.PUSH_GROUP.sha, len(all_keys), *all_keys))
@@ -184,13 +194,13 @@ class GroupSendMixin:
             plan.packed = (3 + len(all_keys) + len(args),
                            head[head.index(b"\r\n") + 2:], tail[tail.index(b"\r\n") + 2:])
         count, head, tail = plan.packed
-        middle = pack((repr(cutoff), version, *self._push_args(data, expires)))
+        middle = pack((repr(cutoff), version, *self._push_args(data, expires, now)))
         middle = middle[middle.index(b"\r\n") + 2:]
         command = b"*%d\r\n%b%b%b" % (count + 9, head, middle, tail)
         try:
             try:
                 result = int(host.execute_packed(before, command))
-            except NoScriptError:  # nothing ran: load it and run again
+            except no_script:  # nothing ran: load it and run again
                 host.execute("SCRIPT", "LOAD", _scripts.PUSH_GROUP.body)
                 result = int(host.execute_packed((), command))
         except (self._out_of_memory, self.RedisUnavailable) as exc:
@@ -200,12 +210,12 @@ class GroupSendMixin:
             return None
         return result
 
-    def _push_plan(self, plan: Plan, data: bytes, expires: float) -> int:
-        head = self._push_args(data, expires)
+    def _push_plan(self, plan: Plan, data: bytes, expires: float, now: float) -> int:
+        head = self._push_args(data, expires, now)
         skipped = 0
         for index, (keys, args, queues) in plan.hosts.items():
             host = self._hosts[index]
-            before = self._held_fixes(queues, expires - self.expiry) if self._reported else []
+            before = self._held_fixes(queues, now) if self._reported else []
             try:
                 skipped += int(host.run(_scripts.PUSH_MANY, keys, [*head, *args], before))
             except (self._out_of_memory, self.RedisUnavailable) as exc:

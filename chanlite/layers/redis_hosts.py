@@ -33,6 +33,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .names import remember
 from .redis_scripts import Script
 
 __all__ = ["HashRing", "Host", "safe_label", "NETWORK_ERRORS", "role_changed"]
@@ -90,6 +91,11 @@ def pack(args: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+#: Names per ring whose host is remembered (see ``names.remember``): a hit
+#: skips hashing the name; only ever-new reply channels fill it.
+_RING_CACHE_LIMIT = 20000
+
+
 def _point(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
@@ -126,11 +132,8 @@ class HashRing:
         except KeyError:
             pass
         position = bisect.bisect_left(self._keys, _point(name))
-        index = self._owners[position % len(self._keys)]
-        if len(self._cache) > 20000:
-            self._cache.clear()
-        self._cache[name] = index
-        return index
+        return remember(self._cache, name, self._owners[position % len(self._keys)],
+                        _RING_CACHE_LIMIT)
 
 
 class Host:
@@ -163,7 +166,7 @@ class Host:
         self._side_lock = threading.Lock()
         self._side: Any = None
         self._side_pid = 0
-        self._all: weakref.WeakSet = weakref.WeakSet()  # for close()
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()  # for close()
         #: Reconnect bookkeeping for blocking receivers (see the layer).
         self.failures = 0
         self.retry_at = 0.0
@@ -362,7 +365,8 @@ class Host:
     def note_failure(self, backoff: float, backoff_max: float) -> float:
         """Record a failure; return the delay before the next attempt."""
         self.failures += 1
-        delay = min(backoff_max, backoff * 2 ** (self.failures - 1))
+        doubling: int = 2 ** (self.failures - 1)  # an int: failures >= 1 here
+        delay = min(backoff_max, backoff * doubling)
         self.retry_at = time.monotonic() + delay
         return delay
 

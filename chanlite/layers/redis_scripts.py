@@ -119,7 +119,9 @@ local function push_queues(full, k0, a0)
     for k = 1, count do items[k] = head .. ARGV[a + 1 + k] .. '|' .. data end
     -- Push first and undo when over capacity: the common case is one call.
     local n = 0
-    for j = 1, count, 1000 do n = redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, count))) end
+    for j = 1, count, 1000 do
+      n = redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, count)))
+    end
     if n > capacity then
       redis.call('RPOP', key, count)
       n = drop_expired(key, n - count, now)

@@ -84,9 +84,15 @@ def _service_names(names: Any) -> list[str]:
 
 def _sentinel_host_class() -> type:
     """``SentinelHost``, defined on first use (it needs redis-py)."""
-    from redis.exceptions import ReadOnlyError, ResponseError
+    # redis-py is the optional ``redis`` extra: this module must import
+    # without it (``chanlite.layers.redis`` re-exports the layer), so that
+    # constructing the layer is what fails, saying which extra to install.
+    from redis.exceptions import (  # noqa: PLC0415 — optional extra
+        ConnectionError as RedisConnectionError,
+    )
+    from redis.exceptions import ReadOnlyError, ResponseError  # noqa: PLC0415 — optional extra
 
-    from .redis_hosts import NETWORK_ERRORS, Host
+    from .redis_hosts import NETWORK_ERRORS, Host  # noqa: PLC0415 — imports redis-py
 
     class SentinelHost(Host):
         """A shard whose address is the current master of a Sentinel service."""
@@ -111,7 +117,7 @@ def _sentinel_host_class() -> type:
             self._discovered_at = 0.0
 
         @property
-        def label(self) -> str:  # type: ignore[override]
+        def label(self) -> str:
             where = "unknown" if self.master is None else f"{self.master[0]}:{self.master[1]}"
             return f"Sentinel service {self.service!r} (master {where})"
 
@@ -160,8 +166,6 @@ def _sentinel_host_class() -> type:
             conn.send_command("ROLE")
             role = conn.read_response()[0]
             if role != b"master":
-                from redis.exceptions import ConnectionError as RedisConnectionError
-
                 conn.disconnect()
                 raise RedisConnectionError(
                     f"{conn.host}:{conn.port} is a {role.decode()} now, not the master of "
@@ -263,9 +267,11 @@ class RedisSentinelChannelLayer(RedisChannelLayer):
         self.service_names = self._sentinel_setup[1]
 
     def _make_hosts(self, hosts: Any, options: dict[str, Any], host_class: Any) -> list[Any]:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-        from redis.sentinel import Sentinel
+        # redis-py: optional, see _sentinel_host_class (RedisChannelLayer's
+        # constructor checked it is installed before calling this).
+        from redis.backoff import NoBackoff  # noqa: PLC0415 — optional extra
+        from redis.retry import Retry  # noqa: PLC0415 — optional extra
+        from redis.sentinel import Sentinel  # noqa: PLC0415 — optional extra
 
         addresses, names, sentinel_kwargs, min_others, refresh = self._sentinel_setup
         timeout = options.get("socket_connect_timeout", 5.0)
@@ -276,7 +282,8 @@ class RedisSentinelChannelLayer(RedisChannelLayer):
             "retry": Retry(NoBackoff(), 0),
             **sentinel_kwargs,
         }
-        self._sentinel = Sentinel(
+        # redis-py's Sentinel.__init__ has no annotations.
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
             addresses, min_other_sentinels=min_others, sentinel_kwargs=sentinel_kwargs
         )
         cls = _sentinel_host_class()
