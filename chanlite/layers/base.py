@@ -18,8 +18,6 @@ toward the capacity of ``"a!"``.
 from __future__ import annotations
 
 import fnmatch
-import functools
-import inspect
 import itertools
 import logging
 import re
@@ -109,18 +107,6 @@ def _check_positive_number(what: str, value: Any) -> None:
     if type(value) not in (int, float) or not value > 0:
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
 
-
-
-def _without_now(hook: Callable[..., Any]) -> Callable[..., Any]:
-    """TEMPORARY (see ``BaseChannelLayer.__init_subclass__``): a storage hook
-    written before hooks were handed ``now``, called without it."""
-    with_now = hook.__code__.co_argcount  # self + the old arguments + now
-
-    @functools.wraps(hook)
-    def adapted(self: Any, *args: Any) -> Any:
-        return hook(self, *args[:-1]) if len(args) == with_now else hook(self, *args)
-
-    return adapted
 
 
 class BaseChannelLayer:
@@ -502,16 +488,6 @@ class BaseChannelLayer:
             if not self._push(queue, channel, data, expires, self.capacity_for(queue), now):
                 skipped += 1
         return skipped
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # TEMPORARY: owned by parallel branch; lead removes after merge. The
-        # IPC and Redis layers' hooks predate ``now`` (they are restructured
-        # on other branches); adapt them here until they take it.
-        for name in ("_push", "_push_many"):
-            hook = cls.__dict__.get(name)
-            if hook is not None and "now" not in inspect.signature(hook).parameters:
-                setattr(cls, name, _without_now(hook))
 
     def _receive(
         self, queues: list[str], block: bool, timeout: float | None

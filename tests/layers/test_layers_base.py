@@ -342,21 +342,3 @@ def test_storage_hooks_get_the_clock_reading_itself_not_one_recomputed_from_expi
     assert seen == [("push", 0.1, 0.1 + 0.2), ("push_many", 0.1, 0.1 + 0.2)]
     assert layer.receive(["a", "b"]) == ("a", {"n": 1})
     assert layer.receive(["a", "b"]) == ("b", {"n": 2})
-
-
-def test_hooks_written_before_now_was_passed_still_work():
-    # TEMPORARY: owned by parallel branch; lead removes after merge (with
-    # BaseChannelLayer.__init_subclass__'s adapter, once the IPC and Redis
-    # layers' hooks take ``now``).
-    calls = []
-
-    class Legacy(InMemoryChannelLayer):
-        def _push(self, queue, channel, data, expires, capacity):
-            calls.append(("push", expires))
-            return super()._push(queue, channel, data, expires, capacity, expires - self.expiry)
-
-    layer = Legacy(clock=FakeClock(0.0))
-    layer.send("a", {"n": 1})
-    layer._push("a", "a", layer.encode({"n": 2}), 60.0, 100)  # old-style caller
-    assert calls == [("push", 60.0), ("push", 60.0)]
-    assert [layer.receive(["a"])[1] for _ in range(2)] == [{"n": 1}, {"n": 2}]
