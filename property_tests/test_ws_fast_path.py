@@ -60,8 +60,9 @@ def pongs_sent(data: bytes) -> list[Any]:
             for e in client.events() if type(e) in (Pong, CloseConnection)]
 
 
-def by_core(chunks: list[bytes]) -> tuple[list[Any], list[Any]]:
-    core = WebSocketCore(max_message_size=NO_LIMIT)
+def by_core(chunks: list[bytes], core: WebSocketCore | None = None
+            ) -> tuple[list[Any], list[Any]]:
+    core = core or WebSocketCore(max_message_size=NO_LIMIT)
     seen: list[Any] = []
     for chunk in chunks:
         for event in core.receive(chunk):
@@ -114,7 +115,15 @@ def test_valid_traffic_same_as_wsproto(events, close, points):
        st.lists(st.integers(min_value=0), max_size=4))
 def test_traffic_with_arbitrary_bytes_same_as_wsproto(events, garbage, points):
     chunks = cut(wire(events, None) + garbage, points)
-    core, reference = by_core(chunks), by_wsproto(chunks)
+    ws = WebSocketCore(max_message_size=NO_LIMIT)
+    core, reference = by_core(chunks, ws), by_wsproto(chunks)
+    if reference[0][-1:] == [("closed", 1007)] and core[0] == reference[0][:-1]:
+        # The one deliberate difference: wsproto checks a text fragment's
+        # UTF-8 while its frame is still arriving; the core hands wsproto
+        # whole frames, so it fails with the same 1007 once the frame is
+        # complete. Only an incomplete frame may be left waiting.
+        assert ws._buf, "the core missed invalid UTF-8 in a complete frame"
+        return
     assert core[0] == reference[0]
     # Pongs answered before the error are the same; after a parse error wsproto
     # itself sent the close frame (the core does it through wsproto too).

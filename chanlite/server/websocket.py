@@ -46,7 +46,7 @@ _SENDABLE_CODES = frozenset(
 _FIN = 0x80
 _RSV = 0x70
 _MASKED = 0x80
-_TEXT, _BINARY = int(Opcode.TEXT), int(Opcode.BINARY)
+_CONTINUATION, _TEXT, _BINARY = int(Opcode.CONTINUATION), int(Opcode.TEXT), int(Opcode.BINARY)
 _CLOSE, _PONG = int(Opcode.CLOSE), int(Opcode.PONG)
 _FIN_TEXT, _FIN_BINARY = _FIN | _TEXT, _FIN | _BINARY
 _MAX_CONTROL_PAYLOAD = 125
@@ -129,7 +129,7 @@ class WebSocketCore:
 
     __slots__ = (
         "ws", "max_message_size", "_parts", "_size", "_text", "_out", "closed",
-        "_buf", "_mid", "more",
+        "_buf", "_mid", "_failing", "more",
     )
 
     def __init__(self, max_message_size: int = 1024 * 1024):
@@ -142,6 +142,9 @@ class WebSocketCore:
         self.closed: Closed | None = None
         self._buf = b""  # an incomplete frame waiting for more bytes
         self._mid = False  # wsproto is inside a fragmented message
+        # A header with a protocol error went to wsproto, which may need more
+        # bytes to say so (its payload): from then on every byte goes there.
+        self._failing = False
         #: the last receive() stopped at ``max_messages``: call receive(b"") for more
         self.more = False
 
@@ -179,10 +182,13 @@ class WebSocketCore:
             return []
         if data is None:
             return self._finish(CloseReason.ABNORMAL_CLOSURE, "connection dropped")
+        events: list[WSEvent] = []
+        if self._failing:
+            self._slow(data, events)
+            return events
         if self._buf:
             data = bytes(self._buf) + data
             self._buf = b""
-        events: list[WSEvent] = []
         pos, n = 0, len(data)
         budget = -1 if max_messages is None else max_messages
         while n - pos >= 2:
@@ -191,6 +197,19 @@ class WebSocketCore:
                 break
             b0, b1 = data[pos], data[pos + 1]
             length, head = b1 & 0x7F, 2
+            opcode = b0 & 0x0F
+            # Checked on the first two bytes, as wsproto does: a protocol error
+            # in the header fails at once, before any extended length arrives
+            # (a control frame's 7-bit length above 125 is the 126/127 marker).
+            if (b0 & _RSV or not b1 & _MASKED or opcode > _PONG or _BINARY < opcode < _CLOSE
+                    or (opcode >= _CLOSE and (length > _MAX_CONTROL_PAYLOAD or not b0 & _FIN))
+                    # a continuation outside a fragmented message, or a new
+                    # message inside one
+                    or (opcode <= _BINARY and (opcode == _CONTINUATION) != self._mid)):
+                # A protocol error in the header: let wsproto name it (1002).
+                self._failing = True
+                self._slow(data[pos:], events)
+                return events
             if length == 126:
                 if n - pos < 4:
                     break
@@ -199,13 +218,6 @@ class WebSocketCore:
                 if n - pos < 10:
                     break
                 length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            opcode = b0 & 0x0F
-            if b0 & _RSV or not b1 & _MASKED or opcode > _PONG or _BINARY < opcode < _CLOSE or (
-                opcode >= _CLOSE and length > _MAX_CONTROL_PAYLOAD
-            ):
-                # A protocol error in the header: let wsproto name it (1002).
-                self._slow(data[pos:], events)
-                return events
             if length > self.max_message_size:
                 return self.close(CloseReason.MESSAGE_TOO_BIG,
                                   f"message above {self.max_message_size} bytes", fatal=True)

@@ -99,6 +99,25 @@ def test_unmasked_client_frame_is_protocol_error_1002():
     assert client_events(cli, core.data_to_send())[0].code == 1002
 
 
+@pytest.mark.parametrize("header", [
+    b"\x03\xfe",  # a reserved opcode, before its extended length arrives
+    b"\x08\x80",  # a close frame without FIN (control frames are never fragmented)
+])
+def test_a_header_error_fails_on_its_first_two_bytes(header):
+    # As wsproto does: no waiting for the rest of a frame that is already wrong.
+    events = WebSocketCore().receive(header)
+    assert [(type(e), e.code) for e in events] == [(Closed, 1002)]
+
+
+def test_a_header_error_wsproto_sees_only_with_its_payload_still_closes():
+    # A continuation with no message to continue: wsproto says so only once
+    # the payload starts, which arrives in a later read; it must reach it.
+    core = WebSocketCore()
+    assert core.receive(b"\x00\x81\x00\x00\x00\x00") == []
+    events = core.receive(b"x")
+    assert [(type(e), e.code) for e in events] == [(Closed, 1002)]
+
+
 def test_invalid_utf8_is_1007():
     core, cli = WebSocketCore(), client()
     events = core.receive(cli.send(BytesMessage(data=b"\xff")).replace(b"\x82", b"\x81", 1))
