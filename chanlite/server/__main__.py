@@ -18,6 +18,7 @@ SIGTERM or Ctrl-C stops gracefully (stop accepting, close WebSockets with
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -205,12 +206,39 @@ def main(argv: list[str] | None = None) -> int:
             from exc
     server.install_signal_handlers()
     log.info("%s", server.banner(args.application))
+    _tune_collector()
 
     with embedded_delay(layer, workers=workers, enabled=not args.nodelay):
         server.serve_forever()
     if server.failure:
         raise SystemExit(f"chanlite serve: stopped because {server.failure}")
     return 0
+
+
+def _tune_collector() -> None:
+    """Make the cyclic garbage collector's cost independent of how many
+    connections are open (only this command owns the process, so only it
+    decides; an embedding application keeps its own settings).
+
+    Every open WebSocket is ~40 long-lived objects. With CPython's default
+    thresholds (700, 10, 10) the collector ran 9 full collections while
+    19,000 WebSockets opened, each walking every object in the process:
+    2.0-3.1 s of GC, 100-160 µs per handshake, a third of the server's
+    CPU. Two changes, both leaving the collector on for everything:
+
+    - ``gc.freeze()``: what is alive now (Django, the project, the
+      routing) lives as long as the process; full collections stop
+      walking it.
+    - young collections every 10,000 allocations instead of 700 (unless
+      set higher already): fewer objects survive into older generations
+      while a burst of connections opens, so the full collections they
+      trigger stop (0 instead of 9 for 19,000 WebSockets; GC time
+      0.95-1.15 s). Cyclic garbage is still found, a few thousand
+      allocations later.
+    """
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, 10_000), middle, old)
 
 
 def _load_router_or_exit(layer: Any) -> Any:

@@ -183,7 +183,9 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self.host.loop.remove(self.sock)
+        if self._interest:  # else already unregistered (paused, EOF): a selector's
+            # KeyError for an unknown socket formats its repr (two syscalls), ~7 µs
+            self.host.loop.remove(self.sock)
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
