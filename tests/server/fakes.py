@@ -145,6 +145,8 @@ class FakeHost:
         self.wsgi_jobs: list[tuple[Any, RequestHead, SpooledBody]] = []
         self.access_lines: list[tuple[Any, ...]] = []
         self.closed: list[Connection] = []
+        self.origins_checked: list[tuple[bytes | None, str]] = []  # (Origin, path) asked about
+        self.refusals_asked: list[dict[str, Any]] = []  # websocket.connect messages checked
 
     # --- SessionHost
     def outbox(self, owner: Owner) -> Outbox:
@@ -169,9 +171,11 @@ class FakeHost:
         self.access_lines.append(("LIMIT", text % args))
 
     def origin_allowed(self, origin: bytes | None, head: RequestHead) -> bool:
+        self.origins_checked.append((origin, head.path))
         return self.origin_ok
 
     def websocket_refusal(self, content: dict[str, Any]) -> str | None:
+        self.refusals_asked.append(content)
         return self.refusal
 
     def connect_timeout_reason(self) -> str:

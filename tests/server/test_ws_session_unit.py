@@ -213,3 +213,145 @@ def test_a_client_leaving_before_the_connect_was_sent_gets_no_disconnect():
     assert session.state is WSState.CLOSED and not session.outbox.blocked
     assert host.received("websocket.connect") is None
     assert host.received("websocket.disconnect") is None
+
+
+# --- What the session tells the consumer and the host (pinned by mutation testing, #20)
+
+
+def test_connect_message_carries_the_request_and_the_host_is_asked_about_it(host):
+    client, session, connect = handshake(host)
+    assert connect["headers"][0] == [b"host", b"example.com"]
+    assert [b"origin", b"http://example.com"] in connect["headers"]
+    assert connect["root_path"] == "" and connect["scheme"] == "ws"
+    assert connect["client"] == ["10.0.0.1", 50000]
+    assert connect["server"] == ["127.0.0.1", 8000]
+    assert host.origins_checked == [(b"http://example.com", "/ws/chat/")]
+    assert host.refusals_asked == [connect]
+
+
+def test_connect_scheme_is_wss_behind_a_trusted_https_proxy():
+    host = FakeHost(proxy_headers=True, trusted_proxies=["*"], root_path="/app", **CONFIG)
+    client = host.connect()
+    client.send(UPGRADE.replace(b"\r\n\r\n", b"\r\nX-Forwarded-Proto: https\r\n\r\n"))
+    connect = host.received("websocket.connect")
+    assert (connect["scheme"], connect["root_path"]) == ("wss", "/app")
+
+
+def test_a_draining_server_refuses_a_handshake_503_and_tells_nobody(host):
+    host.draining = True
+    client, session, connect = handshake(host)
+    assert connect is None and client.written().startswith(b"HTTP/1.1 503 ")
+    assert host.origins_checked == [] and client.conn.closed
+
+
+def test_refusals_say_why_in_the_log(host, caplog):
+    host.origin_ok = False
+    handshake(host)
+    assert "WebSocket to /ws/chat/ rejected: origin http://example.com not allowed" in caplog.text
+    assert "CHANLITE_SERVER['allowed_origins']" in caplog.text
+    host.origin_ok, host.refusal = True, "no route for it"
+    handshake(host)
+    assert "WebSocket /ws/chat/ rejected (403): no route for it" in caplog.text
+
+
+def test_a_connect_too_large_for_the_layer_is_refused_503(caplog):
+    host = FakeHost(layer=InMemoryChannelLayer(max_message_size=200), **CONFIG)
+    client, session, connect = handshake(host)
+    assert connect is None and client.written().startswith(b"HTTP/1.1 503 ")
+    assert "cannot send websocket.connect for /ws/chat/ (" in caplog.text
+    assert "): refusing with 503" in caplog.text
+
+
+@pytest.mark.parametrize("reply", [{"close": 4000}, {"close": 3001}])
+def test_an_integer_close_before_the_101_rejects_403(host, reply):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], reply)
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert session.state is WSState.CLOSED
+
+
+@pytest.mark.parametrize("first", [{"text": "last words"}, {"bytes": b"last"}, {"accept": True}])
+def test_an_integer_close_with_data_or_accept_accepts_then_closes(host, first):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {**first, "close": 4000})
+    data = client.written()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    ws = WSClient(ConnectionType.CLIENT)
+    got = frames(ws, data[data.index(b"\r\n\r\n") + 4:])
+    assert isinstance(got[-1], CloseConnection) and got[-1].code == 4000
+    expected = [TextMessage(data="last words")] if "text" in first else \
+        [BytesMessage(data=b"last")] if "bytes" in first else []
+    assert got[:-1] == expected
+
+
+def test_an_integer_close_on_an_open_socket_is_a_close_frame(host):
+    client, session, ws = opened(host)
+    assert host.reply(session.reply_channel, {"close": 4001})
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == 4001
+
+
+def test_an_invalid_handshake_reply_rejects_403_at_once_and_says_why(host, caplog):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {"accept": True, "txt": "typo"})
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert (f"invalid reply to the WebSocket handshake for /ws/chat/ on {session.reply_channel}: "
+            "unknown keys ['txt']") in caplog.text
+    assert "rejecting with 403" in caplog.text
+
+
+def test_an_invalid_send_on_an_open_socket_is_logged_and_dropped(host, caplog):
+    client, session, ws = opened(host)
+    assert host.reply(session.reply_channel, {"txt": "typo"})
+    assert client.written() == b"" and session.state is WSState.OPEN
+    assert f"invalid websocket.send on {session.reply_channel}: unknown keys ['txt']" in caplog.text
+
+
+def test_a_reply_that_neither_accepts_nor_rejects_waits(host):
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], {"accept": None})
+    assert client.written() == b"" and session.state is WSState.CONNECTING
+    assert set(session.timers) == {WSTimer.CONNECT}
+
+
+@pytest.mark.parametrize("key", ["text", "bytes"])
+def test_envelope_size_is_what_the_largest_receive_adds_to_its_payload(key):
+    from chanlite.layers import codec
+    from chanlite.server.ws_session import envelope_size
+    payload = "x" * 70000 if key == "text" else b"x" * 70000  # str32 / bin32 headers
+    message = {key: payload, "reply_channel": "websocket.reply!abc", "path": "/p/",
+               "order": 2**63 - 1}
+    extra = len(codec.encode(message)) - 70000
+    # "bytes" is one letter longer than "text": the bytes envelope is the larger.
+    assert extra == envelope_size("websocket.reply!abc", "/p/") - (key == "text")
+
+
+def test_the_default_message_limit_is_what_the_layer_can_carry():
+    from chanlite.server.ws_session import envelope_size
+    host = FakeHost(layer=InMemoryChannelLayer(max_message_size=4096), **CONFIG)
+    client, session, ws = opened(host)
+    room = 4096 - envelope_size(session.reply_channel, "/ws/chat/")
+    assert session.message_limit() == room
+    client.send(ws.send(TextMessage(data="x" * room)))
+    assert len(host.received("websocket.receive")["text"]) == room
+    client.send(ws.send(TextMessage(data="x" * (room + 1))))
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.MESSAGE_TOO_BIG
+
+
+def test_a_pong_timeout_while_back_pressure_stops_reading_waits_again():
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = FakeHost(layer=layer, backpressure_timeout=60.0, **CONFIG)
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="a")) + ws.send(TextMessage(data="b")))
+    assert session.outbox.blocked
+    host.loop.advance(10.0)  # ping
+    client.written()
+    host.loop.advance(5.0)  # pong timeout: the pong may be unread behind the full channel
+    assert session.state is WSState.OPEN and WSTimer.PONG in session.timers
+    assert client.written() == b""
+    assert host.received("websocket.receive")["text"] == "a"
+    host.loop.run_ready()  # room again: "b" goes out, reading resumes
+    assert not session.outbox.blocked
+    host.loop.advance(5.0)  # still no pong, nothing blocked: close 1011
+    assert session.state is WSState.CLOSED
