@@ -175,3 +175,82 @@ def test_an_upgrade_hands_the_connection_to_a_websocket_session(host):
     # The HTTP part ended: its answered consumer request hears http.disconnect.
     assert host.received("http.disconnect") == {"reply_channel": channel, "path": "/chan/"}
     assert host.received("websocket.connect")["path"] == "/ws/"
+
+
+# --- Bodies, invalid replies and limits (pinned by mutation testing, #20)
+
+
+def test_a_small_body_rides_on_the_request_with_the_connection_details(host):
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    request = host.received("http.request")
+    assert (request["method"], request["body"]) == ("POST", b"abc")
+    assert "body_channel" not in request
+    assert request["client"] == ["10.0.0.1", 50000] and request["server"] == ["127.0.0.1", 8000]
+    assert (request["root_path"], request["scheme"]) == ("", "http")
+    assert host.body_memory.used == 0  # nothing held once sent
+
+
+def test_a_large_body_streams_on_a_body_channel_then_waits_for_the_response(monkeypatch):
+    host = FakeHost(body_chunk_size=4, **CONFIG)
+    monkeypatch.setattr(http_session, "time", types.SimpleNamespace(monotonic=host.loop.time))
+    host.http_paths.add("/chan/")
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcd")
+    request = host.received("http.request")
+    assert request["body"] == b"abcd" and request["body_channel"].startswith("http.request.body?")
+    client.send(b"efgh")
+    client.send(b"ij")
+    chunks = [host.received(request["body_channel"]) for _ in range(2)]
+    assert chunks == [{"content": b"efgh", "closed": False, "more_content": True},
+                      {"content": b"ij", "closed": False, "more_content": False}]
+    assert host.body_memory.used == 0
+    host.loop.advance(59.0)
+    assert client.written() == b""
+    host.loop.advance(2.0)  # http_response_timeout counts from the end of the body
+    assert status_and_body(client.written())[0] == 504
+
+
+def test_an_invalid_response_gets_500_and_the_connection_closes(host, caplog):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    assert host.reply(channel, {"status": "200", "content": b"x"})
+    assert status_and_body(client.written()) == (500, b"invalid response from the consumer\n")
+    assert client.conn.closed
+    assert f"invalid http.response on {channel}: 'status' must be an int" in caplog.text
+    assert "(message keys: ['content', 'status'])" in caplog.text
+
+
+def test_an_invalid_chunk_after_the_status_aborts_the_connection(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.reply(channel, {"status": 200, "content": b"a", "more_content": True})
+    client.written()
+    host.reply(channel, {"content": "not bytes"})
+    assert client.conn.closed and client.written() == b""
+    assert channel not in host.replies
+
+
+def test_a_chunk_without_more_content_ends_the_response(host):
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    channel = host.received("http.request")["reply_channel"]
+    host.reply(channel, {"status": 200, "more_content": True})
+    host.reply(channel, {"content": b"ab", "more_content": True})
+    host.reply(channel, {"content": b"cd"})
+    assert status_and_body(client.written()) == (200, b"abcd")
+    assert ("GET", "/chan/", 200, 4) in host.access_lines
+    assert not client.conn.closed
+
+
+def test_a_request_too_large_for_the_layer_gets_431(monkeypatch, caplog):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    host = FakeHost(layer=InMemoryChannelLayer(max_message_size=400), **CONFIG)
+    host.http_paths.add("/chan/")
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 500 + b"\r\n\r\n")
+    assert status_and_body(client.written()) == (431, b"request too large for the channel layer\n")
+    assert client.conn.closed and host.received("http.request") is None
+    assert "http.request for /chan/ too large for the layer: " in caplog.text
