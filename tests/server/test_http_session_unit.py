@@ -254,3 +254,94 @@ def test_a_request_too_large_for_the_layer_gets_431(monkeypatch, caplog):
     assert status_and_body(client.written()) == (431, b"request too large for the channel layer\n")
     assert client.conn.closed and host.received("http.request") is None
     assert "http.request for /chan/ too large for the layer: " in caplog.text
+
+
+def streaming_host(monkeypatch, **config) -> FakeHost:
+    """A host whose session and back-pressure read the fake clock; /chan/ is routed."""
+    from chanlite.server import backpressure
+    host = FakeHost(**{**CONFIG, "body_chunk_size": 4, **config})
+    clock = types.SimpleNamespace(monotonic=host.loop.time)
+    monkeypatch.setattr(http_session, "time", clock)
+    monkeypatch.setattr(backpressure, "time", clock)
+    host.http_paths.add("/chan/")
+    return host
+
+
+def test_a_body_past_body_timeout_gets_408_and_the_consumer_hears_it_end(monkeypatch, caplog):
+    caplog.set_level("INFO", logger="chanlite.server")
+    host = streaming_host(monkeypatch, body_timeout=12.0)
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabcd")
+    request = host.received("http.request")
+    for _ in range(2):
+        host.loop.advance(4.0)
+        client.send(b"efgh")  # never idle for body_idle_timeout (5 s) ...
+    assert host.received(request["body_channel"])["more_content"] is True
+    host.loop.advance(3.9)
+    assert client.written() == b""
+    host.loop.advance(0.2)  # ... but not complete 12 s after the head
+    assert status_and_body(client.written()) == (408, b"408 Request Timeout\nrequest body too slow\n")
+    assert client.conn.closed
+    assert ("POST /chan/ from ['10.0.0.1', 50000]: request body not complete within 12.0s; "
+            "answering 408") in caplog.messages
+    assert host.received("http.disconnect") == {"reply_channel": request["reply_channel"],
+                                                "path": "/chan/"}
+    chunks = [host.received(request["body_channel"]) for _ in range(2)]
+    assert chunks[-1] == {"content": b"", "closed": True, "more_content": False}
+
+
+def test_a_body_that_pauses_past_body_idle_timeout_says_so(monkeypatch, caplog):
+    caplog.set_level("INFO", logger="chanlite.server")
+    host = streaming_host(monkeypatch)
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+    host.loop.advance(5.1)
+    assert status_and_body(client.written())[0] == 408
+    assert any(m.endswith(": no request body bytes for 5.0s; answering 408")
+               for m in caplog.messages)
+
+
+def test_headers_too_slow_are_logged_with_the_client(host, caplog):
+    caplog.set_level("INFO", logger="chanlite.server")
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n")
+    host.loop.advance(10.1)
+    assert status_and_body(client.written())[0] == 408 and client.conn.closed
+    assert (f"connection {client.conn.id} from 10.0.0.1:50000: headers not complete after "
+            "10.0s; closing") in caplog.messages
+
+
+def test_a_request_stuck_behind_a_full_channel_gets_503_with_retry_after(monkeypatch):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
+    layer.send("http.request", {"filler": True})
+    host = streaming_host(monkeypatch, layer=layer, backpressure_timeout=3.0)
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.written() == b"" and not client.conn.reading  # waiting for room
+    host.loop.advance(3.1)
+    events = responses(client.written())
+    assert events[0].status_code == 503
+    assert (b"retry-after", b"3") in events[0].headers
+    assert b"".join(e.data for e in events if type(e) is h11.Data) == b"server busy, try again\n"
+    assert client.conn.closed
+    assert host.received("http.request") == {"filler": True}
+    assert host.received("http.request") is None  # the abandoned request never went out
+
+
+def test_a_layer_failing_on_the_retry_answers_503(monkeypatch, caplog):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
+    layer.send("http.request", {"filler": True})
+    host = streaming_host(monkeypatch, layer=layer)
+    client = host.connect()
+    client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    def broken(channel, message):
+        raise RuntimeError("layer broke")
+    monkeypatch.setattr(layer, "send", broken)
+    assert host.received("http.request") == {"filler": True}  # room: the retry is scheduled
+    host.loop.run_ready()
+    assert status_and_body(client.written()) == (503, b"server busy\n")
+    assert client.conn.closed
+    assert "cannot send http.request for /chan/: layer broke" in caplog.messages
