@@ -382,3 +382,68 @@ def test_a_pong_timeout_while_back_pressure_stops_reading_waits_again():
     assert host.received("websocket.receive")["text"] == "b"
     host.loop.advance(5.0)  # still no pong, nothing blocked: close 1011
     assert session.state is WSState.CLOSED
+
+
+def clocked_host(monkeypatch, layer, **config) -> FakeHost:
+    """A host whose back-pressure timer reads the fake clock."""
+    import types
+
+    from chanlite.server import backpressure
+    host = FakeHost(layer=layer, **{**CONFIG, **config})
+    monkeypatch.setattr(backpressure, "time", types.SimpleNamespace(monotonic=host.loop.time))
+    return host
+
+
+def test_a_handshake_stuck_behind_a_full_connect_channel_gets_503(monkeypatch):
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.connect": 1})
+    layer.send("websocket.connect", {"filler": True})
+    host = clocked_host(monkeypatch, layer, backpressure_timeout=3.0)
+    client = host.connect()
+    client.send(UPGRADE)
+    session = client.session
+    host.loop.advance(2.9)
+    assert client.written() == b"" and session.outbox.blocked
+    host.loop.advance(0.2)
+    assert client.written().startswith(b"HTTP/1.1 503 ")
+    assert session.state is WSState.CLOSED and client.conn.closed
+    assert host.received("websocket.connect") == {"filler": True}
+    assert host.received("websocket.connect") is None
+    assert host.received("websocket.disconnect") is None  # the consumer never heard of it
+
+
+def test_an_open_socket_stuck_behind_a_full_channel_closes_1013(monkeypatch):
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = clocked_host(monkeypatch, layer, backpressure_timeout=3.0)
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="a")) + ws.send(TextMessage(data="b")))
+    assert session.outbox.blocked and not client.conn.reading
+    host.loop.advance(3.1)
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection)
+    assert (close.code, close.reason) == (CloseReason.TRY_AGAIN_LATER, "try again later")
+    assert session.state is WSState.CLOSED
+    assert host.received("websocket.receive")["text"] == "a"  # "b" was dropped, not late
+
+
+@pytest.mark.parametrize("error", ["too large", "broken"])
+def test_a_layer_failing_on_the_retry_closes_the_socket(monkeypatch, caplog, error):
+    from chanlite.layers.base import MessageTooLarge
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = clocked_host(monkeypatch, layer)
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="a")) + ws.send(TextMessage(data="b")))
+    assert host.received("websocket.receive")["text"] == "a"  # room: a retry is scheduled
+
+    def failing(channel, message):
+        raise MessageTooLarge("over the limit") if error == "too large" else RuntimeError("boom")
+    monkeypatch.setattr(layer, "send", failing)
+    host.loop.run_ready()
+    if error == "too large":
+        [close] = frames(ws, client.written())
+        assert isinstance(close, CloseConnection) and close.code == CloseReason.MESSAGE_TOO_BIG
+        assert close.reason == "message too big for the channel layer"
+        assert not client.conn.closed  # waiting for the client's close reply
+    else:
+        assert client.conn.closed and client.written() == b""  # aborted
+        assert (f"cannot send websocket.receive for {session.reply_channel}: boom"
+                in caplog.messages)
