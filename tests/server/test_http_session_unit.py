@@ -345,3 +345,73 @@ def test_a_layer_failing_on_the_retry_answers_503(monkeypatch, caplog):
     assert status_and_body(client.written()) == (503, b"server busy\n")
     assert client.conn.closed
     assert "cannot send http.request for /chan/: layer broke" in caplog.messages
+
+
+# --- A streamed WSGI body, as the pool thread hands it to the loop (http_wsgi.py)
+
+
+def wsgi_request(host, request=b"GET /view/ HTTP/1.1\r\nHost: x\r\n\r\n"):
+    client = host.connect()
+    client.send(request)
+    [(session, _, _)] = host.wsgi_jobs
+    return client, session
+
+
+def test_a_wsgi_body_streamed_in_several_writes_arrives_whole(host):
+    import threading
+    client, session = wsgi_request(host)
+    session.wsgi_start("200 OK", [(b"content-type", b"text/plain")], b"a", True)
+    waits = [threading.Event(), threading.Event()]
+    session.wsgi_body(b"bc", True, waits[0])
+    session.wsgi_body(b"", True, waits[1])
+    assert all(w.is_set() for w in waits)  # the socket took everything: no wait
+    assert not client.conn.closed and ("GET", "/view/", 200, 3) not in host.access_lines
+    session.wsgi_body(b"de", False)
+    assert status_and_body(client.written()) == (200, b"abcde")
+    assert ("GET", "/view/", 200, 5) in host.access_lines
+    assert not client.conn.closed  # keep-alive: the next request can come
+
+
+def test_a_wsgi_stream_waits_for_a_slow_client_to_drain_the_buffer(host):
+    import selectors
+    import threading
+    client, session = wsgi_request(host)
+    client.sock.accept = 16  # the client reads 16 bytes per write
+    session.wsgi_start(200, [], b"", True)
+    drained = threading.Event()
+    session.wsgi_body(b"x" * 100, True, drained)
+    assert not drained.is_set() and client.conn.buffered  # the pool thread waits
+    for _ in range(20):
+        if drained.is_set():
+            break
+        client.conn.on_ready(selectors.EVENT_WRITE)
+    assert drained.is_set() and not client.conn.buffered
+    again = threading.Event()
+    session.wsgi_body(b"y", False, again)
+    client.conn.on_ready(selectors.EVENT_WRITE)
+    assert again.is_set()
+    assert status_and_body(client.written())[1] == b"x" * 100 + b"y"
+
+
+def test_a_wsgi_body_for_a_client_that_left_is_dropped_and_frees_the_thread(host):
+    import threading
+    client, session = wsgi_request(host)
+    session.wsgi_start(200, [], b"part", True)
+    client.written()
+    client.conn.abort()  # the client is gone
+    drained = threading.Event()
+    session.wsgi_body(b"more", True, drained)
+    assert drained.is_set() and client.written() == b""
+    session.wsgi_failed()  # nothing to answer any more
+    assert client.written() == b""
+
+
+def test_a_wsgi_body_longer_than_its_content_length_aborts_and_is_logged(host, caplog):
+    import threading
+    client, session = wsgi_request(host)
+    session.wsgi_start(200, [(b"content-length", b"2")], b"ab", True)
+    drained = threading.Event()
+    session.wsgi_body(b"extra", True, drained)
+    assert client.conn.closed and drained.is_set()
+    assert caplog.messages == [
+        "invalid WSGI body for /view/: Too much data for declared Content-Length"]
