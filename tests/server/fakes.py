@@ -144,6 +144,7 @@ class FakeHost:
         self.http_paths: set[str] = set()  # paths with an http.request route
         self.wsgi_jobs: list[tuple[Any, RequestHead, SpooledBody]] = []
         self.access_lines: list[tuple[Any, ...]] = []
+        self.access_clients: list[Any] = []  # the client of each WebSocket access line
         self.closed: list[Connection] = []
         self.origins_checked: list[tuple[bytes | None, str]] = []  # (Origin, path) asked about
         self.refusals_asked: list[dict[str, Any]] = []  # websocket.connect messages checked
@@ -166,6 +167,7 @@ class FakeHost:
     def access_websocket(self, event: str, head: RequestHead, client: Any,
                          detail: int | None = None) -> None:
         self.access_lines.append((event, head.path, detail))
+        self.access_clients.append(client)
 
     def log_limited(self, text: str, *args: Any) -> None:
         self.access_lines.append(("LIMIT", text % args))

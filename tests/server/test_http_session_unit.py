@@ -280,7 +280,8 @@ def test_a_body_past_body_timeout_gets_408_and_the_consumer_hears_it_end(monkeyp
     host.loop.advance(3.9)
     assert client.written() == b""
     host.loop.advance(0.2)  # ... but not complete 12 s after the head
-    assert status_and_body(client.written()) == (408, b"408 Request Timeout\nrequest body too slow\n")
+    assert status_and_body(client.written()) == (
+        408, b"408 Request Timeout\nrequest body too slow\n")
     assert client.conn.closed
     assert ("POST /chan/ from ['10.0.0.1', 50000]: request body not complete within 12.0s; "
             "answering 408") in caplog.messages

@@ -139,6 +139,7 @@ def test_no_pong_closes_1011_then_the_close_timer_drops_the_socket(host):
     host.loop.advance(5.0)  # the pong timeout
     [close] = frames(ws, client.written())
     assert isinstance(close, CloseConnection) and close.code == CloseReason.INTERNAL_ERROR
+    assert close.reason == "ping timeout"
     assert session.state is WSState.CLOSED
     assert set(session.timers) == {WSTimer.CLOSE}
     assert host.received("websocket.disconnect")["code"] == 1011
@@ -329,7 +330,8 @@ def test_an_invalid_send_on_an_open_socket_is_logged_and_dropped(host, caplog):
     assert host.reply(session.reply_channel, {"txt": "typo"})
     assert client.written() == b"" and session.state is WSState.OPEN
     [message] = caplog.messages
-    assert message.startswith(f"invalid websocket.send on {session.reply_channel}: unknown keys ['txt']")
+    assert message.startswith(
+        f"invalid websocket.send on {session.reply_channel}: unknown keys ['txt']")
     assert message.endswith(")")  # the problem text, whole
 
 
@@ -378,10 +380,12 @@ def test_a_pong_timeout_while_back_pressure_stops_reading_waits_again():
     assert client.written() == b""
     assert host.received("websocket.receive")["text"] == "a"
     host.loop.run_ready()  # room again: "b" goes out, reading resumes
-    assert not session.outbox.blocked
+    assert not session.outbox.blocked and client.conn.reading
     assert host.received("websocket.receive")["text"] == "b"
     host.loop.advance(5.0)  # still no pong, nothing blocked: close 1011
     assert session.state is WSState.CLOSED
+    close = frames(ws, client.written())[-1]  # after the next ping
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.INTERNAL_ERROR
 
 
 def clocked_host(monkeypatch, layer, **config) -> FakeHost:
@@ -447,3 +451,56 @@ def test_a_layer_failing_on_the_retry_closes_the_socket(monkeypatch, caplog, err
         assert client.conn.closed and client.written() == b""  # aborted
         assert (f"cannot send websocket.receive for {session.reply_channel}: boom"
                 in caplog.messages)
+
+
+def test_timeouts_and_closes_are_logged_with_the_connection(host, caplog):
+    caplog.set_level("INFO", logger="chanlite.server")
+    client, session, connect = handshake(host)
+    host.loop.advance(20.1)
+    assert caplog.messages == ["WebSocket /ws/chat/ not accepted within 20.0s: rejecting with "
+                               "403. Either no consumer in this test"]
+    caplog.clear()
+    client, session, ws = opened(host)
+    host.loop.advance(15.0)  # ping, then no pong
+    assert caplog.messages == [f"WebSocket {session.reply_channel}: no pong in time, closing 1011"]
+    assert set(map(tuple, host.access_clients)) == {("10.0.0.1", 50000)}
+    assert [line[0] for line in host.access_lines] == ["WSREJECT", "WSCONNECT", "WSDISCONNECT"]
+
+
+def test_a_timer_callback_that_fails_closes_only_its_connection(caplog):
+    class FailingHost(FakeHost):
+        def connect_timeout_reason(self) -> str:
+            raise RuntimeError("reason unavailable")
+    host = FailingHost(**CONFIG)
+    client, session, connect = handshake(host)
+    host.loop.advance(20.1)  # does not raise out of the loop
+    assert client.conn.closed
+    assert any(m.startswith(f"error on connection {client.conn.id} ") for m in caplog.messages)
+
+
+def test_a_protocol_error_from_the_client_closes_1002_at_once(host):
+    client, session, ws = opened(host)
+    client.send(b"\x81\x05hello")  # an unmasked frame: clients must mask
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.PROTOCOL_ERROR
+    assert client.conn.closed and session.timers == {}  # no close handshake to wait for
+
+
+def test_a_disconnect_the_layer_refuses_is_logged_and_the_socket_still_closes(monkeypatch, caplog):
+    client, session, ws = opened(host := FakeHost(**CONFIG))
+
+    def failing(channel, message):
+        raise RuntimeError("layer down")
+    monkeypatch.setattr(host.layer, "send", failing)
+    client.send_eof()
+    assert client.conn.closed and session.state is WSState.CLOSED
+    assert caplog.messages == [f"cannot send websocket.disconnect for {session.reply_channel}"]
+
+
+def test_closing_or_draining_a_closed_socket_does_nothing(host):
+    client, session, ws = opened(host)
+    client.send(ws.send(CloseConnection(code=1000)))
+    client.written()
+    session.drain()
+    session.close()
+    assert client.written() == b"" and session.state is WSState.CLOSED
