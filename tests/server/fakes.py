@@ -143,6 +143,7 @@ class FakeHost:
         self.refusal: str | None = None
         self.http_paths: set[str] = set()  # paths with an http.request route
         self.wsgi_jobs: list[tuple[Any, RequestHead, SpooledBody]] = []
+        self.wsgi_room = True  # False: the WSGI pool's queue is full (max_queued_requests)
         self.access_lines: list[tuple[Any, ...]] = []
         self.access_clients: list[Any] = []  # the client of each WebSocket access line
         self.closed: list[Connection] = []
@@ -154,6 +155,8 @@ class FakeHost:
         return self.sender.outbox(owner)
 
     def submit_wsgi(self, session: Any, head: RequestHead, body: SpooledBody) -> bool:
+        if not self.wsgi_room:
+            return False
         self.wsgi_jobs.append((session, head, body))
         return True
 

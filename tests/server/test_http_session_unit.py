@@ -416,3 +416,52 @@ def test_a_wsgi_body_longer_than_its_content_length_aborts_and_is_logged(host, c
     assert client.conn.closed and drained.is_set()
     assert caplog.messages == [
         "invalid WSGI body for /view/: Too much data for declared Content-Length"]
+
+
+def test_a_full_wsgi_queue_answers_503_with_retry_after(host):
+    host.wsgi_room = False
+    client = host.connect()
+    client.send(b"GET /view/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    events = responses(client.written())
+    assert events[0].status_code == 503 and (b"retry-after", b"1") in events[0].headers
+    assert b"".join(e.data for e in events if type(e) is h11.Data) == b"server busy, try again\n"
+    assert ("LIMIT", f"{host.config.max_queued_requests} WSGI requests wait for a thread "
+            "(max_queued_requests): answering 503") in host.access_lines
+    assert not client.conn.closed  # the client may try again on this connection
+
+
+def test_a_body_that_cannot_be_spooled_answers_503_and_closes(host, monkeypatch, caplog):
+    from chanlite.server.bodies import SpooledBody
+
+    def disk_full(self, data):
+        raise OSError("disk full")
+    monkeypatch.setattr(SpooledBody, "write", disk_full)
+    client = host.connect()
+    client.send(b"POST /view/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    assert status_and_body(client.written()) == (503, b"server busy, try again\n")
+    assert client.conn.closed and host.wsgi_jobs == []
+    assert caplog.messages == ["cannot spool the body of POST /view/ to disk (disk full): "
+                               "answering 503"]
+
+
+def test_a_body_chunk_too_large_for_the_layer_answers_503(monkeypatch, caplog):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    host = streaming_host(monkeypatch, layer=InMemoryChannelLayer(max_message_size=300))
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nabcd")
+    request = host.received("http.request")
+    client.send(b"y" * 400)
+    assert status_and_body(client.written()) == (503, b"server busy\n")
+    assert client.conn.closed
+    [message] = caplog.messages
+    assert message.startswith(f"cannot stream request body on {request['body_channel']}: ")
+
+
+def test_a_body_in_several_reads_is_joined_in_order(host):
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nab")
+    client.send(b"cd")
+    client.send(b"ef")
+    request = host.received("http.request")
+    assert request["body"] == b"abcdef" and "body_channel" not in request
+    assert host.body_memory.used == 0
