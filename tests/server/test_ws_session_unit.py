@@ -251,10 +251,11 @@ def test_connect_message_carries_the_request_and_the_host_is_asked_about_it(host
     assert host.refusals_asked == [connect]
 
 
-def test_connect_scheme_is_wss_behind_a_trusted_https_proxy():
+@pytest.mark.parametrize("proto", [b"https", b"wss"])
+def test_connect_scheme_is_wss_behind_a_trusted_https_proxy(proto):
     host = FakeHost(proxy_headers=True, trusted_proxies=["*"], root_path="/app", **CONFIG)
     client = host.connect()
-    client.send(UPGRADE.replace(b"\r\n\r\n", b"\r\nX-Forwarded-Proto: https\r\n\r\n"))
+    client.send(UPGRADE.replace(b"\r\n\r\n", b"\r\nX-Forwarded-Proto: " + proto + b"\r\n\r\n"))
     connect = host.received("websocket.connect")
     assert (connect["scheme"], connect["root_path"]) == ("wss", "/app")
 
@@ -475,6 +476,8 @@ def test_a_timer_callback_that_fails_closes_only_its_connection(caplog):
     client, session, connect = handshake(host)
     host.loop.advance(20.1)  # does not raise out of the loop
     assert client.conn.closed
+    # Aborted from outside the session: the consumer still hears 1006.
+    assert host.received("websocket.disconnect")["code"] == CloseReason.ABNORMAL_CLOSURE
     assert any(m.startswith(f"error on connection {client.conn.id} ") for m in caplog.messages)
 
 
@@ -504,3 +507,49 @@ def test_closing_or_draining_a_closed_socket_does_nothing(host):
     session.drain()
     session.close()
     assert client.written() == b"" and session.state is WSState.CLOSED
+
+
+def test_a_refused_origin_is_logged_even_without_an_origin_header(host, caplog):
+    host.origin_ok = False
+    client = host.connect()
+    client.send(UPGRADE.replace(b"Origin: http://example.com\r\n", b""))
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert host.origins_checked == [(None, "/ws/chat/")]
+    assert caplog.messages[0].startswith("WebSocket to /ws/chat/ rejected: origin  not allowed")
+
+
+def test_frames_read_while_the_consumer_decides_wait_and_early_bytes_are_bounded(host):
+    client, session, connect = handshake(host)
+    early = WSClient(ConnectionType.CLIENT)
+    client.send(early.send(TextMessage(data="early")))  # a read of its own, before the 101
+    assert host.received("websocket.receive") is None and client.conn.reading
+    assert host.reply(connect["reply_channel"], {"accept": True})
+    assert host.received("websocket.receive")["text"] == "early"
+    other, _, _ = handshake(host)
+    other.send(b"x" * (64 * 1024))
+    assert other.conn.reading  # 64 KiB early bytes: still reading (EOF is noticed)
+    other.send(b"x")
+    assert not other.conn.reading  # past the limit: TCP pushes back
+
+
+def test_more_frames_than_one_parse_batch_in_one_read_all_arrive_in_order(host):
+    client, session, ws = opened(host)
+    client.send(b"".join(ws.send(TextMessage(data=str(i))) for i in range(40)))
+    got = [host.received("websocket.receive") for _ in range(40)]
+    assert [m["text"] for m in got] == [str(i) for i in range(40)]
+    assert [m["order"] for m in got] == list(range(1, 41))
+    assert session.state is WSState.OPEN and not client.conn.closed
+
+
+def test_a_frame_the_layer_refuses_as_too_large_closes_1009(host, monkeypatch):
+    from chanlite.layers.base import MessageTooLarge
+    client, session, ws = opened(host)
+
+    def too_large(channel, message):
+        raise MessageTooLarge("the layer's own accounting says no")
+    monkeypatch.setattr(host.layer, "send", too_large)
+    client.send(ws.send(TextMessage(data="a")) + ws.send(TextMessage(data="b")))
+    [close] = frames(ws, client.written())
+    assert isinstance(close, CloseConnection) and close.code == CloseReason.MESSAGE_TOO_BIG
+    assert close.reason == "message too big for the channel layer"
+    assert session.state is WSState.CLOSED
