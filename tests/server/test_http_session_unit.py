@@ -388,10 +388,17 @@ def test_a_wsgi_stream_waits_for_a_slow_client_to_drain_the_buffer(host):
         client.conn.on_ready(selectors.EVENT_WRITE)
     assert drained.is_set() and not client.conn.buffered
     again = threading.Event()
-    session.wsgi_body(b"y", False, again)
+    session.wsgi_body(b"y", True, again)
     client.conn.on_ready(selectors.EVENT_WRITE)
     assert again.is_set()
-    assert status_and_body(client.written())[1] == b"x" * 100 + b"y"
+    # The last part, with no thread waiting: the buffer drains again, no wake-up due.
+    session.wsgi_body(b"z" * 50, False)
+    for _ in range(20):
+        if not client.conn.buffered:
+            break
+        client.conn.on_ready(selectors.EVENT_WRITE)
+    assert status_and_body(client.written())[1] == b"x" * 100 + b"y" + b"z" * 50
+    assert not client.conn.closed and ("GET", "/view/", 200, 151) in host.access_lines
 
 
 def test_a_wsgi_body_for_a_client_that_left_is_dropped_and_frees_the_thread(host):
