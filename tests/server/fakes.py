@@ -143,14 +143,20 @@ class FakeHost:
         self.refusal: str | None = None
         self.http_paths: set[str] = set()  # paths with an http.request route
         self.wsgi_jobs: list[tuple[Any, RequestHead, SpooledBody]] = []
+        self.wsgi_room = True  # False: the WSGI pool's queue is full (max_queued_requests)
         self.access_lines: list[tuple[Any, ...]] = []
+        self.access_clients: list[Any] = []  # the client of each WebSocket access line
         self.closed: list[Connection] = []
+        self.origins_checked: list[tuple[bytes | None, str]] = []  # (Origin, path) asked about
+        self.refusals_asked: list[dict[str, Any]] = []  # websocket.connect messages checked
 
     # --- SessionHost
     def outbox(self, owner: Owner) -> Outbox:
         return self.sender.outbox(owner)
 
     def submit_wsgi(self, session: Any, head: RequestHead, body: SpooledBody) -> bool:
+        if not self.wsgi_room:
+            return False
         self.wsgi_jobs.append((session, head, body))
         return True
 
@@ -164,14 +170,17 @@ class FakeHost:
     def access_websocket(self, event: str, head: RequestHead, client: Any,
                          detail: int | None = None) -> None:
         self.access_lines.append((event, head.path, detail))
+        self.access_clients.append(client)
 
     def log_limited(self, text: str, *args: Any) -> None:
         self.access_lines.append(("LIMIT", text % args))
 
     def origin_allowed(self, origin: bytes | None, head: RequestHead) -> bool:
+        self.origins_checked.append((origin, head.path))
         return self.origin_ok
 
     def websocket_refusal(self, content: dict[str, Any]) -> str | None:
+        self.refusals_asked.append(content)
         return self.refusal
 
     def connect_timeout_reason(self) -> str:
