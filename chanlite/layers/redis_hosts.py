@@ -365,7 +365,10 @@ class Host:
     def note_failure(self, backoff: float, backoff_max: float) -> float:
         """Record a failure; return the delay before the next attempt."""
         self.failures += 1
-        doubling: int = 2 ** (self.failures - 1)  # an int: failures >= 1 here
+        # Capped exponent: a host down for hours fails thousands of times, and
+        # ``backoff * 2 ** 1100`` raises OverflowError (int -> float) instead
+        # of waiting ``backoff_max``; 2 ** 60 already exceeds any max.
+        doubling: int = 2 ** min(self.failures - 1, 60)
         delay = min(backoff_max, backoff * doubling)
         self.retry_at = time.monotonic() + delay
         return delay
