@@ -169,6 +169,14 @@ def _release(
         if any(content is r for r in ready):
             origin = content.pop(_ORIGIN_KEY, None) or "websocket.receive"
             Channel(origin, channel_layer=layer).send(content, immediately=immediately)
+        elif not slight and int(content.get("order", 0)) < next_order:
+            # A second copy of a frame that already ran: it can never be
+            # the next one again, so parking it again would keep it (and the
+            # wait channel's capacity) for good.
+            logger.warning(
+                "dropped a duplicate frame of %s: order %s already ran (next is %s)",
+                message.reply_channel, content.get("order"), next_order,
+            )
         else:
             try:
                 layer.send(wait, content)

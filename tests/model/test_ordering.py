@@ -357,6 +357,28 @@ def test_strict_release_requeues_only_the_next_frame(layer):
     assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1
 
 
+def test_a_duplicated_frame_is_dropped_not_parked_for_good(layer, caplog):
+    """Strict mode: two copies of frame 2 wait; 1 runs and releases one copy;
+    once 2 has run the other copy can never be next, so the following
+    release drops it (logged) instead of parking it again forever."""
+    seen = []
+
+    @enforce_ordering
+    def receive(message):
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(2))
+    dispatch(layer, router, "websocket.receive", msg(2))
+    dispatch(layer, router, "websocket.receive", msg(1))
+    with caplog.at_level("WARNING", logger="chanlite.ordering"):
+        pump(layer, router)
+    assert seen == [0, 1, 2]
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 0
+    assert "dropped a duplicate frame of r!1: order 2 already ran (next is 3)" in caplog.text
+
+
 def test_release_follows_the_session_as_the_consumer_left_it(layer):
     """A consumer that empties its channel session resets the connection to
     "not connected": a parked frame stays parked, as a new one would, and
