@@ -17,11 +17,6 @@ from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def make(clock: FakeClock, **config) -> InMemoryChannelLayer:
     return InMemoryChannelLayer(clock=clock, **config)
 

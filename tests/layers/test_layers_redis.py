@@ -46,18 +46,6 @@ def unique_prefix() -> str:
 
 
 @pytest.fixture
-def raw() -> redis.Redis:
-    client = redis.Redis.from_url(SHARED_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def make_layer(raw: redis.Redis, clock: FakeClock):
     """Build layers on the shared server; each must leave no key behind."""
     layers: list[RedisChannelLayer] = []

@@ -32,18 +32,6 @@ from chanlite.layers.redis_hosts import Host  # noqa: E402
 
 
 @pytest.fixture
-def raw() -> redis.Redis:
-    client = redis.Redis.from_url(SHARED_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def make_layer(raw: redis.Redis, clock: FakeClock):
     """Layers on the shared server under one unique prefix per test (two
     layer objects stand for two processes); none may leave a key behind."""
