@@ -32,11 +32,12 @@ __all__ = ["InMemoryChannelLayer"]
 class _Waiter:
     """One blocked receive: its condition (on the layer's lock) and queues."""
 
-    __slots__ = ("queues", "ready")
+    __slots__ = ("queues", "ready", "registered")
 
     def __init__(self, lock: threading.Lock, queues: list[str]) -> None:
         self.ready = threading.Condition(lock)
         self.queues = queues
+        self.registered = False  # in the lists of its queues (see _wake_one)
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -81,7 +82,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # One lock acquisition for the whole fan-out.
         skipped = 0
         with self._lock:
-            woken = self._waiting
+            waiting = self._waiting
             for channel in channels:
                 queue = queue_for_send(channel)
                 items = self._queues.get(queue)
@@ -96,7 +97,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                             skipped += 1
                             continue
                 items.append((expires, channel, data))
-                if woken:
+                if waiting:
                     self._wake_one(queue)
         return skipped
 
@@ -135,27 +136,30 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return None
-                    self._register(waiter)
+                    if not waiter.registered:  # first wait, or woken for nothing
+                        self._register(waiter)
                     waiter.ready.wait(remaining)
-                    self._unregister(waiter)  # woken, timed out or interrupted
                     got = self._pop_locked(queues)
                     if got is not None:
                         return got
             finally:
                 self._waiting -= 1
-                self._unregister(waiter)
+                if waiter.registered:  # timed out or interrupted
+                    self._unregister(waiter)
                 self._pass_on(queues)
 
     # targeted wake-ups (the lock is held in all three) --------------------
 
     def _register(self, waiter: _Waiter) -> None:
+        waiter.registered = True
         for queue in waiter.queues:
             self._waiters.setdefault(queue, deque()).append(waiter)
 
     def _unregister(self, waiter: _Waiter) -> None:
+        waiter.registered = False
         for queue in waiter.queues:
             waiters = self._waiters.get(queue)
-            if waiters is not None and waiter in waiters:
+            if waiters is not None and waiter in waiters:  # a queue listed twice
                 waiters.remove(waiter)  # a deque of blocked threads: short
                 if not waiters:
                     del self._waiters[queue]
