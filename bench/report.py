@@ -44,19 +44,26 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:,.1f}" if metric.endswith("_us") else f"{value:,.0f}"
 
 
+def _sides(run: dict) -> tuple[str, Any, str]:
+    """The measured layer's short name, the baseline's results and its name."""
+    layer = run["layer"].rsplit(".", 1)[-1]
+    baseline = run.get("baseline") or ""
+    return layer, run.get("baseline_results"), BASELINE_NAMES.get(baseline, baseline)
+
+
+def _provenance(run: dict, timer: str, tail: str) -> str:
+    """The line above a layer run's table: command, date, timer, load, ``tail``."""
+    load = run["load_average"]
+    return (f"`{run['command']}` — {run['date']}, {timer}, Python {run['python']}, "
+            f"{run['machine']}, load average {load['before'][0]:.1f} before / "
+            f"{load['after'][0]:.1f} after (1-minute). {tail}")
+
+
 def render(run: dict) -> str:
     """The Markdown for one recorded run: its provenance, then the table."""
-    load = run["load_average"]
-    layer = run["layer"].rsplit(".", 1)[-1]
-    base = run.get("baseline_results")
-    base_name = BASELINE_NAMES.get(run.get("baseline") or "", run.get("baseline") or "")
-    lines = [
-        f"`{run['command']}` — {run['date']}, {run['timer']} time, Python {run['python']}, "
-        f"{run['machine']}, load average {load['before'][0]:.1f} before / "
-        f"{load['after'][0]:.1f} after (1-minute). Medians of "
-        f"{max(len(v) for m in run['results'].values() for v in m.values())} rounds.",
-        "",
-    ]
+    layer, base, base_name = _sides(run)
+    rounds = max(len(v) for m in run["results"].values() for v in m.values())
+    lines = [_provenance(run, f"{run['timer']} time", f"Medians of {rounds} rounds."), ""]
     header = f"| workload | metric | {layer} |"
     rule = "| --- | --- | ---: |"
     if base:
@@ -88,15 +95,9 @@ def render_per_op(run: dict, where: str = "run") -> str:
     if run.get("timer") != "cpu":
         raise SystemExit(f"{where}: a per-op table needs a --timer cpu run, "
                          f"not {run.get('timer')!r}")
-    load = run["load_average"]
-    layer = run["layer"].rsplit(".", 1)[-1]
-    base = run.get("baseline_results")
-    base_name = BASELINE_NAMES.get(run.get("baseline") or "", run.get("baseline") or "")
+    layer, base, base_name = _sides(run)
     lines = [
-        f"`{run['command']}` — {run['date']}, CPU time, Python {run['python']}, "
-        f"{run['machine']}, load average {load['before'][0]:.1f} before / "
-        f"{load['after'][0]:.1f} after (1-minute). µs of CPU per operation, from the "
-        "median rate.",
+        _provenance(run, "CPU time", "µs of CPU per operation, from the median rate."),
         "",
         f"| workload | operation | {layer} |" + (f" {base_name} |" if base else ""),
         "| --- | --- | ---: |" + (" ---: |" if base else ""),
