@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import DEFAULT_CHANNEL_LAYER
 from ..layers import get_channel_layer
-from ..layers.names import queue_for_receive
+from ..layers.names import queue_for_send
 from ..message import Message
 from ..routing import as_router
 from .idle import run_message, run_until_idle, send_committed_bindings
@@ -77,10 +77,11 @@ class Client:
             self.reply_channel = f"{self.reply_prefix}c{number}"
         else:
             # A name of the test's choosing (1.x tests used e.g.
-            # "daphne.response.1"); a process-specific one is read by prefix.
-
+            # "daphne.response.1"); a process-specific one ("x!y") is read
+            # through its queue, the prefix "x!" (so replies to another
+            # "x!..." channel arrive here too: pick a prefix of your own).
             self.reply_channel = reply_channel
-            self.reply_prefix = queue_for_receive(reply_channel)
+            self.reply_prefix = queue_for_send(reply_channel)
         self._inbox: deque[dict] = deque()
         #: The Message the last ``consume`` ran.
         self.last_message: Message | None = None

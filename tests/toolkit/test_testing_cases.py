@@ -128,6 +128,15 @@ class SampleAppTests(ChannelTestCase):
         client.send_and_consume("sample.tasks", {"n": 5, "notify": client.reply_channel})
         self.assertEqual(json.loads(client.receive()["text"]), {"result": 25})
 
+    def test_a_chosen_reply_channel_receives_its_replies(self):
+        """A reply channel of the test's choosing, plain or process-specific
+        (``x!y`` is read through its prefix ``x!``), gets what is sent to it."""
+        for name in ("daphne.response.1", "test.chosen!c7", "test.single?r1"):
+            client = Client(reply_channel=name)
+            client.send_and_consume("sample.tasks", {"n": 3, "notify": client.reply_channel})
+            self.assertEqual(json.loads(client.receive()["text"]), {"result": 9}, name)
+            self.assertIsNone(client.receive(), name)
+
     def test_class_routes_are_applied_per_test(self):
         self.assertIn("sample.tasks", get_router("default").channels)
 
