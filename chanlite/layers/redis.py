@@ -257,9 +257,6 @@ class RedisChannelLayer(
     def _host_of(self, queue: str) -> Any:
         return self._hosts[self._ring.index_for(queue)]
 
-    def _group_host(self, group: str) -> Any:
-        return self._hosts[self._ring.index_for("group:" + group)]
-
     # encryption -------------------------------------------------------------
 
     def encode(self, message: dict[str, Any]) -> bytes:
