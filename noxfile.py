@@ -123,7 +123,6 @@ def bench(session: nox.Session) -> None:
 #: httptools, websockets).
 BENCH_PEERS = [
     "channels>=4", "daphne>=4", "uvicorn[standard]>=0.20", "waitress>=3", "gunicorn>=22",
-    "channels_redis>=4",
 ]
 
 
@@ -133,15 +132,14 @@ def bench_peers(session: nox.Session) -> None:
     one venv (.nox/bench-peers) so the peers never enter the project's own.
 
     Runs ``bench/server.py --peers`` (needs ``wrk``: ``apt-get install wrk``)
-    and ``bench/layers.py --peers``; each records its table in bench/results/
-    for ``nox -s report``. Extra arguments go to bench/server.py, e.g.
-    ``nox -s bench-peers -- --rounds 5``.
+    and then what ``bench-layer-peers`` runs (channels_redis in its own venv);
+    each records its table in bench/results/ for ``nox -s report``. Extra
+    arguments go to bench/server.py, e.g. ``nox -s bench-peers -- --rounds 5``.
     """
     session.install("-e", ".[redis]", *BENCH_PEERS)
     session.run("python", "bench/server.py", "--peers", "--idle", "5000", "--idle-big", "19900",
                 "--record", "bench/results/server-peers.json", *session.posargs)
-    session.run("python", "bench/layers.py", "--peers",
-                "--record", "bench/results/layers-peers.json")
+    _run_layer_peers(session, "--record", "bench/results/layers-peers.json")
 
 
 @nox.session(python=False)
@@ -193,6 +191,12 @@ def bench_layer_peers(session: nox.Session) -> None:
     ``nox -s bench-layer-peers -- --rounds 5 --record bench/results/layers-peers.json``.
     """
     session.install("-e", ".[redis]")
+    _run_layer_peers(session, *session.posargs)
+
+
+def _run_layer_peers(session: nox.Session, *args: str) -> None:
+    """bench/layers.py --peers with channels_redis in ``.nox/layer-peers``
+    (chanlite itself must already be installed in the session's venv)."""
     peers_python = LAYER_PEERS_VENV / "bin" / "python"
     if not (ROOT / peers_python).exists():
         session.run("python", "-m", "venv", str(ROOT / LAYER_PEERS_VENV), external=True)
@@ -201,6 +205,5 @@ def bench_layer_peers(session: nox.Session) -> None:
         "channels_redis>=4.2", external=True,
     )
     session.run(
-        "python", "bench/layers.py", "--peers", "--peers-python", str(peers_python),
-        *session.posargs,
+        "python", "bench/layers.py", "--peers", "--peers-python", str(peers_python), *args,
     )
