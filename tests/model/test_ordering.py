@@ -376,7 +376,8 @@ def test_a_duplicated_frame_is_dropped_not_parked_for_good(layer, caplog):
         pump(layer, router)
     assert seen == [0, 1, 2]
     assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 0
-    assert "dropped a duplicate frame of r!1: order 2 already ran (next is 3)" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "chanlite.ordering"] == [
+        "dropped a duplicate frame of r!1: order 2 already ran (next is 3)"]
 
 
 def test_release_follows_the_session_as_the_consumer_left_it(layer):
