@@ -142,7 +142,10 @@ def _park(message: Message, slight: bool) -> None:
     # and the park above; if so nobody else will release us: look again.
     next_order = int(session_for_reply_channel(reply).get(ORDER_KEY, 0))
     if _runnable(int(message["order"]), next_order, slight):
-        _release(message, slight, immediately=True, next_order=next_order)
+        # A deferred requeue, as after a consumer ran: a full channel gets the
+        # bounded retry and a logged drop of any deferred send (the consumer
+        # did not run, so the buffer holds nothing else to go before it).
+        _release(message, slight, immediately=False, next_order=next_order)
 
 
 def _release(
@@ -168,7 +171,18 @@ def _release(
     for content in parked:
         if any(content is r for r in ready):
             origin = content.pop(_ORIGIN_KEY, None) or "websocket.receive"
-            Channel(origin, channel_layer=layer).send(content, immediately=immediately)
+            try:
+                Channel(origin, channel_layer=layer).send(content, immediately=immediately)
+            except layer.ChannelFull:
+                # Only an immediate send raises (the consumer raised, so its
+                # deferred sends are discarded; or no worker buffers sends).
+                # Log it and go on: the rest of
+                # ``parked`` must still go back to the wait channel, and the
+                # consumer's own exception must reach the worker, not this one.
+                logger.error(
+                    "dropped a parked message of %s (order %s): channel %r is full",
+                    message.reply_channel, content.get("order"), origin,
+                )
         elif not slight and int(content.get("order", 0)) < next_order:
             # A second copy of a frame that already ran: it can never be
             # the next one again, so parking it again would keep it (and the

@@ -331,11 +331,6 @@ class WebSocketSession:
     # -------------------------------------------------------------- output
 
     def on_reply(self, message: dict[str, Any]) -> None:
-        if self.state is CONNECTING and _closes_handshake(message):
-            # Daphne 1.x: before the 101, ``close`` with any integer rejects
-            # (the code cannot reach the client: an HTTP refusal has none).
-            self._reject(403)
-            return
         problem = check_send(message)
         if problem:
             if self.state is CONNECTING:
@@ -348,6 +343,10 @@ class WebSocketSession:
             log.error("invalid websocket.send on %s: %s", self.reply_channel, problem)
             return
         if self.state is CONNECTING:
+            # Daphne 1.x: before the 101, ``close`` with an integer rejects
+            # (the code cannot reach the client: an HTTP refusal has none).
+            # A close code no close frame may carry is an invalid reply, refused
+            # above with the others: no refusal goes unlogged.
             action = handshake_action(message)
             if action == "reject":
                 self._reject(403)
@@ -448,12 +447,4 @@ class WebSocketSession:
         if self.state is not CLOSED:
             self._closed(CloseReason.ABNORMAL_CLOSURE)
         self._cancel_all()  # the CLOSE timer, if the client never replied
-
-
-def _closes_handshake(message: dict[str, Any]) -> bool:
-    """``close`` with an integer (any: a 1.x consumer may send 4000 or 3001)
-    and nothing that would accept the handshake."""
-    close = message.get("close", False)
-    return (type(close) is int and message.get("accept") is not True
-            and "text" not in message and "bytes" not in message)
 

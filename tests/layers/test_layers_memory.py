@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 
 import pytest
 
+from chanlite.layers import memory
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
@@ -258,3 +260,110 @@ def test_no_message_waits_while_a_receiver_that_can_take_it_sleeps(layer, attemp
         layer.send("q", {"to": "q2"})  # end C's wait
         c.join(10)
         assert got["C"] == ("q", {"to": "q2"})
+
+
+# --- targeted wake-ups, second pass (issue 20: mutation survivors of the _Waiter change)
+
+
+def test_a_receive_without_a_timeout_waits_until_a_send(layer) -> None:
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["jobs"], block=True, timeout=None)))
+    wait_until_blocked(layer)
+    layer.send("jobs", {"n": 1})
+    thread.join(10)
+    assert results == [("jobs", {"n": 1})]
+
+
+def test_a_timed_out_receiver_unregisters_and_does_not_swallow_the_next_wake_up(layer) -> None:
+    """A receive that times out leaves the queue's list of receivers; were it
+    still there, the next push would wake it (nobody) instead of the
+    receiver really waiting, which would sleep beside the message."""
+    assert layer.receive(["jobs"], block=True, timeout=0.05) == (None, None)
+    assert layer._waiters == {} and layer._waiting == 0
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["jobs"], block=True, timeout=30)))
+    wait_until_blocked(layer)
+    layer.send("jobs", {"n": 1})
+    thread.join(10)
+    assert results == [("jobs", {"n": 1})], "the waiting receiver was not woken"
+    assert layer._waiters == {}
+
+
+def test_an_ending_receive_wakes_nobody_for_its_empty_queues(layer) -> None:
+    """A and B wait on Q (A first); R waits on P and Q and ends with P's
+    message. Q is empty, so R's ending must not wake A: A keeps its turn as
+    the oldest receiver of Q and gets Q's next message."""
+    got: dict = {}
+
+    def receiver(name: str, channels: list[str]):
+        return start(lambda: got.__setitem__(
+            name, layer.receive(channels, block=True, timeout=30)))
+
+    a = receiver("A", ["q"])
+    wait_until_blocked(layer, 1)
+    b = receiver("B", ["q"])
+    wait_until_blocked(layer, 2)
+    r = receiver("R", ["p", "q"])
+    wait_until_blocked(layer, 3)
+    layer.send("p", {"to": "p"})
+    r.join(10)
+    assert got["R"] == ("p", {"to": "p"})
+    # Both still registered on q (a receiver woken for nothing re-registers,
+    # at the back of the list: wait for that so the check below is not a race).
+    eventually(lambda: len(layer._waiters.get("q", ())) == 2, "A and B registered on q",
+               timeout=10, interval=0.001)
+    layer.send("q", {"to": "q1"})
+    a.join(10)
+    assert got.get("A") == ("q", {"to": "q1"}), "the oldest receiver of q lost its turn"
+    layer.send("q", {"to": "q2"})
+    b.join(10)
+    assert got["B"] == ("q", {"to": "q2"})
+
+
+def test_a_receive_listing_a_queue_twice_registers_and_leaves_cleanly(layer) -> None:
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["q", "q"], block=True, timeout=30)))
+    wait_until_blocked(layer)
+    layer.send("q", {"n": 1})
+    thread.join(10)
+    assert results == [("q", {"n": 1})] and layer._waiters == {}
+    assert layer.receive(["q", "q"], block=True, timeout=0.01) == (None, None)
+    assert layer._waiters == {}
+
+
+def test_each_refused_send_is_counted_on_its_queue():
+    layer = InMemoryChannelLayer(capacity=1, clock=FakeClock())
+    layer.send("x", {"n": 1})
+    for _ in range(3):
+        with pytest.raises(layer.ChannelFull):
+            layer.send("x", {"n": 2})
+    assert layer.channel_statistics("x")["channel_full_count"] == 3
+    assert layer.global_statistics() == {"messages_pending": 1, "channel_full_count": 3}
+
+
+def test_a_group_send_reports_how_many_members_it_skipped(caplog):
+    layer = InMemoryChannelLayer(capacity=1, clock=FakeClock())
+    for name in ("a", "b", "c"):
+        layer.group_add("g", name)
+    layer.send_group("g", {"n": 1})  # room everywhere: nothing skipped, nothing logged
+    assert layer._skips.total == 0 and caplog.messages == []
+    layer.receive(["b"])
+    layer.send_group("g", {"n": 2})  # a and c full
+    assert layer._skips.total == 2
+    assert caplog.messages == ["group sends skipped 2 full member(s) (those clients are not "
+                               "reading fast enough, or their server is behind); last: "
+                               "group 'g', 2 of 3"]
+    assert layer.receive(["b"]) == ("b", {"n": 2})
+
+
+def test_a_deadline_reached_exactly_ends_the_wait(layer, monkeypatch) -> None:
+    """``remaining == 0`` is a timeout: on a coarse clock (Windows' monotonic
+    ticks every ~15 ms) a zero timeout reads its deadline exactly, and must
+    return at once rather than spin on ``wait(0)`` until the clock ticks.
+    The layer's clock is frozen here, so it never ticks."""
+    monkeypatch.setattr(memory, "time", types.SimpleNamespace(monotonic=lambda: 1000.0))
+    results: list = []
+    thread = start(lambda: results.append(layer.receive(["q"], block=True, timeout=0)))
+    thread.join(5)
+    assert not thread.is_alive(), "a zero timeout kept waiting at its deadline"
+    assert results == [(None, None)] and layer._waiters == {}

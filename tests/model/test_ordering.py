@@ -376,7 +376,8 @@ def test_a_duplicated_frame_is_dropped_not_parked_for_good(layer, caplog):
         pump(layer, router)
     assert seen == [0, 1, 2]
     assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 0
-    assert "dropped a duplicate frame of r!1: order 2 already ran (next is 3)" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "chanlite.ordering"] == [
+        "dropped a duplicate frame of r!1: order 2 already ran (next is 3)"]
 
 
 def test_release_follows_the_session_as_the_consumer_left_it(layer):
@@ -421,3 +422,92 @@ def test_a_released_message_goes_back_to_its_own_channel_without_the_marker(laye
     keys = ["order", "path", "reply_channel"]
     assert seen == [("websocket.connect", 0, keys), ("websocket.receive", 1, keys),
                     ("websocket.disconnect", 2, keys)]
+
+
+def parking_race_with_a_full_origin(monkeypatch, room_appears: bool):
+    """Frame 3 is parked; frame 2 reads "next is 1", frame 1 finishes on
+    "another worker" while 2 parks, so 2 releases itself - into a full
+    ``websocket.receive`` (capacity 1, holding a filler). ``room_appears``:
+    another worker takes the filler right after the first refused send.
+    Returns (layer, router, seen)."""
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    wait = wait_channel_for("r!1")
+    seen = []
+
+    @enforce_ordering
+    def receive(message):
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(3))  # parked behind 1 and 2
+    layer.send("websocket.receive", {"filler": True})
+    real_send = layer.send
+
+    def send(channel, content):
+        if channel == wait and content["order"] == 2:
+            session = session_for_reply_channel("r!1")
+            session[ORDER_KEY] = 2  # frame 1 completes on "another worker" right now
+            session.save()
+            seen.append(1)
+        try:
+            return real_send(channel, content)
+        except layer.ChannelFull:
+            if room_appears and channel == "websocket.receive":
+                assert layer.receive(["websocket.receive"], block=False)[1] == {"filler": True}
+            raise
+
+    monkeypatch.setattr(layer, "send", send)
+    dispatch(layer, router, "websocket.receive", msg(2))  # must not raise ChannelFull
+    monkeypatch.undo()
+    return layer, router, seen
+
+
+def test_a_self_released_frame_waits_for_room_in_a_full_channel(monkeypatch):
+    """The self-release after the parking race is a deferred send, like every
+    requeue: a full origin channel gets the bounded retry, not ChannelFull
+    raised to the worker (which also lost frame 3, already taken off the
+    wait channel and never parked again)."""
+    layer, router, seen = parking_race_with_a_full_origin(monkeypatch, room_appears=True)
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1  # 3
+    pump(layer, router)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_a_self_released_frame_still_refused_after_the_retry_is_a_logged_drop(monkeypatch):
+    from chanlite import channel as channel_module
+
+    monkeypatch.setattr(channel_module, "FLUSH_RETRY_TIME", 0.0)
+    dropped = channel_module._dropped.total
+    layer, router, seen = parking_race_with_a_full_origin(monkeypatch, room_appears=False)
+    assert channel_module._dropped.total == dropped + 1  # counted in the drop log line
+    # Frame 3 went back to the wait channel: not lost with frame 2.
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1
+    assert layer.receive(["websocket.receive"], block=False)[1] == {"filler": True}
+    assert seen == [0, 1]
+
+
+def test_a_raising_consumer_whose_release_finds_the_channel_full_still_raises_its_error(caplog):
+    """After a consumer raised, the release is immediate (its deferred sends are
+    discarded). A full channel there is logged and the remaining parked frames
+    go back to the wait channel; the worker sees the consumer's exception."""
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    seen = []
+
+    @enforce_ordering
+    def receive(message):
+        if message["order"] == 1:
+            layer.send("websocket.receive", {"filler": True})  # the channel fills meanwhile
+            raise RuntimeError("bad frame")
+        seen.append(message["order"])
+
+    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    dispatch(layer, router, "websocket.connect", msg(0))
+    dispatch(layer, router, "websocket.receive", msg(3))
+    dispatch(layer, router, "websocket.receive", msg(2))
+    with pytest.raises(RuntimeError, match="bad frame"):
+        dispatch(layer, router, "websocket.receive", msg(1))
+    assert ordering_errors(caplog) == [
+        "dropped a parked message of r!1 (order 2): channel 'websocket.receive' is full"]
+    assert layer.channel_statistics(wait_channel_for("r!1"))["messages_pending"] == 1  # 3
+    assert seen == [0]

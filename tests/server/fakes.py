@@ -233,6 +233,16 @@ class Client:
             self.conn.on_ready(READ)
         self.host.loop.run_ready()
 
+    def send_after_pause(self, data: bytes) -> None:
+        """``data`` read by one readiness event the selector reported before
+        reading was paused: the loop runs every event of a ``select()`` batch,
+        and a callback handed over from another thread (a reply, a retry) may
+        pause reading in between, so one more read still reaches the session."""
+        assert not self.conn.reading, "reading is not paused: use send()"
+        self.sock.inbox += data
+        self.conn.on_ready(READ)
+        self.host.loop.run_ready()
+
     def send_eof(self) -> None:
         self.sock.eof = True
         if self.conn.reading:

@@ -3,6 +3,8 @@ messages, states and named timers out (see tests/server/fakes.py)."""
 
 from __future__ import annotations
 
+import selectors
+
 import pytest
 from wsproto.connection import Connection as WSClient
 from wsproto.connection import ConnectionType
@@ -287,12 +289,35 @@ def test_a_connect_too_large_for_the_layer_is_refused_503(caplog):
     assert message.endswith("): refusing with 503") and "200" in message  # the layer's limit
 
 
-@pytest.mark.parametrize("reply", [{"close": 4000}, {"close": 3001}])
-def test_an_integer_close_before_the_101_rejects_403(host, reply):
+@pytest.mark.parametrize("reply", [{"close": 4000}, {"close": 3001}, {"close": 1000}])
+def test_an_integer_close_before_the_101_rejects_403(host, reply, caplog):
     client, session, connect = handshake(host)
     assert host.reply(connect["reply_channel"], reply)
     assert client.written().startswith(b"HTTP/1.1 403 ")
     assert session.state is WSState.CLOSED
+    assert caplog.messages == []  # a refusal the consumer asked for: nothing to report
+
+
+@pytest.mark.parametrize(("reply", "problem"), [
+    ({"close": 1}, "'close' must be True or a valid close code, not 1"),
+    ({"close": 1006}, "'close' must be True or a valid close code, not 1006"),
+    ({"close": 5000}, "'close' must be True or a valid close code, not 5000"),
+    ({"close": 4000, "txt": "typo"},
+     "unknown keys ['txt'] (allowed: accept, text, bytes, close)"),
+    ({"close": 4000, "text": b"not str"}, "'text' must be str, not bytes"),
+])
+def test_an_invalid_reply_with_an_integer_close_is_refused_and_logged_like_any(
+        host, caplog, reply, problem):
+    # No silent refusals: an integer ``close`` does not exempt a broken reply
+    # from the "invalid reply" line the consumer's author needs.
+    client, session, connect = handshake(host)
+    assert host.reply(connect["reply_channel"], reply)
+    assert client.written().startswith(b"HTTP/1.1 403 ")
+    assert session.state is WSState.CLOSED and client.conn.closed
+    assert caplog.messages == [f"invalid reply to the WebSocket handshake for /ws/chat/ on "
+                               f"{session.reply_channel}: {problem}; rejecting with 403"]
+    assert ("WSREJECT", "/ws/chat/", 403) in host.access_lines
+    assert host.received("websocket.disconnect")["code"] == CloseReason.ABNORMAL_CLOSURE
 
 
 @pytest.mark.parametrize("first", [{"text": "last words"}, {"bytes": b"last"}, {"accept": True}])
@@ -553,3 +578,92 @@ def test_a_frame_the_layer_refuses_as_too_large_closes_1009(host, monkeypatch):
     assert isinstance(close, CloseConnection) and close.code == CloseReason.MESSAGE_TOO_BIG
     assert close.reason == "message too big for the channel layer"
     assert session.state is WSState.CLOSED
+
+
+def blocked_on_b(host: FakeHost):
+    """An open socket whose ``websocket.receive`` (capacity 1) holds "a" while
+    "b" waits in the outbox and reading is paused; returns (client, session, ws)."""
+    client, session, ws = opened(host)
+    client.send(ws.send(TextMessage(data="a")) + ws.send(TextMessage(data="b")))
+    assert session.outbox.blocked and not client.conn.reading
+    return client, session, ws
+
+
+def test_bytes_read_after_back_pressure_paused_reading_wait_as_bytes_and_arrive_in_order():
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = FakeHost(layer=layer, backpressure_timeout=60.0, **CONFIG)
+    client, session, ws = blocked_on_b(host)
+    client.send_after_pause(ws.send(TextMessage(data="c")) + ws.send(TextMessage(data="d")))
+    # Kept as bytes, not parsed: only "b" waits as a message, nothing went out.
+    assert len(session.outbox.items) == 1 and not client.conn.reading
+    assert session.state is WSState.OPEN and client.written() == b""
+    got = [host.received("websocket.receive")]  # "a": room for "b"
+    host.loop.run_ready()
+    # "b" went out; "c" was parsed and waits for room again: still not reading.
+    assert session.outbox.blocked and not client.conn.reading
+    while session.outbox.blocked:
+        got.append(host.received("websocket.receive"))
+        host.loop.run_ready()
+    got.append(host.received("websocket.receive"))
+    assert host.received("websocket.receive") is None  # each once
+    assert [(m["text"], m["order"]) for m in got] == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
+    assert client.conn.reading  # everything out: reading again
+    client.send(ws.send(TextMessage(data="e")))
+    assert host.received("websocket.receive")["text"] == "e"
+
+
+def test_a_full_channel_holds_at_most_one_parse_batch_as_messages():
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = FakeHost(layer=layer, backpressure_timeout=60.0, **CONFIG)
+    client, session, ws = opened(host)
+    client.send(b"".join(ws.send(TextMessage(data=str(i))) for i in range(40)))
+    # "0" is on the layer; "1".."31" (the rest of the first batch of 32) wait
+    # in the outbox; the last 8 frames stay unparsed bytes.
+    assert len(session.outbox.items) == 31 and not client.conn.reading
+    got = []
+    while session.outbox.blocked:
+        got.append(host.received("websocket.receive"))
+        host.loop.run_ready()
+        assert len(session.outbox.items) <= 32
+    got.append(host.received("websocket.receive"))
+    assert [m["text"] for m in got] == [str(i) for i in range(40)]
+    assert [m["order"] for m in got] == list(range(1, 41))
+    assert client.conn.reading
+
+
+def test_the_close_reply_is_read_while_back_pressure_blocks(monkeypatch):
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    host = FakeHost(layer=layer, backpressure_timeout=60.0, **CONFIG)
+    client, session, ws = blocked_on_b(host)
+    session.drain()  # close 1001: reading resumes for the client's reply
+    [close] = frames(ws, client.written())
+    assert close.code == CloseReason.GOING_AWAY and client.conn.reading
+    assert session.outbox.blocked  # "b" and the disconnect still wait
+    client.send(ws.send(close.response()))
+    assert client.conn.closed and session.timers == {}  # at once, not at the close timeout
+
+
+def test_bytes_arriving_after_a_refusal_are_ignored_and_the_403_still_goes_out(host, caplog):
+    client, session, connect = handshake(host)
+    client.sock.accept = 0  # a client not reading: the 403 stays in our buffer
+    assert host.reply(connect["reply_channel"], {"accept": False})
+    assert not client.conn.closed and not client.conn.reading
+    client.send_after_pause(b"\x81\x85 bytes after the refusal")
+    assert caplog.messages == [] and not client.conn.closed
+    client.sock.accept = 1 << 30
+    client.conn.on_ready(selectors.EVENT_WRITE)
+    assert client.written().startswith(b"HTTP/1.1 403 ") and client.conn.closed
+
+
+def test_a_layer_failing_on_the_frames_read_before_the_101_closes_that_connection(
+        host, monkeypatch, caplog):
+    client, session, connect = handshake(host)
+    early = WSClient(ConnectionType.CLIENT)
+    client.send(early.send(TextMessage(data="early")))
+
+    def failing(channel, message):
+        raise RuntimeError("layer down")
+    monkeypatch.setattr(host.layer, "send", failing)
+    assert host.reply(connect["reply_channel"], {"accept": True})  # does not raise
+    assert client.conn.closed and session.state is WSState.CLOSED
+    assert any(m.startswith(f"error on connection {client.conn.id} ") for m in caplog.messages)

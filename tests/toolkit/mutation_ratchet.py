@@ -66,6 +66,20 @@ MUTANTS = [
            "tests/toolkit/test_testing_reply_checks.py::"
            "test_receive_of_text_that_is_not_json_fails_pointing_at_json_false",
            "WSClient.receive fails on text that is not JSON"),
+    Mutant("chanlite.ordering", "_park", "immediately=False, next_order=next_order",
+           "immediately=True, next_order=next_order",
+           "tests/model/test_ordering.py::test_a_self_released_frame_waits_for_room_in_a_full_channel",
+           "a frame released after the parking race is a deferred requeue"),
+    Mutant("chanlite.server.ws_session", "WebSocketSession._feed",
+           "ws.receive(data, max_messages=0)", "ws.receive(data, max_messages=1)",
+           "tests/server/test_ws_session_unit.py::"
+           "test_bytes_read_after_back_pressure_paused_reading_wait_as_bytes_and_arrive_in_order",
+           "bytes read while back-pressure blocks are kept, not parsed and dropped"),
+    Mutant("chanlite.layers.memory", "InMemoryChannelLayer._register",
+           "waiter.registered = True", "waiter.registered = False",
+           "tests/layers/test_layers_memory.py::"
+           "test_a_timed_out_receiver_unregisters_and_does_not_swallow_the_next_wake_up",
+           "a timed-out receiver leaves the queue's list of receivers"),
 ]
 
 
