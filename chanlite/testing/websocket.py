@@ -245,8 +245,10 @@ class WSClient(Client):
                 )
             problem = check_send(reply)
             if problem:
+                what = ("refuses the handshake with 403" if self._state == "connecting"
+                        else "drops the reply")
                 raise AssertionError(
-                    f"invalid {where}: {problem} — the server logs this and drops the reply"
+                    f"invalid {where}: {problem} — the server logs this and {what}"
                 )
             if self._state == "connecting":
                 action = handshake_action(reply)

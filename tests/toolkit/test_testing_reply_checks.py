@@ -263,6 +263,17 @@ def test_an_invalid_frame_mid_connection_fails_with_the_exact_message(ws_client,
     )
 
 
+def test_an_invalid_handshake_reply_fails_saying_the_server_refuses_it(ws_client, routes):
+    routes([route("websocket.connect", replying({"accept": True, "txt": "x"}))])
+    with pytest.raises(AssertionError) as excinfo:
+        ws_client.connect("/")
+    assert str(excinfo.value) == (
+        f"invalid websocket reply on {ws_client.reply_channel}: "
+        f"{check_send({'accept': True, 'txt': 'x'})} — "
+        "the server logs this and refuses the handshake with 403"
+    )
+
+
 def test_replies_on_a_plain_channel_are_not_judged_as_websocket(ws_client, routes):
     routes([route("thumbnails", replying({"result": 1}))])
     ws_client.send_and_consume("thumbnails", {"n": 1})
