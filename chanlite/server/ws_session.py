@@ -340,7 +340,8 @@ class WebSocketSession:
                           "rejecting with 403", self.head.path, self.reply_channel, problem)
                 self._reject(403)
                 return
-            log.error("invalid websocket.send on %s: %s", self.reply_channel, problem)
+            log.error("invalid websocket.send for %s on %s: %s; dropped",
+                      self.head.path, self.reply_channel, problem)
             return
         if self.state is CONNECTING:
             # Daphne 1.x: before the 101, ``close`` with an integer rejects

@@ -357,8 +357,8 @@ def test_an_invalid_send_on_an_open_socket_is_logged_and_dropped(host, caplog):
     assert client.written() == b"" and session.state is WSState.OPEN
     [message] = caplog.messages
     assert message.startswith(
-        f"invalid websocket.send on {session.reply_channel}: unknown keys ['txt']")
-    assert message.endswith(")")  # the problem text, whole
+        f"invalid websocket.send for /ws/chat/ on {session.reply_channel}: unknown keys ['txt']")
+    assert message.endswith("); dropped")  # the problem text, whole
 
 
 def test_a_reply_that_neither_accepts_nor_rejects_waits(host):
