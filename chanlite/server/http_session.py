@@ -455,7 +455,9 @@ class HTTPSession(_WSGIResponses):
             data = self.core.response_start(
                 status, [(b"content-type", b"text/plain"), *(headers or ())], body)
         except h11.LocalProtocolError:
-            self.conn.write(error_response(status))
+            # h11 refuses a second response head: the consumer's response has
+            # started already (it answered before the request body ended).
+            # Another head inside its body would garble it: just close.
             self.conn.close()
             self._forget_reply()
             return

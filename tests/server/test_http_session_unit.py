@@ -1032,3 +1032,19 @@ def test_a_started_response_whose_body_chunk_the_layer_fails_on_is_dropped(monke
     assert client.conn.closed and client.written() == b""  # no 503 after a 200
     assert f"cannot send {body_channel} for /chan/: layer broke" in caplog.messages
 
+
+def test_a_body_chunk_too_large_after_the_response_started_writes_no_second_response(
+        monkeypatch, caplog):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    host = streaming_host(monkeypatch, layer=InMemoryChannelLayer(max_message_size=300))
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nabcd")
+    request = host.received("http.request")
+    host.reply(request["reply_channel"], {"status": 200, "content": b"early",
+                                          "more_content": True})
+    assert status_and_body(client.written()) == (200, b"early")
+    client.send(b"y" * 400)  # too large for the layer
+    assert client.conn.closed
+    assert client.written() == b""  # not a 503 head inside the 200's chunked body
+    assert caplog.messages[0].startswith(
+        f"cannot stream request body on {request['body_channel']}: ")
