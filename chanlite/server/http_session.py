@@ -338,6 +338,9 @@ class HTTPSession(_WSGIResponses):
         self.status = event.status
         if self.route == "channel" and self.reply_channel in self.host.replies:
             self._client_gone()
+        # A request still waiting for room must not reach a consumer after
+        # its client was refused (the socket may take a while to close).
+        self.outbox.discard()
         self._forget_reply()
         self.conn.write(event.data)
         self.conn.close()

@@ -1048,3 +1048,16 @@ def test_a_body_chunk_too_large_after_the_response_started_writes_no_second_resp
     assert client.written() == b""  # not a 503 head inside the 200's chunked body
     assert caplog.messages[0].startswith(
         f"cannot stream request body on {request['body_channel']}: ")
+
+
+def test_a_request_rejected_while_its_http_request_waits_for_room_is_never_sent(monkeypatch):
+    host = full_request_channel(monkeypatch, max_request_body=10)
+    client = host.connect()
+    client.sock.accept = 4  # a slow client: the connection closes once the 413 is out
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"8\r\nabcdefgh\r\n8\r\nijklmnop\r\n")  # the first chunk waits; 413
+    assert client.conn.closing and not client.conn.closed
+    assert host.received("http.request") == {"filler": True}  # room
+    host.loop.run_ready()
+    assert host.received("http.request") is None  # the client was told 413: no consumer runs
+    assert len(host.replies) == 0
