@@ -486,6 +486,9 @@ class HTTPSession(_WSGIResponses):
         if self.host.draining or not self.core.finish():
             self.conn.close()
             return
+        # Body chunks still waiting for room belong to the request just
+        # answered: the next request must not queue behind them.
+        self.outbox.discard()
         self._reset()
         self.deadline.set(self.host.config.keepalive_timeout, self._header_timeout)
         self.conn.resume_reading()

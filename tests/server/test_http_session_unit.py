@@ -992,8 +992,8 @@ def test_a_last_body_chunk_refused_as_too_large_answers_503_and_closes(monkeypat
 
 
 def early_response_with_a_body_waiting_for_room(monkeypatch, **config):
-    """A consumer answered (a streamed 200) while the next body chunk waits
-    for room on the full body channel; the client's reading is paused."""
+    """A consumer answered (a streamed 200, not yet read by the slow client)
+    while the next body chunk waits for room on the full body channel."""
     from chanlite.layers.memory import InMemoryChannelLayer
     layer = InMemoryChannelLayer(channel_capacity={"http.request.body*": 1})
     host = streaming_host(monkeypatch, layer=layer, backpressure_timeout=3.0, **config)
@@ -1004,22 +1004,22 @@ def early_response_with_a_body_waiting_for_room(monkeypatch, **config):
     client.send(b"efgh")  # fills the body channel
     client.send(b"ijkl")  # waits for room
     assert not client.conn.reading
+    client.sock.accept = 0  # a slow client: the response head stays buffered
     host.reply(channel, {"status": 200, "content": b"early", "more_content": True})
-    assert responses(client.written())[0].status_code == 200
+    assert client.conn.buffered and not client.conn.closed
     return host, client, request["body_channel"]
 
 
 def test_a_started_response_whose_body_chunk_never_finds_room_is_dropped(monkeypatch):
     host, client, _ = early_response_with_a_body_waiting_for_room(monkeypatch)
-    client.sock.accept = 0  # nothing more reaches the client: a close would wait
     host.loop.advance(3.1)
-    assert client.conn.closed and client.written() == b""  # no 503 after a 200
+    assert client.conn.closed and not client.conn.buffered  # dropped, not flushed first
+    assert client.written() == b""
 
 
 def test_a_started_response_whose_body_chunk_the_layer_fails_on_is_dropped(monkeypatch,
                                                                             caplog):
     host, client, body_channel = early_response_with_a_body_waiting_for_room(monkeypatch)
-    client.sock.accept = 0
     send = host.layer.send
 
     def broken(channel, message):
@@ -1029,7 +1029,7 @@ def test_a_started_response_whose_body_chunk_the_layer_fails_on_is_dropped(monke
     monkeypatch.setattr(host.layer, "send", broken)
     assert host.received(body_channel)["content"] == b"efgh"  # room: the retry is scheduled
     host.loop.run_ready()
-    assert client.conn.closed and client.written() == b""  # no 503 after a 200
+    assert client.conn.closed and not client.conn.buffered  # dropped, not flushed first
     assert f"cannot send {body_channel} for /chan/: layer broke" in caplog.messages
 
 
@@ -1061,3 +1061,20 @@ def test_a_request_rejected_while_its_http_request_waits_for_room_is_never_sent(
     host.loop.run_ready()
     assert host.received("http.request") is None  # the client was told 413: no consumer runs
     assert len(host.replies) == 0
+
+
+def test_the_next_request_does_not_wait_behind_an_answered_requests_body(monkeypatch):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    layer = InMemoryChannelLayer(channel_capacity={"http.request.body*": 1})
+    host = streaming_host(monkeypatch, layer=layer, backpressure_timeout=3.0)
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\nabcd")
+    channel = host.received("http.request")["reply_channel"]
+    client.send(b"efgh")  # fills the body channel, which nobody reads
+    client.send(b"ijkl")  # the rest waits for room
+    host.reply(channel, {"status": 200, "content": b"answered early"})
+    assert status_and_body(client.written()) == (200, b"answered early")
+    client.send(b"GET /chan/?next HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert host.received("http.request")["query_string"] == b"next"
+    host.loop.advance(3.1)
+    assert client.written() == b"" and not client.conn.closed
