@@ -1078,3 +1078,17 @@ def test_the_next_request_does_not_wait_behind_an_answered_requests_body(monkeyp
     assert host.received("http.request")["query_string"] == b"next"
     host.loop.advance(3.1)
     assert client.written() == b"" and not client.conn.closed
+
+
+def test_body_bytes_after_a_refused_chunk_are_not_read_into_memory(monkeypatch):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    host = streaming_host(monkeypatch, layer=InMemoryChannelLayer(max_message_size=300))
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"4\r\nabcd\r\n")
+    request = host.received("http.request")
+    client.send(b"190\r\n" + b"y" * 400 + b"\r\n2\r\nzz\r\n")  # refused, then 2 more bytes
+    assert status_and_body(client.written()) == (503, b"server busy\n")
+    assert client.conn.closed
+    assert host.body_memory.used == 0
+    assert host.received(request["body_channel"]) is None
