@@ -384,6 +384,7 @@ class HTTPSession(_WSGIResponses):
         self.deadline.stop()
         if self.head is not None and not self.core.response_done:
             self._client_gone()
+        self.outbox.discard()  # e.g. body chunks of a request answered early
         for reply_channel, path in self.answered:
             self._disconnect_answered(reply_channel, path)
         self.answered = []

@@ -1092,3 +1092,20 @@ def test_body_bytes_after_a_refused_chunk_are_not_read_into_memory(monkeypatch):
     assert client.conn.closed
     assert host.body_memory.used == 0
     assert host.received(request["body_channel"]) is None
+
+
+def test_body_chunks_still_waiting_when_the_connection_closes_are_dropped(monkeypatch):
+    from chanlite.layers.memory import InMemoryChannelLayer
+    layer = InMemoryChannelLayer(channel_capacity={"http.request.body*": 1})
+    host = streaming_host(monkeypatch, layer=layer)
+    client = host.connect()
+    client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\nabcd")
+    request = host.received("http.request")
+    client.send(b"efgh")  # fills the body channel
+    client.send(b"ijkl")  # waits for room
+    host.reply(request["reply_channel"], {"status": 413, "content": b"no thanks"})
+    assert status_and_body(client.written()) == (413, b"no thanks")
+    assert client.conn.closed  # the rest of the body was not read: no reuse
+    assert host.received(request["body_channel"])["content"] == b"efgh"  # room
+    host.loop.run_ready()
+    assert host.received(request["body_channel"]) is None  # nobody sends for a closed client
