@@ -338,6 +338,9 @@ class HTTPSession(_WSGIResponses):
         self.status = event.status
         if self.route == "channel" and self.reply_channel in self.host.replies:
             self._client_gone()
+        # A request still waiting for room must not reach a consumer after
+        # its client was refused (the socket may take a while to close).
+        self.outbox.discard()
         self._forget_reply()
         self.conn.write(event.data)
         self.conn.close()
@@ -381,6 +384,7 @@ class HTTPSession(_WSGIResponses):
         self.deadline.stop()
         if self.head is not None and not self.core.response_done:
             self._client_gone()
+        self.outbox.discard()  # e.g. body chunks of a request answered early
         for reply_channel, path in self.answered:
             self._disconnect_answered(reply_channel, path)
         self.answered = []
@@ -455,7 +459,9 @@ class HTTPSession(_WSGIResponses):
             data = self.core.response_start(
                 status, [(b"content-type", b"text/plain"), *(headers or ())], body)
         except h11.LocalProtocolError:
-            self.conn.write(error_response(status))
+            # h11 refuses a second response head: the consumer's response has
+            # started already (it answered before the request body ended).
+            # Another head inside its body would garble it: just close.
             self.conn.close()
             self._forget_reply()
             return
@@ -481,6 +487,9 @@ class HTTPSession(_WSGIResponses):
         if self.host.draining or not self.core.finish():
             self.conn.close()
             return
+        # Body chunks still waiting for room belong to the request just
+        # answered: the next request must not queue behind them.
+        self.outbox.discard()
         self._reset()
         self.deadline.set(self.host.config.keepalive_timeout, self._header_timeout)
         self.conn.resume_reading()

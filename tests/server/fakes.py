@@ -145,6 +145,7 @@ class FakeHost:
         self.wsgi_jobs: list[tuple[Any, RequestHead, SpooledBody]] = []
         self.wsgi_room = True  # False: the WSGI pool's queue is full (max_queued_requests)
         self.access_lines: list[tuple[Any, ...]] = []
+        self.access_details: list[tuple[Any, float | None]] = []  # (client, started_at) of each
         self.access_clients: list[Any] = []  # the client of each WebSocket access line
         self.closed: list[Connection] = []
         self.origins_checked: list[tuple[bytes | None, str]] = []  # (Origin, path) asked about
@@ -166,6 +167,7 @@ class FakeHost:
     def access(self, head: RequestHead, status: int, size: int, client: Any,
                started_at: float | None) -> None:
         self.access_lines.append((head.method, head.path, status, size))
+        self.access_details.append((client, started_at))
 
     def access_websocket(self, event: str, head: RequestHead, client: Any,
                          detail: int | None = None) -> None:
