@@ -253,7 +253,19 @@ class HTTPSession(_WSGIResponses):
             )
         except MessageTooLarge as exc:
             log.error("cannot stream request body on %s: %s", self.body_channel, exc)
+            # The rest of the body will never arrive: a consumer reading it
+            # stops now instead of at its own timeout.
+            self._close_body_channel()
             self._simple_response(503, b"server busy\n", close=True)
+
+    def _close_body_channel(self) -> None:
+        """Tell the consumer reading the body that no more of it will come."""
+        try:
+            self.host.layer.send(
+                self.body_channel, {"content": b"", "closed": True, "more_content": False}
+            )
+        except Exception:  # ChannelFull, or a failing layer: best effort
+            pass
 
     def _on_end(self) -> None:
         head = self.head
@@ -371,12 +383,7 @@ class HTTPSession(_WSGIResponses):
                 # Callers close the socket after this; a failing layer must not stop them.
                 log.exception("cannot send http.disconnect for %s", self.reply_channel)
             if self.body_channel and not self.core.body_complete:
-                try:
-                    self.host.layer.send(
-                        self.body_channel, {"content": b"", "closed": True, "more_content": False}
-                    )
-                except Exception:  # ChannelFull, or a failing layer: best effort
-                    pass
+                self._close_body_channel()
         self._forget_reply()
 
     def connection_lost(self) -> None:

@@ -462,6 +462,9 @@ def test_a_body_chunk_too_large_for_the_layer_answers_503(monkeypatch, caplog):
     assert client.conn.closed
     [message] = caplog.messages
     assert message.startswith(f"cannot stream request body on {request['body_channel']}: ")
+    # The consumer reading the body hears at once that the rest will not come.
+    assert host.received(request["body_channel"]) == {
+        "content": b"", "closed": True, "more_content": False}
 
 
 def test_a_body_in_several_reads_is_joined_in_order(host):
@@ -1091,6 +1094,9 @@ def test_body_bytes_after_a_refused_chunk_are_not_read_into_memory(monkeypatch):
     assert status_and_body(client.written()) == (503, b"server busy\n")
     assert client.conn.closed
     assert host.body_memory.used == 0
+    # Only the notice that the body ends here, not the 2 bytes after the refusal.
+    assert host.received(request["body_channel"]) == {
+        "content": b"", "closed": True, "more_content": False}
     assert host.received(request["body_channel"]) is None
 
 
