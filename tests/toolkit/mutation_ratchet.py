@@ -80,6 +80,21 @@ MUTANTS = [
            "tests/layers/test_layers_memory.py::"
            "test_a_timed_out_receiver_unregisters_and_does_not_swallow_the_next_wake_up",
            "a timed-out receiver leaves the queue's list of receivers"),
+    Mutant("chanlite.server.http_session", "HTTPSession._on_reject",
+           "    self.outbox.discard()\n", "",  # (indented as in the dedented method)
+           "tests/server/test_http_session_unit.py::"
+           "test_a_request_rejected_while_its_http_request_waits_for_room_is_never_sent",
+           "a request refused while it waits for room never reaches a consumer"),
+    Mutant("chanlite.server.http_session", "HTTPSession._response_done",
+           "if len(self.answered) > 64:", "if len(self.answered) > 65:",
+           "tests/server/test_http_session_unit.py::"
+           "test_the_65th_answered_request_sends_the_first_its_http_disconnect",
+           "a long keep-alive connection keeps at most 64 answered requests"),
+    Mutant("chanlite.server.http_session", "HTTPSession._send_body_chunk",
+           "        self._close_body_channel()\n", "",
+           "tests/server/test_http_session_unit.py::"
+           "test_a_body_chunk_too_large_for_the_layer_answers_503",
+           "a consumer reading a body the layer refused hears closed at once"),
 ]
 
 
