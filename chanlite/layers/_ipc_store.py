@@ -316,9 +316,11 @@ class Store:
         return self.segment.detached()
 
     def close(self) -> None:
-        """Unmap (the ctypes view of the mutex goes first: it pins the mapping)."""
+        """Unmap (the views of the mutex and the commit word go first: they pin
+        the mapping)."""
         _open_stores.discard(self)
         self.mutex.close()
+        self.journal.close()
         self._mref = None
         self.unlock = self.mutex.unlock
         self.mm = None

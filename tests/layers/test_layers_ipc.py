@@ -488,6 +488,104 @@ def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
     assert kills > 50
 
 
+# ------------------------------- atomicity: kill inside a commit-word store
+
+
+class _DieWhenConverted:
+    """A journal length that SIGKILLs its process when the store converts it
+    to a C integer: a moment a real SIGKILL can land on, inside the store,
+    which the line-by-line kills above never reach."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return self.value  # pragma: no cover - never reached
+
+
+class _KillInStore:
+    """Stands in for ``Journal.word`` (the commit word every store of the
+    journal length goes through) in a forked child: counts the stores and
+    hands the ``kill_at``-th one a :class:`_DieWhenConverted` value, then
+    lets the real word store it."""
+
+    def __init__(self, word, kill_at: int) -> None:
+        self.word = word
+        self.kill_at = kill_at
+        self.stores = 0
+
+    def __getitem__(self, index):
+        return self.word[index]
+
+    def __setitem__(self, index, value) -> None:
+        self.stores += 1
+        self.word[index] = _DieWhenConverted(value) if self.stores == self.kill_at else value
+
+
+def _run_child_killed_in_store(layer, op, kill_at: int) -> int:
+    """Fork; the child runs ``op`` and dies inside its ``kill_at``-th store of
+    the journal length. Returns the child's store count (not killed) or -1."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_end)
+        journal = layer._store.journal
+        word = journal.word = _KillInStore(journal.word, kill_at)
+        try:
+            op()
+            os.write(write_end, struct.pack("<q", word.stores))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    data = os.read(read_end, 8)
+    os.close(read_end)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return -1
+    assert os.WEXITSTATUS(status) == 0 and data, "child failed"
+    return struct.unpack("<q", data)[0]
+
+
+def test_killed_inside_a_journal_length_store_an_operation_is_all_or_nothing(make_ipc):
+    """For each operation, kill a forked child inside its 1st, 2nd, ... store
+    of the journal length (every journal step and every commit): the state
+    must then be exactly the before or the after state, with every invariant.
+
+    ``struct.pack_into`` zero-fills its target before converting the value:
+    a length stored that way read 0 -- "committed" -- to the next holder,
+    which kept the half-done operation (the chaos test's rare "block N is
+    leaked"). A store must leave the old length or the new one."""
+    clock = ReplayClock()
+    layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5)
+    recoveries = layer._store.recoveries
+    kills = 0
+    for name, (setup, op) in _scenarios(layer, clock).items():
+        start = clock()
+        setup()
+        now = clock()
+        before = _live(layer.dump(), now)
+        stores = _run_child_killed_in_store(layer, op, kill_at=0)
+        after = _live(layer.dump(), now)
+        for kill_at in range(1, stores + 1):
+            clock.replay_from(start)
+            setup()
+            assert _run_child_killed_in_store(layer, op, kill_at) == -1
+            state = _live(layer.dump(), now)  # takes the lock: repairs first
+            if name.startswith("send_group"):  # a fan-out of sends: each member all-or-nothing
+                for kind in ("queues", "groups"):
+                    for key in {*before[kind], *after[kind], *state[kind]}:
+                        assert state[kind].get(key) in (before[kind].get(key),
+                                                        after[kind].get(key)), (name, kill_at, key)
+            else:
+                assert state in (before, after), (
+                    f"{name}: killed in length store {kill_at} left {state!r:.2000}")
+            layer.check()
+            kills += 1
+    assert kills > 100
+    assert layer._store.recoveries > recoveries + kills // 2  # most kills left a journal
+
 # ------------------------------------------- the format: byte for byte
 
 #: sha256 of the segment after the scenario below (mutex, pid table and
