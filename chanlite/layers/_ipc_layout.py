@@ -91,11 +91,11 @@ U64 = struct.Struct("<Q")
 U32X2 = struct.Struct("<II")
 U64X2 = struct.Struct("<QQ")
 #: The journal length and the flush flag are the commit points, read with the
-#: native "Q" (one aligned word; "<Q" goes byte by byte). The length must
-#: also change in ONE store, which no pack_into does: it zero-fills its target
-#: before converting the value, so a process killed in between left a length
-#: of 0 (see _ipc_journal: the length is stored through Journal.word). The
-#: flag may pass through 0: it is set before and cleared after the flush.
+#: native "Q" (one aligned word; "<Q" goes byte by byte). Each must also
+#: change in ONE store, which no pack_into does: it zero-fills its target
+#: before converting the value, so a process killed in between left a 0.
+#: They are stored through one-item memoryviews instead (Journal.word,
+#: Store.flushing), which convert the value first.
 WORD = struct.Struct("Q")
 WORD2 = struct.Struct("QQ")  # (flush flag, journal length) at H_FLUSHING
 #: ``WORD2`` of a segment with no operation in progress (nothing to repair)

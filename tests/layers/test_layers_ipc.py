@@ -88,7 +88,8 @@ def test_groups(make_ipc):
     assert layer.group_channels("g") == ["a"]
     layer.group_discard("g", "a")
     assert layer.group_channels("g") == []
-    assert layer.check() == {"messages": 0, "members": 0, "blocks": layer.check()["blocks"]}
+    counts = layer.check()  # every block free and listed once
+    assert counts["messages"] == counts["members"] == 0
 
 
 def test_flush_empties_everything(make_ipc):
@@ -523,15 +524,18 @@ class _KillInStore:
         self.word[index] = _DieWhenConverted(value) if self.stores == self.kill_at else value
 
 
-def _run_child_killed_in_store(layer, op, kill_at: int) -> int:
+def _run_child_killed_in_store(layer, op, kill_at: int, word: str = "length") -> int:
     """Fork; the child runs ``op`` and dies inside its ``kill_at``-th store of
-    the journal length. Returns the child's store count (not killed) or -1."""
+    the journal length (``word="flag"``: of the flush flag). Returns the
+    child's store count (not killed) or -1."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read_end)
-        journal = layer._store.journal
-        word = journal.word = _KillInStore(journal.word, kill_at)
+        owner, attr = ((layer._store.journal, "word") if word == "length"
+                       else (layer._store, "flushing"))
+        word = _KillInStore(getattr(owner, attr), kill_at)
+        setattr(owner, attr, word)
         try:
             op()
             os.write(write_end, struct.pack("<q", word.stores))
@@ -585,6 +589,38 @@ def test_killed_inside_a_journal_length_store_an_operation_is_all_or_nothing(mak
             kills += 1
     assert kills > 100
     assert layer._store.recoveries > recoveries + kills // 2  # most kills left a journal
+
+
+def test_killed_inside_the_flush_flag_store_of_a_repair_the_flush_is_still_redone(make_ipc):
+    """A flusher killed half-way leaves the flush flag set; the holder that
+    redoes the flush stores the flag again first. Killed inside that store,
+    it must leave the flag set (``pack_into`` zeroed it first: the next
+    holder then took the half-reset segment as clean)."""
+    layer = make_ipc()
+
+    def fill():
+        for i in range(20):
+            layer.send(f"f{i % 5}", {"i": i})
+            layer.group_add("g", f"f{i % 5}")
+
+    fill()
+    lines = _run_child(layer.flush, kill_at=0)
+    half_done = 0
+    for kill_at in range(1, lines + 1, max(1, lines // 40)):  # ~40 of its ~500 lines
+        fill()
+        assert _run_child(layer.flush, kill_at) == -1
+        if not WORD2.unpack_from(layer._store.mm, H_FLUSHING)[0]:
+            layer.flush()  # killed before the flag was set or after it was cleared
+            continue
+        half_done += 1
+        assert _run_child_killed_in_store(layer, layer.dump, 1, word="flag") == -1
+        assert WORD2.unpack_from(layer._store.mm, H_FLUSHING)[0] == 1, (
+            f"flusher killed at line {kill_at}: the flush was forgotten")
+        assert layer.dump() == {"queues": {}, "groups": {}}  # the next holder redoes it
+        counts = layer.check()  # every block free and listed once
+        assert counts["messages"] == counts["members"] == 0
+    assert half_done > 10, f"only {half_done} kills left a flush half done"
+
 
 # ------------------------------------------- the format: byte for byte
 
