@@ -88,8 +88,7 @@ def test_groups(make_ipc):
     assert layer.group_channels("g") == ["a"]
     layer.group_discard("g", "a")
     assert layer.group_channels("g") == []
-    counts = layer.check()  # every block free and listed once
-    assert counts["messages"] == counts["members"] == 0
+    assert layer.check() == {"messages": 0, "members": 0, "blocks": layer.check()["blocks"]}
 
 
 def test_flush_empties_everything(make_ipc):
@@ -506,10 +505,10 @@ class _DieWhenConverted:
 
 
 class _KillInStore:
-    """Stands in for ``Journal.word`` (the commit word every store of the
-    journal length goes through) in a forked child: counts the stores and
-    hands the ``kill_at``-th one a :class:`_DieWhenConverted` value, then
-    lets the real word store it."""
+    """Stands in for a commit word in a forked child (``Journal.word``, which
+    every store of the journal length goes through, or ``Store.flushing``):
+    counts the stores and hands the ``kill_at``-th one a
+    :class:`_DieWhenConverted` value, then lets the real word store it."""
 
     def __init__(self, word, kill_at: int) -> None:
         self.word = word
@@ -524,15 +523,15 @@ class _KillInStore:
         self.word[index] = _DieWhenConverted(value) if self.stores == self.kill_at else value
 
 
-def _run_child_killed_in_store(layer, op, kill_at: int, word: str = "length") -> int:
+def _run_child_killed_in_store(layer, op, kill_at: int, which: str = "length") -> int:
     """Fork; the child runs ``op`` and dies inside its ``kill_at``-th store of
-    the journal length (``word="flag"``: of the flush flag). Returns the
+    the journal length (``which="flag"``: of the flush flag). Returns the
     child's store count (not killed) or -1."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read_end)
-        owner, attr = ((layer._store.journal, "word") if word == "length"
+        owner, attr = ((layer._store.journal, "word") if which == "length"
                        else (layer._store, "flushing"))
         word = _KillInStore(getattr(owner, attr), kill_at)
         setattr(owner, attr, word)
@@ -613,7 +612,7 @@ def test_killed_inside_the_flush_flag_store_of_a_repair_the_flush_is_still_redon
             layer.flush()  # killed before the flag was set or after it was cleared
             continue
         half_done += 1
-        assert _run_child_killed_in_store(layer, layer.dump, 1, word="flag") == -1
+        assert _run_child_killed_in_store(layer, layer.dump, 1, which="flag") == -1
         assert WORD2.unpack_from(layer._store.mm, H_FLUSHING)[0] == 1, (
             f"flusher killed at line {kill_at}: the flush was forgotten")
         assert layer.dump() == {"queues": {}, "groups": {}}  # the next holder redoes it
