@@ -8,9 +8,17 @@ copies the old bytes back, newest first. Memory that was free before the
 operation (a new message body) is not journaled: rolling the allocator back
 makes it free again.
 
-The hot paths of :mod:`._ipc_store` write a whole batch of entries with one
-``pack_into`` at :meth:`Journal.cursor` and then :meth:`Journal.extend` it:
-the bytes are exactly what :meth:`Journal.save` would have written.
+The hot paths of :mod:`._ipc_queues` write a whole batch of entries with one
+``pack_into`` at the journal's end and then store the new length through
+:attr:`Journal.word`: the bytes are exactly what :meth:`Journal.save` would
+have written.
+
+The length is never stored with ``struct.pack_into``: CPython's packer
+zero-fills its target before it converts the value, so a process killed in
+between left a length of 0 -- "committed" -- on a half-done operation, and
+the next holder skipped the rollback (the SIGKILL chaos test's rare leaked
+block). :attr:`Journal.word` is a one-item ``"Q"`` memoryview of the word:
+assigning to it converts the value first, then stores the 8 bytes at once.
 """
 
 from __future__ import annotations
@@ -57,6 +65,13 @@ class Journal:
         self.corrupt = corrupt
         #: bytes in use, as this process last wrote them (lock holder only)
         self.jlen = 0
+        #: the commit word (the length at H_JLEN) as a one-item memoryview:
+        #: ``word[0] = n`` is the ONLY way to store it (see the module docstring)
+        self.word: memoryview = memoryview(mm)[H_JLEN : H_JLEN + WORD.size].cast("Q")
+
+    def close(self) -> None:
+        """Release the view of the commit word (it pins the mapping)."""
+        self.word.release()
 
     def save(self, off: int, n: int) -> None:
         """Journal ``n`` bytes at ``off`` before they are changed."""
@@ -69,13 +84,13 @@ class Journal:
         JENTRY.pack_into(mm, j, off, n)
         j += _JENTRY_SIZE
         mm[j : j + n] = mm[off : off + n]
-        WORD.pack_into(mm, H_JLEN, end)  # the entry exists from this store on
+        self.word[0] = end  # the entry exists from this store on
         self.jlen = end
 
     def commit(self) -> None:
         """The shared state is consistent: forget the journal (one store)."""
         if self.jlen:
-            WORD.pack_into(self.mm, H_JLEN, 0)
+            self.word[0] = 0
             self.jlen = 0
 
     def abort(self) -> None:
@@ -108,7 +123,7 @@ class Journal:
             pos += _JENTRY_SIZE + n
         for off, src, n in reversed(entries):  # oldest copy of a range wins
             mm[off : off + n] = mm[src : src + n]
-        WORD.pack_into(mm, H_JLEN, 0)  # idempotent up to here: a crash just redoes it
+        self.word[0] = 0  # idempotent up to here: a crash just redoes it
         self.jlen = 0
 
     def count_recovery(self) -> None:

@@ -90,9 +90,12 @@ U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
 U32X2 = struct.Struct("<II")
 U64X2 = struct.Struct("<QQ")
-#: The journal length and the flush flag are the commit points, so each must
-#: change in ONE store: "<Q" packs byte by byte (a process killed half-way
-#: would leave a torn length), the native "Q" is a single aligned memcpy.
+#: The journal length and the flush flag are the commit points, read with the
+#: native "Q" (one aligned word; "<Q" goes byte by byte). Each must also
+#: change in ONE store, which no pack_into does: it zero-fills its target
+#: before converting the value, so a process killed in between left a 0.
+#: They are stored through one-item memoryviews instead (Journal.word,
+#: Store.flushing), which convert the value first.
 WORD = struct.Struct("Q")
 WORD2 = struct.Struct("QQ")  # (flush flag, journal length) at H_FLUSHING
 #: ``WORD2`` of a segment with no operation in progress (nothing to repair)

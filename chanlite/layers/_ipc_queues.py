@@ -32,7 +32,6 @@ from ._ipc_layout import (
     E_LIST,
     E_NAME,
     ENTRY,
-    H_JLEN,
     H_PUSHES,
     H_QUSED,
     MESSAGE_HEAD_SIZE,
@@ -134,7 +133,7 @@ class Queues:
                         mm, j, qhoff, _LINK, blk, blk, _QUICK, mm[blk : blk + _QUICK],
                         e + E_LIST, _BODY_SIZE, head, tail, count, full, m0, m1)
                     jlen = journal.jlen = jlen + _JPUSH_SIZE
-                WORD.pack_into(mm, H_JLEN, jlen)  # the batch exists from this store on
+                journal.word[0] = jlen  # the batch exists from this store on
                 U64.pack_into(mm, qhoff, U64.unpack_from(mm, blk + B_NEXT)[0])
                 MESSAGE.pack_into(mm, blk, k, USED, n, dlen, 0, expires)
                 start = blk + MESSAGE_HEAD_SIZE
@@ -149,7 +148,7 @@ class Queues:
                 ENTRY_BODY.pack_into(mm, e + E_LIST, head, blk, count + 1, full, 0, 0)
                 if m0 or m1:
                     self.rings |= m0 | (m1 << 64)  # rung after unlocking
-                WORD.pack_into(mm, H_JLEN, 0)
+                journal.word[0] = 0
                 journal.jlen = 0
                 WORD.pack_into(mm, H_PUSHES, WORD.unpack_from(mm, H_PUSHES)[0] + 1)
                 return True
@@ -259,11 +258,11 @@ class Queues:
                                    count, qhoff, _LINK, qnext, head, _QUICK,
                                    mm[head : head + _QUICK])
                     jlen = journal.jlen = jlen + _JPOP_SIZE
-                    WORD.pack_into(mm, H_JLEN, jlen)  # the batch exists from this store on
+                    journal.word[0] = jlen  # the batch exists from this store on
                     ENTRY_LIST.pack_into(mm, e + E_HEAD, nxt, tail if nxt else 0, count - 1)
                     QUICK_BLOCK.pack_into(mm, head, k, QUICK_FREE, qnext)
                     U64.pack_into(mm, qhoff, head)
-                    WORD.pack_into(mm, H_JLEN, 0)
+                    journal.word[0] = 0
                     journal.jlen = 0
                     return got
             got = None

@@ -111,6 +111,9 @@ class Store:
         self.queue_stats, self.global_stats = queues.queue_stats, queues.global_stats
         self.waiters = WaiterSlots(mm, journal)
         self.bells = Doorbells(prefix, mode)
+        #: the flush flag, stored like the journal length (see Journal.word): a
+        #: repair that redoes a flush sets it again, and pack_into would zero it first
+        self.flushing: memoryview = memoryview(mm)[H_FLUSHING : H_FLUSHING + WORD.size].cast("Q")
         lock = self.mutex = SegmentLock(mm, seg.path, self._repair, self._undo, corrupt)
         self._mref = lock.mref
         self._lock_slow = lock.lock_slow
@@ -284,13 +287,12 @@ class Store:
 
     def flush_locked(self) -> None:
         """Empty everything; idempotent, so a dead flusher's work is redone."""
-        mm = self.mm
-        WORD.pack_into(mm, H_FLUSHING, 1)  # a crash from here on: the next holder redoes it
+        self.flushing[0] = 1  # a crash from here on: the next holder redoes it
         self.reset_heap()
         for slot in self.waiters.claimed():  # their registrations are gone: wake them
             self.bells.ring(slot)
         self.journal.commit()
-        WORD.pack_into(mm, H_FLUSHING, 0)
+        self.flushing[0] = 0
 
     # ------------------------------------------------------- diagnostics
 
@@ -316,9 +318,12 @@ class Store:
         return self.segment.detached()
 
     def close(self) -> None:
-        """Unmap (the ctypes view of the mutex goes first: it pins the mapping)."""
+        """Unmap (the views of the mutex and the commit words go first: they pin
+        the mapping)."""
         _open_stores.discard(self)
         self.mutex.close()
+        self.journal.close()
+        self.flushing.release()
         self._mref = None
         self.unlock = self.mutex.unlock
         self.mm = None

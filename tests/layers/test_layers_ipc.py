@@ -488,6 +488,139 @@ def test_killed_during_recovery_the_next_holder_still_repairs(make_ipc):
     assert kills > 50
 
 
+# ------------------------------- atomicity: kill inside a commit-word store
+
+
+class _DieWhenConverted:
+    """A journal length that SIGKILLs its process when the store converts it
+    to a C integer: a moment a real SIGKILL can land on, inside the store,
+    which the line-by-line kills above never reach."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return self.value  # pragma: no cover - never reached
+
+
+class _KillInStore:
+    """Stands in for a commit word in a forked child (``Journal.word``, which
+    every store of the journal length goes through, or ``Store.flushing``):
+    counts the stores and hands the ``kill_at``-th one a
+    :class:`_DieWhenConverted` value, then lets the real word store it."""
+
+    def __init__(self, word, kill_at: int) -> None:
+        self.word = word
+        self.kill_at = kill_at
+        self.stores = 0
+
+    def __getitem__(self, index):
+        return self.word[index]
+
+    def __setitem__(self, index, value) -> None:
+        self.stores += 1
+        self.word[index] = _DieWhenConverted(value) if self.stores == self.kill_at else value
+
+
+def _run_child_killed_in_store(layer, op, kill_at: int, which: str = "length") -> int:
+    """Fork; the child runs ``op`` and dies inside its ``kill_at``-th store of
+    the journal length (``which="flag"``: of the flush flag). Returns the
+    child's store count (not killed) or -1."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_end)
+        owner, attr = ((layer._store.journal, "word") if which == "length"
+                       else (layer._store, "flushing"))
+        word = _KillInStore(getattr(owner, attr), kill_at)
+        setattr(owner, attr, word)
+        try:
+            op()
+            os.write(write_end, struct.pack("<q", word.stores))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    data = os.read(read_end, 8)
+    os.close(read_end)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return -1
+    assert os.WEXITSTATUS(status) == 0 and data, "child failed"
+    return struct.unpack("<q", data)[0]
+
+
+def test_killed_inside_a_journal_length_store_an_operation_is_all_or_nothing(make_ipc):
+    """For each operation, kill a forked child inside its 1st, 2nd, ... store
+    of the journal length (every journal step and every commit): the state
+    must then be exactly the before or the after state, with every invariant.
+
+    ``struct.pack_into`` zero-fills its target before converting the value:
+    a length stored that way read 0 -- "committed" -- to the next holder,
+    which kept the half-done operation (the chaos test's rare "block N is
+    leaked"). A store must leave the old length or the new one."""
+    clock = ReplayClock()
+    layer = make_ipc(clock=clock, capacity=6, expiry=30, group_expiry=10**5)
+    recoveries = layer._store.recoveries
+    kills = 0
+    for name, (setup, op) in _scenarios(layer, clock).items():
+        start = clock()
+        setup()
+        now = clock()
+        before = _live(layer.dump(), now)
+        stores = _run_child_killed_in_store(layer, op, kill_at=0)
+        after = _live(layer.dump(), now)
+        for kill_at in range(1, stores + 1):
+            clock.replay_from(start)
+            setup()
+            assert _run_child_killed_in_store(layer, op, kill_at) == -1
+            state = _live(layer.dump(), now)  # takes the lock: repairs first
+            if name.startswith("send_group"):  # a fan-out of sends: each member all-or-nothing
+                for kind in ("queues", "groups"):
+                    for key in {*before[kind], *after[kind], *state[kind]}:
+                        assert state[kind].get(key) in (before[kind].get(key),
+                                                        after[kind].get(key)), (name, kill_at, key)
+            else:
+                assert state in (before, after), (
+                    f"{name}: killed in length store {kill_at} left {state!r:.2000}")
+            layer.check()
+            kills += 1
+    assert kills > 100
+    assert layer._store.recoveries > recoveries + kills // 2  # most kills left a journal
+
+
+def test_killed_inside_the_flush_flag_store_of_a_repair_the_flush_is_still_redone(make_ipc):
+    """A flusher killed half-way leaves the flush flag set; the holder that
+    redoes the flush stores the flag again first. Killed inside that store,
+    it must leave the flag set (``pack_into`` zeroed it first: the next
+    holder then took the half-reset segment as clean)."""
+    layer = make_ipc()
+
+    def fill():
+        for i in range(20):
+            layer.send(f"f{i % 5}", {"i": i})
+            layer.group_add("g", f"f{i % 5}")
+
+    fill()
+    lines = _run_child(layer.flush, kill_at=0)
+    half_done = 0
+    for kill_at in range(1, lines + 1, max(1, lines // 40)):  # ~40 of its ~500 lines
+        fill()
+        assert _run_child(layer.flush, kill_at) == -1
+        if not WORD2.unpack_from(layer._store.mm, H_FLUSHING)[0]:
+            layer.flush()  # killed before the flag was set or after it was cleared
+            continue
+        half_done += 1
+        assert _run_child_killed_in_store(layer, layer.dump, 1, which="flag") == -1
+        assert WORD2.unpack_from(layer._store.mm, H_FLUSHING)[0] == 1, (
+            f"flusher killed at line {kill_at}: the flush was forgotten")
+        assert layer.dump() == {"queues": {}, "groups": {}}  # the next holder redoes it
+        counts = layer.check()  # every block free and listed once
+        assert counts["messages"] == counts["members"] == 0
+    assert half_done > 10, f"only {half_done} kills left a flush half done"
+
+
 # ------------------------------------------- the format: byte for byte
 
 #: sha256 of the segment after the scenario below (mutex, pid table and
