@@ -13,6 +13,7 @@ import random
 import signal
 import struct
 import sys
+import threading
 
 import posix_ipc
 import pytest
@@ -27,6 +28,7 @@ from chanlite.layers.ipc import (
     IPCMemoryFull,
 )
 from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
 
 from .ipc_helpers import SMALL, ReplayClock, leftovers, unique_prefix
@@ -182,8 +184,17 @@ def test_format_version_mismatch_is_a_clear_error(ipc_prefix):
 
 def test_remove_leaves_dev_shm_clean(ipc_prefix):
     layer = IPCChannelLayer(prefix=ipc_prefix, **SMALL)
-    assert layer.receive(["a"], block=True, timeout=0.01) == (None, None)  # makes a doorbell
-    assert len(leftovers(ipc_prefix)) == 2
+    # A receiver that sleeps on its doorbell creates it (a short timeout
+    # could run out in the spin on a busy machine, before any doorbell).
+    got = []
+    receiver = threading.Thread(target=lambda: got.append(layer.receive(["a"], block=True,
+                                                                         timeout=30)))
+    receiver.start()
+    eventually(lambda: len(leftovers(ipc_prefix)) == 2,
+               "the blocked receiver's doorbell to appear in /dev/shm", timeout=10)
+    layer.send("a", {"n": 1})
+    receiver.join(10)
+    assert got == [("a", {"n": 1})]
     layer.remove()
     assert leftovers(ipc_prefix) == []
     with pytest.raises(IPCError, match="closed"):
