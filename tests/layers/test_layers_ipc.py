@@ -425,18 +425,24 @@ def test_killed_at_any_line_an_operation_is_all_or_nothing(make_ipc):
             setup()
             assert _run_child(op, kill_at) == -1
             state = _live(layer.dump(), now)  # takes the lock: repairs first
-            if name.startswith("send_group"):  # a fan-out of sends: each member all-or-nothing
-                for kind in ("queues", "groups"):
-                    for key in {*before[kind], *after[kind], *state[kind]}:
-                        assert state[kind].get(key) in (before[kind].get(key),
-                                                        after[kind].get(key)), (name, kill_at, key)
-            else:
-                assert state in (before, after), (
-                    f"{name}: killed at line {kill_at} left {state!r:.2000}")
+            _assert_all_or_nothing(name, state, before, after, f"at line {kill_at}")
             layer.check()
             kills += 1
     assert kills > 250
     assert layer._store.recoveries > recoveries + kills // 4  # most kills were mid-operation
+
+
+def _assert_all_or_nothing(name: str, state: dict, before: dict, after: dict,
+                           where: str) -> None:
+    """The state a kill left is the operation's before or after state (a
+    ``send_group`` is a fan-out of sends: each member all-or-nothing)."""
+    if name.startswith("send_group"):
+        for kind in ("queues", "groups"):
+            for key in {*before[kind], *after[kind], *state[kind]}:
+                assert state[kind].get(key) in (before[kind].get(key), after[kind].get(key)), (
+                    f"{name}: killed {where}: {kind} {key!r} is {state[kind].get(key)!r:.500}")
+    else:
+        assert state in (before, after), f"{name}: killed {where} left {state!r:.2000}"
 
 
 def _jlen(layer) -> int:
@@ -587,14 +593,7 @@ def test_killed_inside_a_journal_length_store_an_operation_is_all_or_nothing(mak
             setup()
             assert _run_child_killed_in_store(layer, op, kill_at) == -1
             state = _live(layer.dump(), now)  # takes the lock: repairs first
-            if name.startswith("send_group"):  # a fan-out of sends: each member all-or-nothing
-                for kind in ("queues", "groups"):
-                    for key in {*before[kind], *after[kind], *state[kind]}:
-                        assert state[kind].get(key) in (before[kind].get(key),
-                                                        after[kind].get(key)), (name, kill_at, key)
-            else:
-                assert state in (before, after), (
-                    f"{name}: killed in length store {kill_at} left {state!r:.2000}")
+            _assert_all_or_nothing(name, state, before, after, f"in length store {kill_at}")
             layer.check()
             kills += 1
     assert kills > 100
