@@ -44,18 +44,24 @@ def pump(layer, router, channels=("websocket.receive",)):
     pytest.fail(f"still dispatching after 10000 messages: endless requeue? last {content!r}")
 
 
-def test_importable_from_sessions_as_in_1x():
-    assert enforce_ordering_1x_path is enforce_ordering
-
-
-def test_early_message_waits_and_runs_after_the_missing_one(layer):
+def recording_router():
+    """An ``enforce_ordering`` consumer on connect and receive that records
+    the order of each frame it runs: ``(router, seen)``."""
     seen = []
 
     @enforce_ordering
     def receive(message):
         seen.append(message["order"])
 
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    return Router([route(["websocket.connect", "websocket.receive"], receive)]), seen
+
+
+def test_importable_from_sessions_as_in_1x():
+    assert enforce_ordering_1x_path is enforce_ordering
+
+
+def test_early_message_waits_and_runs_after_the_missing_one(layer):
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     dispatch(layer, router, "websocket.receive", msg(2))
     dispatch(layer, router, "websocket.receive", msg(3))
@@ -129,13 +135,7 @@ def test_consumer_that_raises_does_not_stall_the_connection(layer):
 def test_parked_message_is_released_if_its_turn_came_while_parking(layer, monkeypatch):
     """The race 1.x lost: message 2 reads 'next is 1', then 1 finishes and finds an
     empty wait channel, then 2 parks. 2 must notice and release itself."""
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     real_send = layer.send
 
@@ -156,13 +156,7 @@ def test_parked_message_is_released_if_its_turn_came_while_parking(layer, monkey
 
 
 def test_stale_duplicate_is_dropped(layer, caplog):
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     for order in (0, 1, 1):
         dispatch(layer, router, "websocket.receive" if order else "websocket.connect", msg(order))
     assert seen == [0, 1]
@@ -248,13 +242,7 @@ def test_a_full_wait_channel_drop_is_logged_with_the_connection_and_capacity(cap
     """The wait channel holds one message: the second early frame cannot park,
     and the error says whose frame was dropped and the capacity to raise."""
     layer = InMemoryChannelLayer(channel_capacity={WAIT_CHANNELS: 1})
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     dispatch(layer, router, "websocket.receive", msg(2))  # parked: the wait channel is now full
     dispatch(layer, router, "websocket.receive", msg(3))  # cannot park
@@ -273,13 +261,7 @@ def test_a_parked_message_that_cannot_be_parked_again_is_logged(caplog):
     could not go back is dropped with an error naming the connection."""
     layer = InMemoryChannelLayer(channel_capacity={WAIT_CHANNELS: 1})
     wait = wait_channel_for("r!1")
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     dispatch(layer, router, "websocket.receive", msg(3))  # parked behind 1 and 2
     real_receive = layer.receive
@@ -361,13 +343,7 @@ def test_a_duplicated_frame_is_dropped_not_parked_for_good(layer, caplog):
     """Strict mode: two copies of frame 2 wait; 1 runs and releases one copy;
     once 2 has run the other copy can never be next, so the following
     release drops it (logged) instead of parking it again forever."""
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     dispatch(layer, router, "websocket.receive", msg(2))
     dispatch(layer, router, "websocket.receive", msg(2))
@@ -432,13 +408,7 @@ def parking_race_with_a_full_origin(monkeypatch, room_appears: bool):
     Returns (layer, router, seen)."""
     layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
     wait = wait_channel_for("r!1")
-    seen = []
-
-    @enforce_ordering
-    def receive(message):
-        seen.append(message["order"])
-
-    router = Router([route(["websocket.connect", "websocket.receive"], receive)])
+    router, seen = recording_router()
     dispatch(layer, router, "websocket.connect", msg(0))
     dispatch(layer, router, "websocket.receive", msg(3))  # parked behind 1 and 2
     layer.send("websocket.receive", {"filler": True})
