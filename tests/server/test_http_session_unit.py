@@ -313,10 +313,7 @@ def test_headers_too_slow_are_logged_with_the_client(host, caplog):
 
 
 def test_a_request_stuck_behind_a_full_channel_gets_503_with_retry_after(monkeypatch):
-    from chanlite.layers.memory import InMemoryChannelLayer
-    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
-    layer.send("http.request", {"filler": True})
-    host = streaming_host(monkeypatch, layer=layer, backpressure_timeout=3.0)
+    host = full_channel_host(monkeypatch, backpressure_timeout=3.0)
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert client.written() == b"" and not client.conn.reading  # waiting for room
@@ -331,16 +328,13 @@ def test_a_request_stuck_behind_a_full_channel_gets_503_with_retry_after(monkeyp
 
 
 def test_a_layer_failing_on_the_retry_answers_503(monkeypatch, caplog):
-    from chanlite.layers.memory import InMemoryChannelLayer
-    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
-    layer.send("http.request", {"filler": True})
-    host = streaming_host(monkeypatch, layer=layer)
+    host = full_channel_host(monkeypatch)
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
 
     def broken(channel, message):
         raise RuntimeError("layer broke")
-    monkeypatch.setattr(layer, "send", broken)
+    monkeypatch.setattr(host.layer, "send", broken)
     assert host.received("http.request") == {"filler": True}  # room: the retry is scheduled
     host.loop.run_ready()
     assert status_and_body(client.written()) == (503, b"server busy\n")
@@ -681,16 +675,16 @@ def test_a_body_chunk_too_large_logs_the_layers_reason(monkeypatch, caplog):
                             "in chunks or raise max_message_size in the layer CONFIG")
 
 
-def full_request_channel(monkeypatch, **config):
-    """A host whose ``http.request`` channel holds one message and is full."""
+def full_channel_host(monkeypatch, channel="http.request", **config):
+    """A host whose ``channel`` holds one message and is full."""
     from chanlite.layers.memory import InMemoryChannelLayer
-    layer = InMemoryChannelLayer(channel_capacity={"http.request": 1})
-    layer.send("http.request", {"filler": True})
+    layer = InMemoryChannelLayer(channel_capacity={channel: 1})
+    layer.send(channel, {"filler": True})
     return streaming_host(monkeypatch, layer=layer, **config)
 
 
 def test_reading_resumes_once_the_full_channel_has_room(monkeypatch):
-    host = full_request_channel(monkeypatch)
+    host = full_channel_host(monkeypatch)
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert not client.conn.reading
@@ -712,7 +706,7 @@ def test_a_closing_connection_does_not_resume_reading_when_the_layer_unblocks(ho
 
 
 def test_retry_after_is_at_least_one_second(monkeypatch):
-    host = full_request_channel(monkeypatch, backpressure_timeout=1.0)
+    host = full_channel_host(monkeypatch, backpressure_timeout=1.0)
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
     host.loop.advance(1.1)
@@ -721,7 +715,7 @@ def test_retry_after_is_at_least_one_second(monkeypatch):
 
 
 def test_a_request_that_never_reached_the_layer_gets_no_http_disconnect(monkeypatch):
-    host = full_request_channel(monkeypatch)
+    host = full_channel_host(monkeypatch)
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
     client.conn.abort()
@@ -868,10 +862,7 @@ def test_the_65th_answered_request_sends_the_first_its_http_disconnect(host):
 
 
 def test_a_full_http_disconnect_channel_drops_it_with_a_warning(monkeypatch, caplog):
-    from chanlite.layers.memory import InMemoryChannelLayer
-    layer = InMemoryChannelLayer(channel_capacity={"http.disconnect": 1})
-    layer.send("http.disconnect", {"filler": True})
-    host = streaming_host(monkeypatch, layer=layer)
+    host = full_channel_host(monkeypatch, "http.disconnect")
     client = host.connect()
     client.send(b"GET /chan/ HTTP/1.1\r\nHost: x\r\n\r\n")
     channel = host.received("http.request")["reply_channel"]
@@ -967,7 +958,7 @@ def test_an_invalid_response_is_logged_word_for_word(host, caplog):
 
 
 def test_a_whole_body_waiting_for_room_is_not_timed_out_as_a_slow_body(monkeypatch):
-    host = full_request_channel(monkeypatch, backpressure_timeout=30.0)
+    host = full_channel_host(monkeypatch, backpressure_timeout=30.0)
     client = host.connect()
     client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
     host.loop.advance(5.5)  # body_idle_timeout: the body is complete, nothing to wait for
@@ -1054,7 +1045,7 @@ def test_a_body_chunk_too_large_after_the_response_started_writes_no_second_resp
 
 
 def test_a_request_rejected_while_its_http_request_waits_for_room_is_never_sent(monkeypatch):
-    host = full_request_channel(monkeypatch, max_request_body=10)
+    host = full_channel_host(monkeypatch, max_request_body=10)
     client = host.connect()
     client.sock.accept = 4  # a slow client: the connection closes once the 413 is out
     client.send(b"POST /chan/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
