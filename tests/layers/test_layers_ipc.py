@@ -294,6 +294,11 @@ def _run_child(op, kill_at: int) -> int:
         finally:
             os._exit(0)
     os.close(write_end)
+    return _reap(pid, read_end)
+
+
+def _reap(pid: int, read_end: int) -> int:
+    """Wait for a forked child: -1 if it was SIGKILLed, else the count it wrote."""
     _, status = os.waitpid(pid, 0)
     data = os.read(read_end, 8)
     os.close(read_end)
@@ -558,14 +563,7 @@ def _run_child_killed_in_store(layer, op, kill_at: int, which: str = "length") -
         finally:
             os._exit(0)
     os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    data = os.read(read_end, 8)
-    os.close(read_end)
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
-        return -1
-    assert os.WEXITSTATUS(status) == 0 and data, "child failed"
-    return struct.unpack("<q", data)[0]
+    return _reap(pid, read_end)
 
 
 def test_killed_inside_a_journal_length_store_an_operation_is_all_or_nothing(make_ipc):
