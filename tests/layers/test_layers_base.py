@@ -12,6 +12,7 @@ import re
 import pytest
 
 from chanlite.layers import ChannelFull, MessageTooLarge
+from chanlite.layers.base import BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
@@ -337,3 +338,32 @@ def test_storage_hooks_get_the_clock_reading_itself_not_one_recomputed_from_expi
     assert seen == [("push", 0.1, 0.1 + 0.2), ("push_many", 0.1, 0.1 + 0.2)]
     assert layer.receive(["a", "b"]) == ("a", {"n": 1})
     assert layer.receive(["a", "b"]) == ("b", {"n": 2})
+
+
+class _DefaultGroupDelivery(InMemoryChannelLayer):
+    """A third-party layer that implements only ``_push``: group sends go
+    through the base class's default ``_push_many``."""
+
+    _push_many = BaseChannelLayer._push_many
+
+
+def test_the_default_push_many_delivers_to_members_with_room_and_counts_the_rest(caplog):
+    clock = FakeClock()
+    layer = _DefaultGroupDelivery(expiry=60, clock=clock, capacity=5,
+                                  channel_capacity={"full": 1, "p!": 1})
+    layer.send("full", {"old": 1})
+    layer.send("p!y", {"old": 2})  # "p!x" shares the queue "p!" and its capacity of 1
+    for member in ("a", "b", "full", "p!x", "q!z"):
+        layer.group_add("g", member)
+    layer.send_group("g", {"n": 1})
+    assert layer.receive(["full"]) == ("full", {"old": 1})
+    assert layer.receive(["p!"]) == ("p!y", {"old": 2})
+    assert layer.receive(["full", "p!"]) == (None, None)  # both members were skipped
+    assert layer.channel_statistics("full")["channel_full_count"] == 1
+    assert layer.channel_statistics("p!")["channel_full_count"] == 1
+    assert caplog.messages[-1].count("group 'g', 2 of 5") == 1
+    assert layer.receive(["q!"]) == ("q!z", {"n": 1})  # a process-specific member, by name
+    clock.advance(59.5)
+    assert layer.receive(["a"]) == ("a", {"n": 1})  # sent with the layer's expiry...
+    clock.advance(0.5)
+    assert layer.channel_statistics("b")["messages_pending"] == 0  # ...and gone at it
