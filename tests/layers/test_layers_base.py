@@ -8,11 +8,13 @@ exact behaviour (and the error texts) one case at a time.
 from __future__ import annotations
 
 import re
+import threading
 
+import msgpack
 import pytest
 
 from chanlite.layers import ChannelFull, MessageTooLarge
-from chanlite.layers.base import BaseChannelLayer
+from chanlite.layers.base import MAX_DROPPED, BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.testing import eventually
 from chanlite.testing.clock import FakeClock
@@ -367,3 +369,110 @@ def test_the_default_push_many_delivers_to_members_with_room_and_counts_the_rest
     assert layer.receive(["a"]) == ("a", {"n": 1})  # sent with the layer's expiry...
     clock.advance(0.5)
     assert layer.channel_statistics("b")["messages_pending"] == 0  # ...and gone at it
+
+
+def _forge(layer, channel: str, data: bytes) -> None:
+    """Put ``data`` in ``channel``'s queue as it is, as a forger writing to the
+    store would (the memory layer's storage hook, past the codec)."""
+    now = layer.clock()
+    assert layer._push(channel, channel, data, now + 60, 1000, now)
+
+
+def test_forged_entries_are_dropped_with_a_log_line_each(caplog):
+    layer = InMemoryChannelLayer(capacity=1000)
+    _forge(layer, "f", msgpack.packb([1, 2]))
+    _forge(layer, "f", b"\xc1")  # never valid msgpack
+    layer.send("f", {"real": 1})
+    assert layer.receive(["f"]) == ("f", {"real": 1})
+    first, second = caplog.messages
+    assert first == f"{layer!r}: dropped an entry on channel 'f' that is a list, not a dict"
+    assert second.startswith(
+        f"{layer!r}: dropped an entry on channel 'f' that is undecodable (FormatError: ")
+
+
+def test_a_receive_gives_up_after_max_dropped_forged_entries_in_a_row(caplog):
+    layer = InMemoryChannelLayer(capacity=1000)
+    for _ in range(MAX_DROPPED + 1):
+        _forge(layer, "f", b"\xc1")
+    layer.send("f", {"real": 1})
+    assert layer.receive(["f"]) == (None, None)
+    assert caplog.messages[-1] == (
+        f"{layer!r}: {MAX_DROPPED + 1} undecodable entries in a row; giving up this receive")
+    assert len(caplog.messages) == MAX_DROPPED + 2  # one line per entry, then the giving up
+    assert layer.receive(["f"]) == ("f", {"real": 1})  # the next receive goes on
+
+
+def test_a_blocking_receive_that_drops_a_forged_entry_waits_out_its_timeout(caplog):
+    layer = InMemoryChannelLayer(capacity=1000)
+    got = []
+    receiver = threading.Thread(
+        target=lambda: got.append(layer.receive(["f"], block=True, timeout=30)))
+    receiver.start()
+    eventually(lambda: layer.blocked_receivers == 1, "the receiver to block")
+    _forge(layer, "f", b"\xc1")
+    # Blocked again after dropping it (the count went to 0 and back to 1).
+    eventually(lambda: caplog.messages and layer.blocked_receivers == 1 and not got,
+               lambda: f"the receiver to block again after the drop (got {got})")
+    layer.send("f", {"real": 1})
+    receiver.join(10)
+    assert got == [("f", {"real": 1})]
+
+
+class _TimeoutSpy(InMemoryChannelLayer):
+    """Records the timeout of every call of the storage hook."""
+
+    def _receive_counted(self, queues, block, timeout):
+        self.timeouts.append(timeout)
+        if block and (timeout is None or timeout > 0.2):  # fail now, not after a long wait
+            raise AssertionError(f"a receive with timeout=0.2 waits {timeout}")
+        return super()._receive_counted(queues, block, timeout)
+
+
+def test_after_dropping_a_forged_entry_a_receive_waits_only_what_is_left_of_its_timeout():
+    layer = _TimeoutSpy(capacity=1000)
+    layer.timeouts = []
+    _forge(layer, "f", b"\xc1")
+    assert layer.receive(["f"], block=True, timeout=0.2) == (None, None)
+    first, after_the_drop = layer.timeouts
+    assert first == 0.2 and 0.0 <= after_the_drop <= 0.2, layer.timeouts
+
+
+def test_protocol_channels_have_their_own_capacity():
+    layer = InMemoryChannelLayer(capacity=5)
+    assert layer.capacity_for("websocket.receive") == 10_000  # the default
+    assert layer.capacity_for("chat.messages") == 5
+    layer = InMemoryChannelLayer(protocol_capacity=7)
+    assert [layer.capacity_for(name) for name in ("http.request", "websocket.connect")] == [7, 7]
+    with pytest.raises(ValueError) as excinfo:
+        InMemoryChannelLayer(protocol_capacity=0)
+    assert str(excinfo.value) == "protocol_capacity must be a positive int, not 0"
+
+
+def test_discarding_one_space_callback_keeps_the_others():
+    layer = InMemoryChannelLayer(capacity=1)
+    layer.send("q", {"n": 1})
+    called = []
+    first, second = (lambda: called.append("first")), (lambda: called.append("second"))
+    layer.call_when_space("q", first)
+    layer.call_when_space("q", second)
+    layer.discard_space_callback("q", first)
+    assert layer.receive(["q"]) == ("q", {"n": 1})
+    assert called == ["second"]
+
+
+def test_a_failing_space_callback_is_logged_and_the_others_still_run(caplog):
+    layer = InMemoryChannelLayer(capacity=1)
+    called = []
+
+    def broken():
+        raise RuntimeError("waiter bug")
+    for channel in ("q", "r"):
+        layer.send(channel, {"n": 1})
+        layer.call_when_space(channel, broken)
+        layer.call_when_space(channel, lambda channel=channel: called.append(channel))
+    assert layer.receive(["q"]) == ("q", {"n": 1})
+    layer.flush()  # every remaining registration runs
+    assert called == ["q", "r"]
+    assert caplog.messages == ["space-available callback for 'q' failed",
+                               "space-available callback failed"]
+    assert all(record.exc_info[0] is RuntimeError for record in caplog.records)
