@@ -95,6 +95,11 @@ MUTANTS = [
            "tests/server/test_http_session_unit.py::"
            "test_a_body_chunk_too_large_for_the_layer_answers_503",
            "a consumer reading a body the layer refused hears closed at once"),
+    Mutant("chanlite.layers.base", "BaseChannelLayer.receive",
+           "max(0.0, deadline - time.monotonic())", "max(1.0, deadline - time.monotonic())",
+           "tests/layers/test_layers_base.py::"
+           "test_after_dropping_a_forged_entry_a_receive_waits_only_what_is_left_of_its_timeout",
+           "a forged entry does not extend a receive's timeout"),
 ]
 
 
