@@ -8,8 +8,10 @@ sender's object, and a bad message must fail at ``send`` naming the key.
 from __future__ import annotations
 
 import enum
+import threading
 from collections import OrderedDict
 
+import msgpack
 import pytest
 
 from chanlite.layers import codec
@@ -181,3 +183,57 @@ def test_a_non_dict_message_error_names_its_type(check):
 def test_check_message_names_top_level_keys_plainly():
     with pytest.raises(TypeError, match=r"^message key 'a' holds set \{1\}: unsupported type\."):
         codec.check_message({"a": {1}})
+
+
+def _nested(depth: int, kinds: str) -> tuple[dict, str]:
+    """A message ``depth`` levels deep (the message dict is level 1), the
+    levels below it cycling through ``kinds`` ("d" dict, "l" list), and the
+    key path of its deepest container as the codec names it."""
+    inner: object = "leaf"
+    levels = [kinds[i % len(kinds)] for i in range(depth - 1)]
+    for kind in reversed(levels):
+        inner = {"k": inner} if kind == "d" else [inner]
+    path = ""
+    parent = "d"
+    for kind in levels:
+        path = (f"{path}.k" if path else "k") if parent == "d" else f"{path}[0]"
+        parent = kind
+    return {"k": inner} if levels else {"k": "leaf"}, path
+
+
+@pytest.mark.parametrize("kinds", ["d", "l", "dl", "ld"])
+def test_nesting_is_allowed_exactly_to_max_depth_and_the_error_names_the_key(kinds):
+    deepest, _ = _nested(codec.MAX_DEPTH, kinds)
+    assert codec.decode(codec.encode(deepest)) == deepest
+    too_deep, path = _nested(codec.MAX_DEPTH + 1, kinds)
+    for check in (codec.encode, codec.check_message):
+        with pytest.raises(TypeError) as excinfo:
+            check(too_deep)
+        assert str(excinfo.value) == (
+            f"message key {path!r} is nested more than {codec.MAX_DEPTH} dicts/lists deep; "
+            "flatten the message")
+
+
+def test_each_thread_encodes_with_its_own_packer():
+    """A Packer is made per thread (not shareable): a fresh thread's first and
+    later encodes both work, bytes stay bytes and nothing is left buffered."""
+    results: list = []
+
+    def encode_twice():
+        try:
+            results.extend(codec.encode({"b": b"\x00\xff", "n": i}) for i in range(2))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append(exc)
+
+    thread = threading.Thread(target=encode_twice)
+    thread.start()
+    thread.join(10)
+    assert [codec.decode(data) for data in results] == [
+        {"b": b"\x00\xff", "n": 0}, {"b": b"\x00\xff", "n": 1}], results
+
+
+def test_a_msgpack_extension_type_is_refused_by_decode():
+    data = msgpack.packb({"x": msgpack.ExtType(5, b"abc")})
+    with pytest.raises(ValueError) as excinfo:
+        codec.decode(data)
+    assert str(excinfo.value) == "msgpack extension type 5 is not part of a message"
