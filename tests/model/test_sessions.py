@@ -207,3 +207,57 @@ def test_enforce_ordering_is_still_importable_from_sessions_and_nothing_else_is(
         AttributeError, match=r"^module 'chanlite.sessions' has no attribute 'nope'$"
     ):
         chanlite.sessions.nope  # noqa: B018
+
+
+def test_decorators_find_the_message_only_in_the_first_two_arguments():
+    from chanlite.message import Message
+    from chanlite.sessions import find_message
+
+    message = Message({"reply_channel": "r!x"}, "websocket.receive", InMemoryChannelLayer())
+    assert find_message((message,), "channel_session") is message
+    assert find_message(("self", message), "channel_session") is message
+    with pytest.raises(ValueError) as excinfo:
+        find_message(("self", "other", message), "channel_session")
+    assert str(excinfo.value) == (
+        "@channel_session needs the consumer to be called with a Message as its first "
+        "argument (or second, after self)")
+
+
+def test_signed_cookie_channel_sessions_are_refused_saying_what_to_set(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        channel_session_store()
+    assert str(excinfo.value) == (
+        "channel sessions cannot use signed-cookie sessions (there is no cookie to write to); "
+        "set CHANNEL_SESSION_ENGINE to a server-side engine such as "
+        "'django.contrib.sessions.backends.db' or '...cache'")
+
+
+@pytest.mark.parametrize("engine", ["cache", "file"])
+def test_the_channel_session_store_is_made_once_per_engine_in_a_namespace_of_its_own(
+        engine, settings, monkeypatch, tmp_path):
+    """The store class itself (not one cached by an earlier test): its own
+    class name (Django salts encoded data with it), cache key prefix and file
+    prefix, so the HTTP store of the same engine never reads channel sessions."""
+    from importlib import import_module
+
+    import chanlite.sessions
+
+    monkeypatch.setattr(chanlite.sessions, "_stores", {})
+    settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{engine}"
+    settings.SESSION_FILE_PATH = str(tmp_path)
+    base = import_module(settings.SESSION_ENGINE).SessionStore
+    store = channel_session_store()
+    assert channel_session_store() is store  # made once
+    assert issubclass(store, base) and store is not base
+    assert (store.__name__, store.__qualname__, store.__module__) == (
+        "ChannelSessionStore", "ChannelSessionStore", "chanlite.sessions")
+    assert store.__doc__ == (
+        f"Channel sessions, namespaced apart from {base.__module__}.SessionStore.")
+    session = store(session_key="chn" + "0" * 37)
+    assert session.session_key == "chn" + "0" * 37
+    if engine == "cache":
+        assert store.cache_key_prefix == "chanlite.channel_session." + base.cache_key_prefix
+    else:
+        assert session.file_prefix == "chanlite-channel-session-"
+        assert base().file_prefix != session.file_prefix
